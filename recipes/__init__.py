@@ -1,0 +1,1 @@
+"""Recipe files: each defines ``config = Config(...)``. Run one with ``python -m toolkit recipes/NAME.py``."""

@@ -1,0 +1,15 @@
+"""Default recipe: scikit-learn's 8x8 handwritten digits (ships with scikit-learn, no download).
+
+Three digit classes are normal, the other seven are anomalies; a small MLP autoencoder; seconds on a CPU.
+"""
+
+from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, SVDDConfig
+
+config = Config(
+    name="digits",
+    data=DataConfig(dataset="digits", normal_classes=(0, 1, 3), test_fraction=0.5),
+    net=NetConfig(arch="mlp", hidden=(32,), rep_dim=16),
+    pretrain=OptimConfig(epochs=60, lr=1e-3, milestones=(40,), batch_size=32, weight_decay=1e-6),
+    clustering=ClusteringConfig(name="finch", min_cluster_size=10),
+    svdd=SVDDConfig(epochs=60, lr=1e-3, milestones=(40,), batch_size=32, weight_decay=1e-6, nu=0.1, warmup_epochs=10),
+)

@@ -1,0 +1,307 @@
+"""Typed, frozen run configuration; recipe loading; checked command-line overrides.
+
+A recipe is a Python file that defines ``config = Config(...)`` (values only). Overrides use dotted
+names (``svdd.epochs``) or, where unambiguous, the bare field name (``normal_classes``). Every override
+is checked against the field's type; unknown keys are refused with the list of valid ones, because
+python-fire alone accepts typos silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import runpy
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+ARCHS = ("auto", "mlp", "lenet28", "lenet32")
+OBJECTIVES = ("soft-boundary", "one-class")
+
+
+class ConfigError(ValueError):
+    """A recipe or an override that cannot be used; the message says what is accepted."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"  # one of DATASETS
+    root: str = "data"  # folder holding the torchvision datasets (MNIST/, FashionMNIST/, cifar-10-batches-py/)
+    download: bool = True  # fetch missing files with torchvision (needs network)
+    normal_classes: tuple[int, ...] = (0, 1, 3)  # the union is "normal"; every other class is an anomaly
+    test_fraction: float = 0.5  # digits only: stratified share of the data held out for testing
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, f"data.dataset={self.dataset!r} is unknown; accepted: {DATASETS}")
+        _check(len(self.normal_classes) > 0, "data.normal_classes is empty; give at least one class, e.g. [0,1,3]")
+        _check(
+            len(set(self.normal_classes)) == len(self.normal_classes),
+            f"data.normal_classes={list(self.normal_classes)} has duplicates",
+        )
+        _check(
+            all(0 <= c <= 9 for c in self.normal_classes),
+            f"data.normal_classes={list(self.normal_classes)}: {self.dataset} has classes 0..9",
+        )
+        _check(
+            len(self.normal_classes) < 10,
+            "data.normal_classes holds all ten classes: nothing would be left to be an anomaly",
+        )
+        _check(0.0 < self.test_fraction < 1.0, f"data.test_fraction={self.test_fraction} must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    arch: str = "auto"  # auto picks lenet28 for 1x28x28, lenet32 for 3x32x32, mlp for flat vectors
+    rep_dim: int = 0  # embedding size; 0 = the architecture's default (32 lenet28, 128 lenet32, 16 mlp)
+    hidden: tuple[int, ...] = (32,)  # mlp only: hidden widths of the encoder (mirrored in the decoder)
+    leak: float = 0.1  # leaky-ReLU slope
+
+    def __post_init__(self) -> None:
+        _check(self.arch in ARCHS, f"net.arch={self.arch!r} is unknown; accepted: {ARCHS}")
+        _check(self.rep_dim >= 0, f"net.rep_dim={self.rep_dim} must be >= 0 (0 = the default)")
+        _check(all(h > 0 for h in self.hidden), f"net.hidden={list(self.hidden)} must be positive widths")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int = 150
+    lr: float = 1e-4
+    milestones: tuple[int, ...] = (50, 100)  # epochs at which the learning rate is multiplied by gamma
+    gamma: float = 0.1
+    weight_decay: float = 1e-6
+    batch_size: int = 200
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
+        _check(self.lr > 0, f"lr={self.lr} must be > 0")
+        _check(self.batch_size > 0, f"batch_size={self.batch_size} must be > 0")
+        _check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+
+
+@dataclass(frozen=True)
+class SVDDConfig(OptimConfig):
+    objective: str = "soft-boundary"  # or "one-class" (mean distance to the own centre)
+    nu: float = 0.1  # share of training points allowed outside their sphere; radius = (1-nu) quantile
+    warmup_epochs: int = 10  # radii stay fixed (at 0) until this many epochs have completed
+    eps: float = 0.1  # centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.objective in OBJECTIVES, f"svdd.objective={self.objective!r} is unknown; accepted: {OBJECTIVES}")
+        _check(0.0 < self.nu <= 1.0, f"svdd.nu={self.nu} must be in (0, 1]")
+        _check(self.warmup_epochs >= 0, f"svdd.warmup_epochs={self.warmup_epochs} must be >= 0")
+        _check(self.eps >= 0, f"svdd.eps={self.eps} must be >= 0")
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    name: str = "finch"  # a registered clusterer: `python -m toolkit plugins` lists them
+    options: dict = field(default_factory=dict)  # keyword arguments for the clusterer's constructor
+    min_cluster_size: int = 10  # smaller clusters are merged into the nearest one (stable quantiles)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.name, str) and self.name != "", "clustering.name must be a clusterer name")
+        _check(self.min_cluster_size >= 1, f"clustering.min_cluster_size={self.min_cluster_size} must be >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "digits"  # run name; used in the default run folder
+    seed: int = 0
+    device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1, ...
+    run_dir: str = ""  # empty: runs/<name>-<timestamp>
+    baseline: bool = True  # also train single-sphere Deep SVDD from the same autoencoder
+    eval_every: int = 1  # test AUROC every this many epochs (0 = only at the end)
+    data: DataConfig = field(default_factory=DataConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    pretrain: OptimConfig = field(default_factory=OptimConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    svdd: SVDDConfig = field(default_factory=SVDDConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")
+
+
+# --------------------------------------------------------------------------------------------- fields
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def field_table(cfg: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Every leaf setting as ``dotted name -> (type, current value)``."""
+    out: dict[str, tuple[Any, Any]] = {}
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(field_table(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = (hints[f.name], value)
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"list[{typing.get_args(tp)[0].__name__}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def describe(cfg: Config) -> str:
+    """Human-readable list of every setting, its type and its value in ``cfg``."""
+    rows = [(k, _type_name(t), repr(list(v) if isinstance(v, tuple) else v)) for k, (t, v) in field_table(cfg).items()]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    return "\n".join(f"  --{k:<{w0}}  {t:<{w1}}  {v}" for k, t, v in rows)
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the field type ``tp``; return it in the field's own type."""
+    origin = typing.get_origin(tp)
+
+    def bad(accepted: str) -> ConfigError:
+        return ConfigError(f"--{key}={value!r} has the wrong type: expected {accepted}")
+
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise bad("a boolean (True or False)")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad("an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad("a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # fire turns --run_dir=2024 into an int
+        raise bad("a string")
+    if origin is tuple:
+        (elem,) = typing.get_args(tp)[:1]
+        items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(items, (list, tuple)) or not all(
+            isinstance(v, elem) and not isinstance(v, bool) for v in items
+        ):
+            raise bad(f"a list of {elem.__name__}, e.g. [0,1,3]")
+        return tuple(items)
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise bad('a mapping, e.g. \'{"level": 2}\'')
+    raise bad(_type_name(tp))  # pragma: no cover - every field type is handled above
+
+
+def resolve_key(cfg: Config, key: str) -> str:
+    """Map a dotted or bare key to its dotted field name; refuse unknown or ambiguous keys."""
+    table = field_table(cfg)
+    key = key.replace("-", "_")
+    if key in table:
+        return key
+    head, _, tail = key.rpartition(".")
+    if head in table and table[head][0] is dict and tail:
+        return key  # an entry inside a dict setting, e.g. clustering.options.level
+    matches = [k for k in table if k.split(".")[-1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"--{key} is ambiguous; use one of: {', '.join('--' + m for m in matches)}")
+    raise ConfigError(f"unknown setting --{key}. Valid settings:\n{describe(cfg)}")
+
+
+def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
+    name = path[0]
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{name: value})
+    child = getattr(obj, name)
+    if isinstance(child, dict):  # dotted entry inside a dict setting
+        return dataclasses.replace(obj, **{name: {**child, ".".join(path[1:]): value}})
+    return dataclasses.replace(obj, **{name: _replace_path(child, path[1:], value)})
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Return ``cfg`` with ``overrides`` applied; every key and value is checked first."""
+    table = field_table(cfg)
+    for raw_key, value in overrides.items():
+        key = resolve_key(cfg, raw_key)
+        if key in table:
+            value = _coerce(key, table[key][0], value)
+        try:
+            cfg = _replace_path(cfg, key.split("."), value)
+        except ConfigError as e:
+            raise ConfigError(f"--{key}={value!r}: {e}") from None
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------- recipes
+
+
+def default_recipe() -> Path:
+    """The embedded default recipe, ``recipes/digits.py`` (runs on data shipped with scikit-learn)."""
+    spec = importlib.util.find_spec("recipes")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / "digits.py"
+            if p.is_file():
+                return p
+    p = Path(__file__).resolve().parents[1] / "recipes" / "digits.py"
+    if p.is_file():
+        return p
+    raise ConfigError("the default recipe recipes/digits.py is not installed; pass a recipe path")
+
+
+def load_recipe(path: str | Path) -> Config:
+    """Run a recipe file and return the ``config`` it defines."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe {str(path)!r} does not exist; pass a Python file such as recipes/mnist.py")
+    if p.suffix != ".py":
+        raise ConfigError(f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`")
+    ns = runpy.run_path(str(p), run_name=f"recipe_{p.stem}")
+    cfg = ns.get("config")
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"recipe {str(path)!r} defines no `config = Config(...)` (found {type(cfg).__name__})")
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Inverse of :func:`to_dict` (lists become tuples again)."""
+
+    def build(cls: type, values: dict[str, Any]) -> Any:
+        hints = _hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            v, tp = values[f.name], hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                v = build(tp, v)
+            elif typing.get_origin(tp) is tuple:
+                v = tuple(v)
+            kwargs[f.name] = v
+        return cls(**kwargs)
+
+    return build(Config, d)
+
+
+def dumps(cfg: Config) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)

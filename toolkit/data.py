@@ -1,0 +1,181 @@
+"""Datasets by name, the normal/anomaly split, the Deep SVDD preprocessing, in-memory batches.
+
+Everything that fits is turned into preprocessed tensors once and batched by slicing: no per-sample
+transform or collate in the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .config import DataConfig
+
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+EXPECTED_FILES = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+}
+
+
+class DataError(RuntimeError):
+    """Data that cannot be loaded; the message says where the files are expected."""
+
+
+@dataclass
+class Split:
+    """Raw (unpreprocessed) arrays: ``x_*`` as float32 (N, C, H, W) or (N, D); labels are true classes."""
+
+    x_train: np.ndarray  # normal training data only
+    y_train: np.ndarray  # true classes of x_train (for diagnostics; never used for training)
+    x_test: np.ndarray
+    y_test: np.ndarray  # true classes of x_test
+    is_anomaly_test: np.ndarray  # 1 for anomalies (classes not in normal_classes), else 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _digits(cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.data.astype(np.float32)  # (1797, 64), values 0..16
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, d.target, test_size=cfg.test_fraction, stratify=d.target, random_state=seed
+    )
+    return x_tr, y_tr, x_te, y_te
+
+
+def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION[cfg.dataset])
+    root = Path(cfg.root).expanduser()
+    where = f"{root}/{EXPECTED_FILES[cfg.dataset]}"
+    out = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(root), train=train, download=False)
+        except RuntimeError:
+            if not cfg.download:
+                raise DataError(
+                    f"{cfg.dataset} is not under data.root={str(root)!r} and data.download=False. "
+                    f"Put the files at {where}, or set --data.download=True."
+                ) from None
+            try:
+                ds = cls(root=str(root), train=train, download=True)
+            except Exception as e:
+                raise DataError(
+                    f"{cfg.dataset} is not under data.root={str(root)!r} and downloading it failed "
+                    f"({type(e).__name__}: {str(e)[:200]}). Offline? Put the files at {where} "
+                    "(torchvision's layout), or point --data.root at the folder that holds them."
+                ) from None
+        data = ds.data.numpy() if isinstance(ds.data, Tensor) else np.asarray(ds.data)
+        targets = np.asarray(ds.targets.numpy() if isinstance(ds.targets, Tensor) else ds.targets)
+        x = data.astype(np.float32) / 255.0
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N,H,W) or (N,H,W,C) -> (N,C,H,W)
+        out += [np.ascontiguousarray(x), targets.astype(np.int64)]
+    return out[0], out[1], out[2], out[3]
+
+
+def load_split(cfg: DataConfig, seed: int = 0) -> Split:
+    """Load ``cfg.dataset``; keep only normal classes for training, every class for testing."""
+    x_tr, y_tr, x_te, y_te = _digits(cfg, seed) if cfg.dataset == "digits" else _torchvision(cfg)
+    classes = set(np.unique(y_tr).tolist())
+    missing = sorted(set(cfg.normal_classes) - classes)
+    if missing:
+        raise DataError(f"normal class(es) {missing} are not in {cfg.dataset}; its classes are {sorted(classes)}")
+    normal = np.isin(y_tr, cfg.normal_classes)
+    return Split(
+        x_train=x_tr[normal],
+        y_train=y_tr[normal],
+        x_test=x_te,
+        y_test=y_te,
+        is_anomaly_test=(~np.isin(y_te, cfg.normal_classes)).astype(np.int64),
+    )
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+
+
+def global_contrast_normalization(x: Tensor) -> Tensor:
+    """Per-sample: subtract the mean, divide by the mean absolute deviation (l1 scale)."""
+    flat = x.flatten(1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    scale = flat.abs().mean(dim=1, keepdim=True).clamp(min=1e-12)
+    return (flat / scale).view_as(x)
+
+
+class Preprocessor(nn.Module):
+    """GCN (l1), then min-max scaling with the min and max of the *normal training data*.
+
+    The statistics are buffers, so the fitted detector saves them with its weights.
+    """
+
+    lo: Tensor
+    hi: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("lo", torch.tensor(0.0))
+        self.register_buffer("hi", torch.tensor(1.0))
+
+    def fit(self, x: Tensor) -> Preprocessor:
+        g = global_contrast_normalization(x.float())
+        self.lo.copy_(g.min())
+        self.hi.copy_(g.max())
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = global_contrast_normalization(x.float())
+        return (g - self.lo) / (self.hi - self.lo).clamp(min=1e-12)
+
+
+def as_tensor(x: np.ndarray | Tensor) -> Tensor:
+    return x if isinstance(x, Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------- batching
+
+
+class TensorBatches:
+    """Mini-batches of in-memory tensors by slicing; one shuffle (a single gather) per epoch.
+
+    Yields ``(index, x, *extra)`` per batch, so a training step knows which rows it saw.
+    """
+
+    def __init__(
+        self, x: Tensor, *extra: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> None:
+        self.tensors = (x, *extra)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = self.tensors[0].shape[0]
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        n = self.tensors[0].shape[0]
+        device = self.tensors[0].device
+        if self.shuffle:
+            index = torch.randperm(n, generator=self.generator).to(device)
+            tensors = tuple(t[index] for t in self.tensors)
+        else:
+            index = torch.arange(n, device=device)
+            tensors = self.tensors
+        for s in range(0, n, self.batch_size):
+            yield (index[s : s + self.batch_size], *(t[s : s + self.batch_size] for t in tensors))

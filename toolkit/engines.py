@@ -1,0 +1,86 @@
+"""Ignite engines, one per stage, built by small factories. Each step returns a dict of detached
+tensors (no host sync per step); logging, radii, progress and checkpoints are handlers (handlers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from ignite.engine import Engine, EventEnum, Events
+from ignite.metrics import ROC_AUC, Average
+from torch import Tensor, nn
+
+from .svdd import SphereHead, one_class_loss, own_sq_distances, soft_boundary_loss
+
+
+class SVDDEvents(EventEnum):
+    """Custom events users can hook into without subclassing (Ignite's ``register_events``)."""
+
+    RADII_UPDATED = "radii_updated"
+
+
+def reconstruction_error(ae: nn.Module, x: Tensor) -> Tensor:
+    """Per-sample sum of squared reconstruction errors."""
+    return (ae(x) - x).pow(2).flatten(1).sum(dim=1)
+
+
+def create_pretrainer(ae: nn.Module, optimizer: torch.optim.Optimizer) -> Engine:
+    """Autoencoder training: minimise the mean per-sample squared reconstruction error."""
+
+    def step(engine: Engine, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        _, x = batch[:2]
+        ae.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = reconstruction_error(ae, x).mean()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}
+
+    engine = Engine(step)
+    Average(output_transform=lambda out: out["loss"]).attach(engine, "loss")
+    return engine
+
+
+def create_svdd_trainer(
+    encoder: nn.Module, head: SphereHead, optimizer: torch.optim.Optimizer, objective: str, nu: float, n_train: int
+) -> Engine:
+    """Deep SVDD training of ``encoder`` towards the (fixed) centres of ``head``.
+
+    Every point's squared distance is recorded in ``engine.state.epoch_dist`` as the epoch goes, so the
+    radius handler takes each cluster's quantile over the whole epoch, not over the last batch.
+    """
+    soft = objective == "soft-boundary"
+
+    def step(engine: Engine, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        idx, x, labels = batch
+        encoder.train()
+        optimizer.zero_grad(set_to_none=True)
+        dist = own_sq_distances(encoder(x), head.centres, labels)
+        loss = soft_boundary_loss(dist, labels, head.radii, nu) if soft else one_class_loss(dist)
+        loss.backward()
+        optimizer.step()
+        engine.state.epoch_dist[idx] = dist.detach()
+        return {"loss": loss.detach()}
+
+    engine = Engine(step)
+    engine.register_events(*SVDDEvents)
+
+    @engine.on(Events.STARTED)
+    def _alloc(engine: Engine) -> None:
+        engine.state.epoch_dist = torch.zeros(n_train, device=head.centres.device)
+
+    Average(output_transform=lambda out: out["loss"]).attach(engine, "loss")
+    return engine
+
+
+def create_evaluator(score_fn: Callable[[Tensor], Tensor]) -> Engine:
+    """Scores labelled test batches ``(index, x, is_anomaly)``; ``state.metrics['auroc']`` at the end."""
+
+    def step(engine: Engine, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        _, x, y = batch
+        with torch.inference_mode():
+            return score_fn(x), y
+
+    engine = Engine(step)
+    ROC_AUC(output_transform=lambda out: (out[0].float().cpu(), out[1].cpu())).attach(engine, "auroc")
+    return engine

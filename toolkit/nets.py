@@ -1,0 +1,168 @@
+"""Bias-free autoencoders (Ruff et al., 2018): LeNet-type for 1x28x28 and 3x32x32, an MLP for vectors.
+
+No bias terms, BatchNorm with ``affine=False`` and leaky ReLU: a net with biases or bounded
+activations can map every input onto the centre (hypersphere collapse).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_REP_DIM = {"lenet28": 32, "lenet32": 128, "mlp": 16}
+
+
+def _bn2d(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-4, affine=False)
+
+
+def _bn1d(c: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(c, eps=1e-4, affine=False)
+
+
+class LeNet28Encoder(nn.Module):
+    """1x28x28 -> 8 then 4 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (32)."""
+
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1) -> None:
+        super().__init__()
+        self.rep_dim, self.leak = rep_dim, leak
+        self.conv1, self.bn1 = nn.Conv2d(1, 8, 5, bias=False, padding=2), _bn2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 4, 5, bias=False, padding=2), _bn2d(4)
+        self.fc1 = nn.Linear(4 * 7 * 7, rep_dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x)), self.leak), 2)
+        x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x)), self.leak), 2)
+        return self.fc1(x.flatten(1))
+
+
+class LeNet28Decoder(nn.Module):
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1) -> None:
+        super().__init__()
+        if rep_dim % 16:
+            raise ValueError(f"lenet28 needs rep_dim divisible by 16, got {rep_dim}")
+        self.rep_dim, self.leak = rep_dim, leak
+        self.deconv1, self.bn3 = nn.ConvTranspose2d(rep_dim // 16, 4, 5, bias=False, padding=2), _bn2d(4)
+        self.deconv2, self.bn4 = nn.ConvTranspose2d(4, 8, 5, bias=False, padding=3), _bn2d(8)
+        self.deconv3 = nn.ConvTranspose2d(8, 1, 5, bias=False, padding=2)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = F.leaky_relu(z.view(z.shape[0], self.rep_dim // 16, 4, 4), self.leak)
+        x = F.interpolate(x, scale_factor=2)
+        x = F.interpolate(F.leaky_relu(self.bn3(self.deconv1(x)), self.leak), scale_factor=2)
+        x = F.interpolate(F.leaky_relu(self.bn4(self.deconv2(x)), self.leak), scale_factor=2)
+        return torch.sigmoid(self.deconv3(x))
+
+
+class LeNet32Encoder(nn.Module):
+    """3x32x32 -> 32, 64, 128 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (128)."""
+
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1) -> None:
+        super().__init__()
+        self.rep_dim, self.leak = rep_dim, leak
+        self.conv1, self.bn1 = nn.Conv2d(3, 32, 5, bias=False, padding=2), _bn2d(32)
+        self.conv2, self.bn2 = nn.Conv2d(32, 64, 5, bias=False, padding=2), _bn2d(64)
+        self.conv3, self.bn3 = nn.Conv2d(64, 128, 5, bias=False, padding=2), _bn2d(128)
+        self.fc1 = nn.Linear(128 * 4 * 4, rep_dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x)), self.leak), 2)
+        x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x)), self.leak), 2)
+        x = F.max_pool2d(F.leaky_relu(self.bn3(self.conv3(x)), self.leak), 2)
+        return self.fc1(x.flatten(1))
+
+
+class LeNet32Decoder(nn.Module):
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1) -> None:
+        super().__init__()
+        if rep_dim % 16:
+            raise ValueError(f"lenet32 needs rep_dim divisible by 16, got {rep_dim}")
+        self.rep_dim, self.leak = rep_dim, leak
+        self.bn0 = _bn1d(rep_dim)
+        self.deconv1, self.bn4 = nn.ConvTranspose2d(rep_dim // 16, 128, 5, bias=False, padding=2), _bn2d(128)
+        self.deconv2, self.bn5 = nn.ConvTranspose2d(128, 64, 5, bias=False, padding=2), _bn2d(64)
+        self.deconv3, self.bn6 = nn.ConvTranspose2d(64, 32, 5, bias=False, padding=2), _bn2d(32)
+        self.deconv4 = nn.ConvTranspose2d(32, 3, 5, bias=False, padding=2)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = F.leaky_relu(self.bn0(z).view(z.shape[0], self.rep_dim // 16, 4, 4), self.leak)
+        x = F.interpolate(F.leaky_relu(self.bn4(self.deconv1(x)), self.leak), scale_factor=2)
+        x = F.interpolate(F.leaky_relu(self.bn5(self.deconv2(x)), self.leak), scale_factor=2)
+        x = F.interpolate(F.leaky_relu(self.bn6(self.deconv3(x)), self.leak), scale_factor=2)
+        return torch.sigmoid(self.deconv4(x))
+
+
+def _mlp(sizes: list[int], leak: float) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(a, b, bias=False), _bn1d(b), nn.LeakyReLU(leak)]
+    layers.append(nn.Linear(sizes[-2], sizes[-1], bias=False))
+    return layers
+
+
+class MLPEncoder(nn.Sequential):
+    """Flat vectors -> hidden widths -> ``rep_dim``; bias-free with affine-free BatchNorm."""
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...] = (32,), rep_dim: int = 16, leak: float = 0.1):
+        super().__init__(nn.Flatten(), *_mlp([in_features, *hidden, rep_dim], leak))
+        self.rep_dim = rep_dim
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, in_shape: tuple[int, ...], hidden: tuple[int, ...] = (32,), rep_dim: int = 16, leak: float = 0.1):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.net = nn.Sequential(
+            nn.LeakyReLU(leak), *_mlp([rep_dim, *reversed(hidden), math.prod(in_shape)], leak)
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(z)).view(z.shape[0], *self.in_shape)
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def resolve_arch(arch: str, in_shape: tuple[int, ...]) -> str:
+    """Pick the architecture for ``in_shape`` (C, H, W) or (D,); refuse a mismatch with a clear message."""
+    shape = tuple(in_shape)
+    wants = {"lenet28": (1, 28, 28), "lenet32": (3, 32, 32)}
+    if arch == "auto":
+        for name, s in wants.items():
+            if shape == s:
+                return name
+        return "mlp"
+    if arch in wants and shape != wants[arch]:
+        raise ValueError(f"net.arch={arch} takes images of shape {wants[arch]}, but the data has shape {shape}")
+    if arch not in ("mlp", *wants):
+        raise ValueError(f"net.arch={arch!r} is unknown; accepted: auto, mlp, lenet28, lenet32")
+    return arch
+
+
+def build_autoencoder(
+    arch: str, in_shape: tuple[int, ...], rep_dim: int = 0, hidden: tuple[int, ...] = (32,), leak: float = 0.1
+) -> Autoencoder:
+    """The autoencoder for ``in_shape``; its ``encoder`` is the network phi that Deep SVDD trains."""
+    arch = resolve_arch(arch, in_shape)
+    rep_dim = rep_dim or DEFAULT_REP_DIM[arch]
+    if arch == "lenet28":
+        return Autoencoder(LeNet28Encoder(rep_dim, leak), LeNet28Decoder(rep_dim, leak))
+    if arch == "lenet32":
+        return Autoencoder(LeNet32Encoder(rep_dim, leak), LeNet32Decoder(rep_dim, leak))
+    d = math.prod(in_shape)
+    return Autoencoder(MLPEncoder(d, hidden, rep_dim, leak), MLPDecoder(in_shape, hidden, rep_dim, leak))
+
+
+def build_encoder(
+    arch: str, in_shape: tuple[int, ...], rep_dim: int = 0, hidden: tuple[int, ...] = (32,), leak: float = 0.1
+) -> nn.Module:
+    return build_autoencoder(arch, in_shape, rep_dim, hidden, leak).encoder

@@ -1,0 +1,104 @@
+"""The method's math as pure tensor functions, vectorised over clusters (no Python loop over k).
+
+Notation: ``z`` (N, D) embeddings, ``labels`` (N,) cluster indices in 0..K-1, ``centres`` (K, D),
+``radii`` (K,) hypersphere radii R_k, ``dist`` (N,) squared distance of each point to its own centre.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def own_sq_distances(z: Tensor, centres: Tensor, labels: Tensor) -> Tensor:
+    """d_i = ||z_i - c_{labels_i}||^2."""
+    return (z - centres[labels]).pow(2).sum(dim=1)
+
+
+def all_sq_distances(z: Tensor, centres: Tensor) -> Tensor:
+    """(N, K) squared distances of every point to every centre, computed exactly (no matmul trick)."""
+    return (z.unsqueeze(1) - centres.unsqueeze(0)).pow(2).sum(dim=2)
+
+
+def init_centres(z: Tensor, labels: Tensor, num_clusters: int, eps: float = 0.1) -> Tensor:
+    """Mean embedding of each cluster; coordinates with |c| < eps are pushed to +-eps.
+
+    A coordinate at (near) zero would let a bias-free net reach the centre trivially by zeroing weights.
+    """
+    counts = torch.bincount(labels, minlength=num_clusters).to(z.dtype)
+    if bool((counts == 0).any()):
+        raise ValueError(f"cluster(s) {torch.nonzero(counts == 0).flatten().tolist()} have no points")
+    sums = torch.zeros(num_clusters, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, labels, z)
+    c = sums / counts[:, None]
+    small = c.abs() < eps
+    return torch.where(small & (c < 0), torch.full_like(c, -eps), torch.where(small, torch.full_like(c, eps), c))
+
+
+def soft_boundary_loss(dist: Tensor, labels: Tensor, radii: Tensor, nu: float) -> Tensor:
+    """(1/K) * sum over clusters present in the batch of R_k^2 + 1/nu * mean_{i in k} max(0, d_i - R_k^2).
+
+    A cluster with no point in the batch adds nothing (the report's pseudocode added NaN there).
+    """
+    k = radii.shape[0]
+    r2 = radii.pow(2)
+    counts = torch.bincount(labels, minlength=k).to(dist.dtype)
+    hinge = torch.relu(dist - r2[labels])
+    hinge_sum = torch.zeros(k, dtype=dist.dtype, device=dist.device).index_add_(0, labels, hinge)
+    present = counts > 0
+    per_cluster = r2 + hinge_sum / counts.clamp(min=1) / nu
+    return torch.where(present, per_cluster, torch.zeros_like(per_cluster)).sum() / k
+
+
+def one_class_loss(dist: Tensor) -> Tensor:
+    """Mean squared distance to the own centre (One-Class Deep SVDD)."""
+    return dist.mean()
+
+
+def cluster_quantiles(values: Tensor, labels: Tensor, num_clusters: int, q: float) -> Tensor:
+    """Per-cluster q-quantile with linear interpolation (as ``torch.quantile``); NaN for empty clusters."""
+    order = torch.argsort(values, stable=True)
+    order = order[torch.argsort(labels[order], stable=True)]  # grouped by cluster, sorted within
+    sorted_vals = values[order]
+    counts = torch.bincount(labels, minlength=num_clusters)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = q * (counts - 1).clamp(min=0).to(values.dtype)
+    lo = pos.floor().long()
+    hi = pos.ceil().long()
+    frac = pos - lo.to(values.dtype)
+    n = max(values.shape[0] - 1, 0)
+    v_lo = sorted_vals[(starts + lo).clamp(max=n)] if values.numel() else torch.zeros_like(pos)
+    v_hi = sorted_vals[(starts + hi).clamp(max=n)] if values.numel() else torch.zeros_like(pos)
+    out = v_lo + (v_hi - v_lo) * frac
+    return torch.where(counts > 0, out, torch.full_like(out, float("nan")))
+
+
+def update_radii(dist: Tensor, labels: Tensor, radii: Tensor, nu: float) -> Tensor:
+    """New R_k = (1 - nu) quantile of sqrt(d_i) over cluster k's points; an empty cluster keeps its radius."""
+    new = cluster_quantiles(dist.clamp(min=0).sqrt(), labels, radii.shape[0], 1.0 - nu)
+    return torch.where(torch.isnan(new), radii, new.to(radii.dtype))
+
+
+def scores(z: Tensor, centres: Tensor, radii: Tensor) -> tuple[Tensor, Tensor]:
+    """Anomaly score min_k(||z - c_k||^2 - R_k^2) and the k attaining it; > 0 = outside every sphere."""
+    s = all_sq_distances(z, centres) - radii.pow(2).unsqueeze(0)
+    return s.min(dim=1)
+
+
+class SphereHead(nn.Module):
+    """Holds the centres and radii as buffers, so checkpoints and saved detectors carry them."""
+
+    centres: Tensor
+    radii: Tensor
+
+    def __init__(self, centres: Tensor, radii: Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("centres", centres.detach().clone())
+        r = torch.zeros(centres.shape[0], dtype=centres.dtype) if radii is None else radii.detach().clone()
+        self.register_buffer("radii", r.to(centres.device))
+
+    @property
+    def num_clusters(self) -> int:
+        return self.centres.shape[0]
+
+    def forward(self, z: Tensor) -> Tensor:
+        return scores(z, self.centres, self.radii)[0]
