@@ -7,6 +7,11 @@ from toolkit.config import apply_overrides, load_recipe
 
 config = apply_overrides(
     load_recipe(Path(__file__).with_name("mnist.py")),
-    {"name": "cifar10", "data.dataset": "cifar10", "data.normal_classes": (0, 1), "net.arch": "lenet32",
-     "net.rep_dim": 128},
+    {
+        "name": "cifar10",
+        "data.dataset": "cifar10",
+        "data.normal_classes": (0, 1),
+        "net.arch": "lenet32",
+        "net.rep_dim": 128,
+    },
 )

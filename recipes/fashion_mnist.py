@@ -5,5 +5,6 @@ from pathlib import Path
 from toolkit.config import apply_overrides, load_recipe
 
 config = apply_overrides(
-    load_recipe(Path(__file__).with_name("mnist.py")), {"name": "fashion_mnist", "data.dataset": "fashion_mnist"}
+    load_recipe(Path(__file__).with_name("mnist.py")),
+    {"name": "fashion_mnist", "data.dataset": "fashion_mnist"},
 )

@@ -43,9 +43,7 @@ def plugins() -> None:
         except RegistryError as e:
             print(f"{name}: unavailable ({e})")
             continue
-        shown = ", ".join(
-            f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in opts.items()
-        )
+        shown = ", ".join(f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in opts.items())
         print(f"{name}({shown})")
 
 

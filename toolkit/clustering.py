@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import ClusteringConfig
-from .registry import build_clusterer, clusterer_options
+from .config import ClusteringConfig, ConfigError
+from .registry import RegistryError, build_clusterer, clusterer_options
 
 
 def cluster_means(z: Tensor, labels: Tensor, k: int) -> Tensor:
@@ -48,6 +48,14 @@ def _options(cfg: ClusteringConfig, seed: int, n_normal_classes: int) -> dict[st
     if "random_state" in clusterer_options(cfg.name) and "random_state" not in opts:
         opts["random_state"] = seed
     return opts
+
+
+def check_clusterer(cfg: ClusteringConfig, *, seed: int = 0, n_normal_classes: int = 1) -> None:
+    """Build the clusterer once, before any long work, so a bad name or option fails at once."""
+    try:
+        build_clusterer(cfg.name, **_options(cfg, seed, n_normal_classes))
+    except (ValueError, TypeError, RegistryError) as e:
+        raise ConfigError(f"clustering: {e}") from None
 
 
 def pseudo_labels(

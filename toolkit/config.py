@@ -41,7 +41,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, f"data.dataset={self.dataset!r} is unknown; accepted: {DATASETS}")
-        _check(len(self.normal_classes) > 0, "data.normal_classes is empty; give at least one class, e.g. [0,1,3]")
+        _check(
+            len(self.normal_classes) > 0,
+            "data.normal_classes is empty; give at least one class, e.g. [0,1,3]",
+        )
         _check(
             len(set(self.normal_classes)) == len(self.normal_classes),
             f"data.normal_classes={list(self.normal_classes)} has duplicates",
@@ -95,7 +98,10 @@ class SVDDConfig(OptimConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.objective in OBJECTIVES, f"svdd.objective={self.objective!r} is unknown; accepted: {OBJECTIVES}")
+        _check(
+            self.objective in OBJECTIVES,
+            f"svdd.objective={self.objective!r} is unknown; accepted: {OBJECTIVES}",
+        )
         _check(0.0 < self.nu <= 1.0, f"svdd.nu={self.nu} must be in (0, 1]")
         _check(self.warmup_epochs >= 0, f"svdd.warmup_epochs={self.warmup_epochs} must be >= 0")
         _check(self.eps >= 0, f"svdd.eps={self.eps} must be >= 0")
@@ -203,7 +209,7 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     if tp is dict or origin is dict:
         if isinstance(value, dict):
             return dict(value)
-        raise bad('a mapping, e.g. \'{"level": 2}\'')
+        raise bad("a mapping, e.g. '{\"level\": 2}'")
     raise bad(_type_name(tp))  # pragma: no cover - every field type is handled above
 
 

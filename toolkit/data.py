@@ -156,9 +156,7 @@ class TensorBatches:
     Yields ``(index, x, *extra)`` per batch, so a training step knows which rows it saw.
     """
 
-    def __init__(
-        self, x: Tensor, *extra: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
-    ) -> None:
+    def __init__(self, x: Tensor, *extra: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
         self.tensors = (x, *extra)
         self.batch_size = batch_size
         self.shuffle = shuffle

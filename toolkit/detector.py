@@ -75,8 +75,15 @@ class MultiRadiusDeepSVDD:
 
     @classmethod
     def _from_parts(
-        cls, cfg: C.Config, arch: str, in_shape: tuple[int, ...], prep: Preprocessor, encoder: nn.Module,
-        head: SphereHead, labels: Tensor, threshold: float,
+        cls,
+        cfg: C.Config,
+        arch: str,
+        in_shape: tuple[int, ...],
+        prep: Preprocessor,
+        encoder: nn.Module,
+        head: SphereHead,
+        labels: Tensor,
+        threshold: float,
     ) -> MultiRadiusDeepSVDD:
         det = cls(cfg, device=str(head.centres.device))
         det.arch_, det.input_shape_ = arch, tuple(in_shape)
@@ -134,10 +141,9 @@ class MultiRadiusDeepSVDD:
     def save(self, path: str | Path) -> Path:
         """Write tensors and plain values only (readable with ``weights_only=True``), atomically."""
         self._check_fitted()
-        cfg = self.config or C.Config()
         payload = {
             "format": FORMAT,
-            "config": C.dumps(cfg),
+            "config": C.dumps(self.resolved_config()),
             "arch": self.arch_,
             "input_shape": list(self.input_shape_),
             "threshold": self.threshold_,
@@ -176,6 +182,12 @@ class MultiRadiusDeepSVDD:
         prep.load_state_dict(p["preprocessor"])
         head = SphereHead(p["centres"], p["radii"])
         return cls._from_parts(
-            cfg, p["arch"], in_shape, prep.to(device), encoder.to(device), head.to(device), p["labels"],
+            cfg,
+            p["arch"],
+            in_shape,
+            prep.to(device),
+            encoder.to(device),
+            head.to(device),
+            p["labels"],
             threshold=p["threshold"],
         )

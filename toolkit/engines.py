@@ -42,7 +42,12 @@ def create_pretrainer(ae: nn.Module, optimizer: torch.optim.Optimizer) -> Engine
 
 
 def create_svdd_trainer(
-    encoder: nn.Module, head: SphereHead, optimizer: torch.optim.Optimizer, objective: str, nu: float, n_train: int
+    encoder: nn.Module,
+    head: SphereHead,
+    optimizer: torch.optim.Optimizer,
+    objective: str,
+    nu: float,
+    n_train: int,
 ) -> Engine:
     """Deep SVDD training of ``encoder`` towards the (fixed) centres of ``head``.
 

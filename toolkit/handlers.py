@@ -70,7 +70,11 @@ def attach_evaluation(
 
 
 def attach_tensorboard(
-    tb: Any, trainer: Engine, tag: str, optimizer: torch.optim.Optimizer, evaluator: Engine | None = None,
+    tb: Any,
+    trainer: Engine,
+    tag: str,
+    optimizer: torch.optim.Optimizer,
+    evaluator: Engine | None = None,
     head: SphereHead | None = None,
 ) -> None:
     """Loss and learning rate per epoch; AUROC when evaluated; one scalar curve per cluster radius."""
@@ -80,7 +84,10 @@ def attach_tensorboard(
     tb.attach_opt_params_handler(trainer, Events.EPOCH_COMPLETED, optimizer=optimizer, tag=tag)
     if evaluator is not None:
         tb.attach_output_handler(
-            evaluator, Events.COMPLETED, tag=f"{tag}/test", metric_names=["auroc"],
+            evaluator,
+            Events.COMPLETED,
+            tag=f"{tag}/test",
+            metric_names=["auroc"],
             global_step_transform=global_step_from_engine(trainer),
         )
     if head is not None:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import ConfigError
+
 DEFAULT_REP_DIM = {"lenet28": 32, "lenet32": 128, "mlp": 16}
 
 
@@ -97,7 +99,7 @@ class LeNet32Decoder(nn.Module):
 
 def _mlp(sizes: list[int], leak: float) -> list[nn.Module]:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]):
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers += [nn.Linear(a, b, bias=False), _bn1d(b), nn.LeakyReLU(leak)]
     layers.append(nn.Linear(sizes[-2], sizes[-1], bias=False))
     return layers
@@ -112,12 +114,12 @@ class MLPEncoder(nn.Sequential):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, in_shape: tuple[int, ...], hidden: tuple[int, ...] = (32,), rep_dim: int = 16, leak: float = 0.1):
+    def __init__(
+        self, in_shape: tuple[int, ...], hidden: tuple[int, ...] = (32,), rep_dim: int = 16, leak: float = 0.1
+    ):
         super().__init__()
         self.in_shape = tuple(in_shape)
-        self.net = nn.Sequential(
-            nn.LeakyReLU(leak), *_mlp([rep_dim, *reversed(hidden), math.prod(in_shape)], leak)
-        )
+        self.net = nn.Sequential(nn.LeakyReLU(leak), *_mlp([rep_dim, *reversed(hidden), math.prod(in_shape)], leak))
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.net(z)).view(z.shape[0], *self.in_shape)
@@ -142,9 +144,9 @@ def resolve_arch(arch: str, in_shape: tuple[int, ...]) -> str:
                 return name
         return "mlp"
     if arch in wants and shape != wants[arch]:
-        raise ValueError(f"net.arch={arch} takes images of shape {wants[arch]}, but the data has shape {shape}")
+        raise ConfigError(f"net.arch={arch} takes images of shape {wants[arch]}, but the data has shape {shape}")
     if arch not in ("mlp", *wants):
-        raise ValueError(f"net.arch={arch!r} is unknown; accepted: auto, mlp, lenet28, lenet32")
+        raise ConfigError(f"net.arch={arch!r} is unknown; accepted: auto, mlp, lenet28, lenet32")
     return arch
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import config as C
-from .clustering import pseudo_labels
+from .clustering import check_clusterer, pseudo_labels
 from .data import Preprocessor, Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator, create_pretrainer, create_svdd_trainer, reconstruction_error
@@ -75,8 +75,12 @@ def _attach_common(engine, ctx: Context, tag: str, optimizer, scheduler, to_save
     if ctx.progress:
         attach_progress(engine, tag)
     if ctx.run_dir is not None:
-        attach_checkpoint(engine, {**to_save, "optimizer": optimizer, "scheduler": scheduler, "trainer": engine},
-                          ctx.run_dir / "checkpoints", tag.replace("/", "_"))
+        attach_checkpoint(
+            engine,
+            {**to_save, "optimizer": optimizer, "scheduler": scheduler, "trainer": engine},
+            ctx.run_dir / "checkpoints",
+            tag.replace("/", "_"),
+        )
     return history
 
 
@@ -121,18 +125,26 @@ def train_svdd(
     return head, history
 
 
-def fit(cfg: C.Config, x_train: np.ndarray | Tensor, *, ctx: Context | None = None) -> tuple[MultiRadiusDeepSVDD, dict[str, Any]]:
+def fit(
+    cfg: C.Config, x_train: np.ndarray | Tensor, *, ctx: Context | None = None
+) -> tuple[MultiRadiusDeepSVDD, dict[str, Any]]:
     """Fit a detector on raw normal data: the library entry point behind ``MultiRadiusDeepSVDD.fit``."""
     detectors, info = _fit_all(cfg, as_tensor(x_train), ctx or Context(), baseline=False)
     return detectors["multi"], info
 
 
 def _fit_all(
-    cfg: C.Config, x_raw: Tensor, ctx: Context, *, baseline: bool, eval_raw: tuple[Tensor, Tensor] | None = None
+    cfg: C.Config,
+    x_raw: Tensor,
+    ctx: Context,
+    *,
+    baseline: bool,
+    eval_raw: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[dict[str, MultiRadiusDeepSVDD], dict[str, Any]]:
     """Pretrain once; train the multi-radius model and, with ``baseline``, one sphere from the same AE."""
     in_shape = tuple(x_raw.shape[1:])
     arch = resolve_arch(cfg.net.arch, in_shape)
+    check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     torch.manual_seed(cfg.seed)
     prep = Preprocessor().fit(x_raw).to(ctx.device)
     x = prep(x_raw.to(ctx.device))
@@ -189,6 +201,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     from ignite.handlers import TensorboardLogger
 
     device = resolve_device(cfg.device)
+    check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     split: Split = load_split(cfg.data, cfg.seed)
     run_dir = default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +211,10 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         detectors, info = _fit_all(
-            cfg, as_tensor(split.x_train), ctx, baseline=cfg.baseline,
+            cfg,
+            as_tensor(split.x_train),
+            ctx,
+            baseline=cfg.baseline,
             eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
         )
     finally:
@@ -234,7 +250,9 @@ def summary(results: dict[str, Any]) -> str:
         f"data: {results['dataset']}, normal classes {results['normal_classes']}, {results['n_train']} training "
         f"points, {results['n_test']} test points ({results['n_test_anomalies']} anomalies)",
         f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {c['sizes']}"
-        + (f" (before tidy-up: {len(c['sizes_before'])} clusters, {c['n_noise']} noise)" if "sizes_before" in c else ""),
+        + (
+            f" (before tidy-up: {len(c['sizes_before'])} clusters, {c['n_noise']} noise)" if "sizes_before" in c else ""
+        ),
         "",
         "| model | spheres | radii | test AUROC |",
         "|---|---|---|---|",

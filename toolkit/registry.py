@@ -56,9 +56,7 @@ def get_clusterer_factory(name: str) -> Callable[..., Any]:
         return _REGISTRY[name]
     eps = _entry_points()
     if name not in eps:
-        raise RegistryError(
-            f"unknown clusterer {name!r}; available: {', '.join(available_clusterers()) or '(none)'}"
-        )
+        raise RegistryError(f"unknown clusterer {name!r}; available: {', '.join(available_clusterers()) or '(none)'}")
     try:
         factory = eps[name].load()
     except Exception as e:  # a broken plugin: say which one and why
@@ -71,11 +69,7 @@ def clusterer_options(name: str) -> dict[str, Any]:
     """The keyword settings a clusterer accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
     factory = get_clusterer_factory(name)
     sig = inspect.signature(factory)
-    return {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return {p.name: p.default for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def build_clusterer(name: str, **options: Any) -> Any:

@@ -1,0 +1,90 @@
+"""The command line end to end, in a subprocess, on the embedded digits recipe."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from toolkit import MultiRadiusDeepSVDD
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "digits"
+    r = cli("--pretrain.epochs=2", "--svdd.epochs=2", "--svdd.warmup_epochs=1", f"--run_dir={out}")
+    assert r.returncode == 0, r.stderr
+    assert "Multi-Radius Deep SVDD" in r.stdout and "Deep SVDD (one sphere)" in r.stdout
+    return out
+
+
+def test_run_folder_holds_config_events_detectors_results(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "results.json", "detector_multi.pt", "detector_single.pt", "checkpoints"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["svdd"]["epochs"] == 2 and cfg["data"]["dataset"] == "digits"
+
+
+def test_results_json(run_dir):
+    res = json.loads((run_dir / "results.json").read_text())
+    k = len(res["clustering"]["sizes"])
+    assert sum(res["clustering"]["sizes"]) == res["n_train"]
+    assert len(res["multi"]["radii"]) == k and len(res["single"]["radii"]) == 1
+    for name in ("multi", "single"):
+        assert 0.0 <= res[name]["test_auroc"] <= 1.0
+        assert [e for e, _ in res[name]["auroc_history"]] == [1, 2]
+
+
+def test_tensorboard_has_one_radius_curve_per_cluster(run_dir):
+    res = json.loads((run_dir / "results.json").read_text())
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    k = len(res["clustering"]["sizes"])
+    assert {f"svdd_multi/radius/{i}" for i in range(k)} <= tags
+    assert f"svdd_multi/radius/{k}" not in tags and "svdd_single/radius/0" in tags
+    assert {"pretrain/loss", "svdd_multi/loss", "svdd_multi/test/auroc", "svdd_single/test/auroc"} <= tags
+    last = [e.value for e in acc.Scalars("svdd_multi/radius/0")][-1]
+    assert last == pytest.approx(res["multi"]["radii"][0], rel=1e-6)
+
+
+def test_saved_detector_loads_and_scores(run_dir):
+    det = MultiRadiusDeepSVDD.load(run_dir / "detector_multi.pt")
+    res = json.loads((run_dir / "results.json").read_text())
+    assert det.radii_.tolist() == pytest.approx(res["multi"]["radii"])
+
+
+def test_help_lists_settings_and_defaults():
+    r = cli("--help")
+    assert r.returncode == 0
+    assert "--svdd.epochs" in r.stdout and "--clustering.name" in r.stdout and "'finch'" in r.stdout
+
+
+def test_unknown_key_and_wrong_type_are_refused():
+    r = cli("--svdd.epoch=3")
+    assert r.returncode == 2 and "unknown setting --svdd.epoch" in r.stderr and "--svdd.epochs" in r.stderr
+    r = cli("--svdd.nu=high")
+    assert r.returncode == 2 and "wrong type" in r.stderr
+
+
+def test_missing_recipe_and_unknown_clusterer():
+    r = cli("recipes/nope.py")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("--clustering.name=nope", "--pretrain.epochs=1", "--svdd.epochs=1", "--run_dir=/tmp/_unused_run")
+    assert r.returncode == 2 and "unknown clusterer 'nope'" in r.stderr and "finch" in r.stderr
+    r = cli("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
+    assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
+
+
+def test_plugins_verb_lists_clusterers_with_settings():
+    r = cli("plugins")
+    assert r.returncode == 0
+    assert "finch(level=-1" in r.stdout and "kmeans(n_clusters=None" in r.stdout and "hdbscan(" in r.stdout

@@ -1,0 +1,117 @@
+"""Recipes, checked overrides and the config round trip."""
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    default_recipe,
+    dumps,
+    from_dict,
+    load_recipe,
+    to_dict,
+)
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "cifar10"])
+def test_shipped_recipes_load(name):
+    cfg = load_recipe(RECIPES / f"{name}.py")
+    assert cfg.name == name and cfg.data.dataset == name
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_paper_recipes_use_the_paper_schedule(name):
+    cfg = load_recipe(RECIPES / f"{name}.py")
+    for stage in (cfg.pretrain, cfg.svdd):
+        assert (stage.epochs, stage.lr, stage.milestones, stage.gamma) == (150, 1e-4, (50, 100), 0.1)
+        assert (stage.batch_size, stage.weight_decay) == (200, 1e-6)
+    assert (cfg.svdd.nu, cfg.svdd.warmup_epochs, cfg.net.leak) == (0.1, 10, 0.1)
+    assert cfg.net.arch == ("lenet32" if name == "cifar10" else "lenet28")
+
+
+def test_default_recipe_is_digits():
+    assert load_recipe(default_recipe()).data.dataset == "digits"
+
+
+def test_dotted_bare_and_dict_overrides():
+    cfg = apply_overrides(
+        Config(),
+        {
+            "svdd.epochs": 3,
+            "normal_classes": [0, 1, 3],
+            "clustering.name": "kmeans",
+            "svdd.lr": 1,
+            "clustering.options.n_clusters": 4,
+            "baseline": "false",
+        },
+    )
+    assert cfg.svdd.epochs == 3 and cfg.data.normal_classes == (0, 1, 3)
+    assert cfg.clustering.name == "kmeans" and cfg.clustering.options == {"n_clusters": 4}
+    assert cfg.svdd.lr == 1.0 and isinstance(cfg.svdd.lr, float) and cfg.baseline is False
+    assert cfg.pretrain.epochs == Config().pretrain.epochs  # untouched
+
+
+def test_unknown_key_lists_valid_settings():
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(Config(), {"svdd.epoch": 3})
+    assert "unknown setting --svdd.epoch" in str(e.value) and "--svdd.epochs" in str(e.value)
+
+
+def test_ambiguous_bare_key_is_refused():
+    with pytest.raises(ConfigError, match="ambiguous.*--pretrain.epochs"):
+        apply_overrides(Config(), {"epochs": 3})
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("svdd.epochs", 2.5),
+        ("svdd.epochs", "three"),
+        ("svdd.nu", "high"),
+        ("normal_classes", "0,1"),
+        ("baseline", 3),
+        ("clustering.options", [1]),
+    ],
+)
+def test_wrong_types_are_refused(key, value):
+    with pytest.raises(ConfigError, match="wrong type"):
+        apply_overrides(Config(), {key: value})
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("svdd.nu", 0.0, r"\(0, 1\]"),
+        ("svdd.nu", 1.5, r"\(0, 1\]"),
+        ("normal_classes", [], "empty"),
+        ("normal_classes", [1, 1], "duplicates"),
+        ("normal_classes", [12], "0..9"),
+        ("svdd.objective", "hard", "accepted"),
+        ("data.dataset", "imagenet", "accepted"),
+    ],
+)
+def test_bad_values_are_refused(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(Config(), {key: value})
+
+
+def test_recipe_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_recipe(tmp_path / "nope.py")
+    (tmp_path / "r.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a Python file"):
+        load_recipe(tmp_path / "r.txt")
+    (tmp_path / "r.py").write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="defines no `config"):
+        load_recipe(tmp_path / "r.py")
+
+
+def test_dict_round_trip():
+    cfg = apply_overrides(Config(), {"clustering.options.level": 2, "normal_classes": [4, 7]})
+    assert from_dict(to_dict(cfg)) == cfg
+    assert '"normal_classes"' in dumps(cfg)

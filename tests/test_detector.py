@@ -1,0 +1,101 @@
+"""The fitted detector: scikit-learn conventions, scoring, and a save/load that never unpickles objects."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from toolkit import MultiRadiusDeepSVDD
+from toolkit.config import default_recipe, load_recipe
+from toolkit.detector import DetectorFileError, NotFittedError
+from toolkit.svdd import scores
+
+TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    return x[normal], x[~normal]
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    x_normal, _ = digits
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY)
+    assert det.fit(x_normal) is det
+    return det
+
+
+def test_learned_attributes(fitted, digits):
+    k = fitted.n_clusters_
+    assert fitted.centers_.shape == (k, 16) and fitted.radii_.shape == (k,)
+    assert (fitted.radii_ > 0).all()
+    assert fitted.threshold_ == 0.0
+    assert fitted.labels_.shape == (len(digits[0]),) and set(fitted.labels_.tolist()) == set(range(k))
+
+
+def test_decision_function_is_min_over_spheres(fitted, digits):
+    x = digits[1][:50]
+    got = fitted.decision_function(x)
+    with torch.inference_mode():
+        z = fitted.encoder_(fitted.preprocessor_(torch.from_numpy(x)))
+        expected, _ = scores(z, fitted.head_.centres, fitted.head_.radii)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-6)
+    assert fitted.predict(x).tolist() == (got > 0).astype(int).tolist()
+
+
+def test_anomalies_score_higher_than_normals(fitted, digits):
+    from sklearn.metrics import roc_auc_score
+
+    x_normal, x_anom = digits
+    s = np.concatenate([fitted.decision_function(x_normal), fitted.decision_function(x_anom)])
+    y = np.r_[np.zeros(len(x_normal)), np.ones(len(x_anom))]
+    assert roc_auc_score(y, s) > 0.6  # even a few epochs separate digits {0,1,3} from the rest
+
+
+def test_save_load_round_trip_gives_identical_scores(fitted, digits, tmp_path):
+    path = fitted.save(tmp_path / "det.pt")
+    loaded = MultiRadiusDeepSVDD.load(path)
+    x = np.concatenate(digits)[:300]
+    np.testing.assert_array_equal(loaded.decision_function(x), fitted.decision_function(x))
+    np.testing.assert_array_equal(loaded.radii_, fitted.radii_)
+    assert loaded.config == fitted.resolved_config()  # the overrides travel with the file
+
+
+def test_unfitted_detector_says_so():
+    with pytest.raises(NotFittedError, match="fit"):
+        MultiRadiusDeepSVDD().predict(np.zeros((2, 64), np.float32))
+
+
+def test_wrong_input_shape(fitted):
+    with pytest.raises(ValueError, match=r"takes \(64,\)"):
+        fitted.decision_function(np.zeros((2, 32), np.float32))
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_load_refuses_pickled_objects_and_damaged_files(fitted, tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "multi-radius-deep-svdd/1", "payload": _Boom()}, evil)
+    with pytest.raises(DetectorFileError, match="refused"):
+        MultiRadiusDeepSVDD.load(evil)
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(DetectorFileError):
+        MultiRadiusDeepSVDD.load(raw)
+    good = fitted.save(tmp_path / "good.pt")
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DetectorFileError):
+        MultiRadiusDeepSVDD.load(truncated)
+    with pytest.raises(DetectorFileError, match="no detector file"):
+        MultiRadiusDeepSVDD.load(tmp_path / "missing.pt")

@@ -1,0 +1,151 @@
+"""The clustering registry and the built-in plugins."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score, homogeneity_score
+
+from plugins.finch import first_neighbours
+from toolkit.clustering import pseudo_labels, tidy_labels
+from toolkit.config import ClusteringConfig
+from toolkit.registry import (
+    RegistryError,
+    available_clusterers,
+    build_clusterer,
+    clusterer_options,
+    register_clusterer,
+    unregister_clusterer,
+)
+
+
+@pytest.fixture
+def blobs():
+    x, y = make_blobs(n_samples=300, centers=[[0, 0], [10, 10], [-10, 10]], cluster_std=0.8, random_state=0)
+    return x.astype(np.float32), y
+
+
+def test_builtins_are_available_through_entry_points():
+    assert {"finch", "kmeans", "hdbscan", "single"} <= set(available_clusterers())
+
+
+def test_decorator_registers_and_builds():
+    @register_clusterer("test-halves")
+    class Halves:
+        def __init__(self, offset: int = 0):
+            self.offset = offset
+
+        def fit_predict(self, X):
+            return (np.arange(len(X)) >= len(X) // 2).astype(int) + self.offset
+
+    try:
+        assert "test-halves" in available_clusterers()
+        assert clusterer_options("test-halves") == {"offset": 0}
+        assert build_clusterer("test-halves", offset=1).fit_predict(np.zeros((4, 2))).tolist() == [1, 1, 2, 2]
+    finally:
+        unregister_clusterer("test-halves")
+
+
+def test_duplicate_name_raises():
+    register_clusterer("test-dup", lambda: None)
+    try:
+        with pytest.raises(RegistryError, match="already registered"):
+            register_clusterer("test-dup", lambda: None)
+    finally:
+        unregister_clusterer("test-dup")
+
+
+def test_unknown_name_lists_what_is_available():
+    with pytest.raises(RegistryError) as e:
+        build_clusterer("no-such-clusterer")
+    msg = str(e.value)
+    assert "no-such-clusterer" in msg and "finch" in msg and "kmeans" in msg and "hdbscan" in msg
+
+
+def test_unknown_option_is_refused_with_accepted_list():
+    with pytest.raises(RegistryError, match="accepted"):
+        build_clusterer("finch", levle=2)
+
+
+def test_factory_without_fit_predict_is_refused():
+    register_clusterer("test-bad", lambda: object())
+    try:
+        with pytest.raises(TypeError, match="fit_predict"):
+            build_clusterer("test-bad")
+    finally:
+        unregister_clusterer("test-bad")
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [("finch", {}), ("kmeans", {"n_clusters": 3}), ("hdbscan", {"min_cluster_size": 10})],
+)
+def test_builtin_plugins_recover_blobs(blobs, name, options):
+    x, y = blobs
+    labels = build_clusterer(name, **options).fit_predict(x)
+    assert labels.shape == (len(x),)
+    if name == "finch":  # FINCH may split a blob (over-clustering), but never mixes well-separated blobs
+        assert homogeneity_score(y, labels) > 0.99 and len(np.unique(labels)) <= 6
+    else:
+        assert adjusted_rand_score(y, labels) > 0.95
+
+
+def test_single_cluster_plugin():
+    assert set(build_clusterer("single").fit_predict(np.zeros((5, 2))).tolist()) == {0}
+
+
+def test_kmeans_without_cluster_count_says_which_setting():
+    with pytest.raises(ValueError, match="n_clusters"):
+        build_clusterer("kmeans")
+
+
+def test_finch_levels_and_bad_level(blobs):
+    x, _ = blobs
+    f = build_clusterer("finch", level=0)
+    fine = f.fit_predict(x)
+    assert len(np.unique(fine)) == f.n_clusters_per_level_[0]
+    assert f.n_clusters_per_level_ == sorted(f.n_clusters_per_level_, reverse=True)
+    with pytest.raises(ValueError, match="does not exist"):
+        build_clusterer("finch", level=50).fit_predict(x)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_chunked_first_neighbours_equal_exact(metric):
+    x = torch.randn(500, 8, dtype=torch.float64)
+    got = first_neighbours(x, metric, chunk_size=64)
+    xx = torch.nn.functional.normalize(x, dim=1) if metric == "cosine" else x
+    d = torch.cdist(xx, xx)
+    d.fill_diagonal_(float("inf"))
+    assert torch.equal(got, d.argmin(1))
+
+
+def test_tidy_assigns_noise_and_merges_small_clusters():
+    z = torch.tensor([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2], [10.3], [5.2], [0.05], [9.9]])
+    raw = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, -1, -1])  # cluster 2 is tiny, two noise points
+    out = tidy_labels(z, raw, min_size=2)
+    assert out.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 0, 1]
+
+
+def test_tidy_all_small_falls_back_to_one_cluster():
+    out = tidy_labels(torch.randn(6, 2), torch.tensor([0, 1, 2, 3, 4, 5]), min_size=2)
+    assert out.tolist() == [0] * 6
+
+
+def test_pseudo_labels_refuse_wrong_label_count_and_type():
+    register_clusterer("test-short", lambda: type("C", (), {"fit_predict": lambda self, X: np.zeros(2, int)})())
+    register_clusterer("test-float", lambda: type("C", (), {"fit_predict": lambda self, X: np.zeros(len(X))})())
+    try:
+        with pytest.raises(ValueError, match="one per point"):
+            pseudo_labels(torch.randn(5, 2), ClusteringConfig(name="test-short", min_cluster_size=1))
+        with pytest.raises(ValueError, match="integers"):
+            pseudo_labels(torch.randn(5, 2), ClusteringConfig(name="test-float", min_cluster_size=1))
+    finally:
+        unregister_clusterer("test-short")
+        unregister_clusterer("test-float")
+
+
+def test_pseudo_labels_kmeans_takes_number_of_normal_classes_when_asked(blobs):
+    x, _ = blobs
+    cfg = ClusteringConfig(name="kmeans", options={"n_clusters": "n_normal_classes"})
+    labels, info = pseudo_labels(torch.from_numpy(x), cfg, n_normal_classes=3)
+    assert len(info["sizes"]) == 3 and sum(info["sizes"]) == len(x)

@@ -1,0 +1,129 @@
+"""The method's math against slow, obvious references written here, one cluster at a time."""
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.svdd import (
+    SphereHead,
+    cluster_quantiles,
+    init_centres,
+    one_class_loss,
+    own_sq_distances,
+    scores,
+    soft_boundary_loss,
+    update_radii,
+)
+
+
+def ref_loss(dist, labels, radii, nu):
+    k = len(radii)
+    total = 0.0
+    for c in range(k):
+        d = dist[labels == c]
+        if len(d) == 0:
+            continue  # an absent cluster adds nothing
+        total += radii[c] ** 2 + (1 / nu) * np.mean(np.maximum(0.0, d - radii[c] ** 2))
+    return total / k
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+@pytest.mark.parametrize("nu", [0.05, 0.1, 0.5, 1.0])
+def test_soft_boundary_loss_matches_reference(k, nu):
+    g = torch.Generator().manual_seed(k)
+    n = 64
+    dist = torch.rand(n, generator=g, dtype=torch.float64) * 3
+    labels = torch.randint(0, k, (n,), generator=g)
+    radii = torch.rand(k, generator=g, dtype=torch.float64) * 1.5
+    got = soft_boundary_loss(dist, labels, radii, nu).item()
+    assert got == pytest.approx(ref_loss(dist.numpy(), labels.numpy(), radii.numpy(), nu), rel=1e-12)
+
+
+def test_soft_boundary_loss_with_clusters_missing_from_batch():
+    dist = torch.tensor([0.5, 2.0, 0.1, 4.0], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 3, 3])  # clusters 1, 2 and 4 are absent
+    radii = torch.tensor([1.0, 0.7, 0.2, 0.5, 2.0], dtype=torch.float64)
+    got = soft_boundary_loss(dist, labels, radii, 0.1)
+    assert torch.isfinite(got)
+    assert got.item() == pytest.approx(ref_loss(dist.numpy(), labels.numpy(), radii.numpy(), 0.1))
+
+
+def test_soft_boundary_loss_gradient_flows_only_through_distances():
+    z = torch.randn(10, 3, requires_grad=True)
+    c = torch.randn(2, 3)
+    labels = torch.tensor([0, 1] * 5)
+    loss = soft_boundary_loss(own_sq_distances(z, c, labels), labels, torch.zeros(2), 0.1)
+    loss.backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_one_class_loss_is_mean_distance():
+    d = torch.tensor([1.0, 2.0, 6.0])
+    assert one_class_loss(d).item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+@pytest.mark.parametrize("q", [0.0, 0.3, 0.9, 1.0])
+def test_cluster_quantiles_match_torch_quantile(k, q):
+    g = torch.Generator().manual_seed(10 * k)
+    n = 200
+    values = torch.rand(n, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, k, (n,), generator=g)
+    got = cluster_quantiles(values, labels, k + 1, q)  # cluster k is empty
+    for c in range(k):
+        sel = values[labels == c]
+        if len(sel):
+            assert got[c].item() == pytest.approx(torch.quantile(sel, q).item(), rel=1e-12)
+    assert torch.isnan(got[k])
+
+
+def test_update_radii_is_quantile_of_sqrt_distances_per_cluster_and_keeps_empty():
+    g = torch.Generator().manual_seed(3)
+    dist = torch.rand(300, generator=g, dtype=torch.float64) * 4
+    labels = torch.randint(0, 3, (300,), generator=g)  # cluster 3 has no points
+    old = torch.tensor([9.0, 9.0, 9.0, 0.42], dtype=torch.float64)
+    nu = 0.1
+    new = update_radii(dist, labels, old, nu)
+    for c in range(3):
+        expected = np.quantile(np.sqrt(dist[labels == c].numpy()), 1 - nu)
+        assert new[c].item() == pytest.approx(expected, rel=1e-12)
+    assert new[3].item() == 0.42
+    # with these radii, at most nu of each cluster's points (up to one point) lie outside its sphere
+    outside = (dist > new[labels] ** 2).double()
+    for c in range(3):
+        n_c = int((labels == c).sum())
+        assert outside[labels == c].mean().item() <= nu + 1.0 / n_c
+
+
+def test_init_centres_are_means_with_small_coordinates_pushed_to_eps():
+    z = torch.tensor([[0.0, 1.0], [0.02, 3.0], [-0.5, -0.01], [-0.7, -0.03]])
+    labels = torch.tensor([0, 0, 1, 1])
+    c = init_centres(z, labels, 2, eps=0.1)
+    assert torch.allclose(c, torch.tensor([[0.1, 2.0], [-0.6, -0.1]]))
+
+
+def test_init_centres_refuses_empty_cluster():
+    with pytest.raises(ValueError, match="no points"):
+        init_centres(torch.randn(4, 2), torch.tensor([0, 0, 2, 2]), 3)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_scores_match_reference(k):
+    g = torch.Generator().manual_seed(k)
+    z = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    c = torch.randn(k, 6, generator=g, dtype=torch.float64)
+    r = torch.rand(k, generator=g, dtype=torch.float64)
+    s, idx = scores(z, c, r)
+    for i in range(50):
+        per = [float(((z[i] - c[j]) ** 2).sum() - r[j] ** 2) for j in range(k)]
+        assert s[i].item() == pytest.approx(min(per), rel=1e-12)
+        assert idx[i].item() == int(np.argmin(per))
+
+
+def test_sphere_head_keeps_centres_and_radii_in_state_dict():
+    head = SphereHead(torch.randn(3, 4), torch.tensor([0.1, 0.2, 0.3]))
+    sd = head.state_dict()
+    assert set(sd) == {"centres", "radii"}
+    other = SphereHead(torch.zeros(3, 4))
+    other.load_state_dict(sd)
+    assert torch.equal(other.radii, head.radii)
