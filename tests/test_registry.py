@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
 from plugins.finch import first_neighbours
-from toolkit.clustering import pseudo_labels, tidy_labels
+from toolkit.clustering import ClusteringError, pseudo_labels, tidy_labels
 from toolkit.config import ClusteringConfig
 from toolkit.registry import (
     RegistryError,
@@ -112,11 +112,12 @@ def test_finch_levels_and_bad_level(blobs):
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_chunked_first_neighbours_equal_exact(metric):
     x = torch.randn(500, 8, dtype=torch.float64)
-    got = first_neighbours(x, metric, chunk_size=64)
+    got, got_d = first_neighbours(x, metric, chunk_size=64)
     xx = torch.nn.functional.normalize(x, dim=1) if metric == "cosine" else x
     d = torch.cdist(xx, xx)
     d.fill_diagonal_(float("inf"))
     assert torch.equal(got, d.argmin(1))
+    assert torch.allclose(got_d, d.min(1).values ** 2)
 
 
 def test_tidy_assigns_noise_and_merges_small_clusters():
@@ -135,9 +136,9 @@ def test_pseudo_labels_refuse_wrong_label_count_and_type():
     register_clusterer("test-short", lambda: type("C", (), {"fit_predict": lambda self, X: np.zeros(2, int)})())
     register_clusterer("test-float", lambda: type("C", (), {"fit_predict": lambda self, X: np.zeros(len(X))})())
     try:
-        with pytest.raises(ValueError, match="one per point"):
+        with pytest.raises(ClusteringError, match="one per point"):
             pseudo_labels(torch.randn(5, 2), ClusteringConfig(name="test-short", min_cluster_size=1))
-        with pytest.raises(ValueError, match="integers"):
+        with pytest.raises(ClusteringError, match="integers"):
             pseudo_labels(torch.randn(5, 2), ClusteringConfig(name="test-float", min_cluster_size=1))
     finally:
         unregister_clusterer("test-short")

@@ -7,12 +7,15 @@ each is checked against the recipe's field types. ``--help`` lists every setting
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
+import warnings
 from typing import Any
 
 import fire
 
 from . import config as C
+from .clustering import ClusteringError
 from .data import DataError
 from .detector import DetectorFileError
 from .registry import RegistryError, available_clusterers, clusterer_options
@@ -55,8 +58,20 @@ def _help(argv: list[str]) -> None:
     print(C.describe(cfg))
 
 
+def _log_to_stderr() -> None:
+    """The toolkit's own INFO messages (not Ignite's per-engine chatter) go to stderr."""
+    log = logging.getLogger("toolkit")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _log_to_stderr()
     try:
         if argv[:1] == ["plugins"]:
             fire.Fire(plugins, argv[1:], name="toolkit plugins")
@@ -67,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             _help([a for a in argv if a not in ("-h", "--help")])
             return 0
         fire.Fire(run, argv, name="python -m toolkit")
-    except (C.ConfigError, DataError, RegistryError, DetectorFileError) as e:
+    except (C.ConfigError, DataError, RegistryError, DetectorFileError, ClusteringError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import runpy
 import typing
 from dataclasses import dataclass, field
@@ -111,11 +112,25 @@ class SVDDConfig(OptimConfig):
 class ClusteringConfig:
     name: str = "finch"  # a registered clusterer: `python -m toolkit plugins` lists them
     options: dict = field(default_factory=dict)  # keyword arguments for the clusterer's constructor
-    min_cluster_size: int = 10  # smaller clusters are merged into the nearest one (stable quantiles)
+    min_cluster_size: int = 10  # smaller clusters merge into the nearest one (a stable radius quantile)
+    min_cluster_fraction: float = 0.0  # the same as a share of the training points; the larger bound wins
+    max_singleton_fraction: float = 0.5  # more points than this alone in their cluster is an error
 
     def __post_init__(self) -> None:
         _check(isinstance(self.name, str) and self.name != "", "clustering.name must be a clusterer name")
         _check(self.min_cluster_size >= 1, f"clustering.min_cluster_size={self.min_cluster_size} must be >= 1")
+        _check(
+            0.0 <= self.min_cluster_fraction < 1.0,
+            f"clustering.min_cluster_fraction={self.min_cluster_fraction} must be in [0, 1)",
+        )
+        _check(
+            0.0 < self.max_singleton_fraction <= 1.0,
+            f"clustering.max_singleton_fraction={self.max_singleton_fraction} must be in (0, 1]",
+        )
+
+    def min_size(self, n_points: int) -> int:
+        """The effective minimum cluster size for ``n_points`` training points."""
+        return max(self.min_cluster_size, math.ceil(self.min_cluster_fraction * n_points))
 
 
 @dataclass(frozen=True)

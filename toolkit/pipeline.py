@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import config as C
-from .clustering import check_clusterer, pseudo_labels
+from .clustering import agreement, check_clusterer, contingency_markdown, pseudo_labels
 from .data import Preprocessor, Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator, create_pretrainer, create_svdd_trainer, reconstruction_error
@@ -140,6 +140,7 @@ def _fit_all(
     *,
     baseline: bool,
     eval_raw: tuple[Tensor, Tensor] | None = None,
+    true_classes: np.ndarray | None = None,
 ) -> tuple[dict[str, MultiRadiusDeepSVDD], dict[str, Any]]:
     """Pretrain once; train the multi-radius model and, with ``baseline``, one sphere from the same AE."""
     in_shape = tuple(x_raw.shape[1:])
@@ -165,10 +166,11 @@ def _fit_all(
     )
     labels = labels.to(ctx.device)
     cinfo["seconds"] = time.perf_counter() - t0
+    if true_classes is not None:  # diagnostics only: the true classes never reach training
+        cinfo["agreement"] = agreement(true_classes, labels.cpu().numpy())
     info["clustering"] = cinfo
     if ctx.tb is not None:
-        for k, size in enumerate(cinfo["sizes"]):
-            ctx.tb.writer.add_scalar("clustering/size", size, k)
+        _log_clustering(ctx.tb.writer, cinfo)
 
     variants = {"multi": labels}
     if baseline:
@@ -187,6 +189,25 @@ def _fit_all(
             "test_auroc": history[-1][1] if history else None,
         }
     return detectors, info
+
+
+def _log_clustering(writer: Any, cinfo: dict[str, Any]) -> None:
+    """Cluster sizes before and after the tidy-up, and the agreement with the true classes if known."""
+    for tag in ("sizes_before", "sizes"):
+        for k, size in enumerate(cinfo[tag]):
+            writer.add_scalar(f"clustering/{tag}", size, k)
+    writer.add_scalar("clustering/n_clusters", len(cinfo["sizes"]), 0)
+    writer.add_text(
+        "clustering/summary",
+        f"{len(cinfo['sizes_before'])} clusters ({cinfo['n_noise']} noise points) from `{cinfo['clusterer']}`, "
+        f"{len(cinfo['sizes'])} after tidy-up (min size {cinfo['min_size']}): sizes {cinfo['sizes']}",
+        0,
+    )
+    if "agreement" in cinfo:
+        a = cinfo["agreement"]
+        writer.add_scalar("clustering/ari", a["ari"], 0)
+        writer.add_scalar("clustering/nmi", a["nmi"], 0)
+        writer.add_text("clustering/contingency", contingency_markdown(a), 0)
 
 
 # --------------------------------------------------------------------------------------------- CLI run
@@ -216,6 +237,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             ctx,
             baseline=cfg.baseline,
             eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
+            true_classes=split.y_train,
         )
     finally:
         tb.close()
@@ -249,10 +271,14 @@ def summary(results: dict[str, Any]) -> str:
         f"run folder: {results.get('run_dir', '?')}",
         f"data: {results['dataset']}, normal classes {results['normal_classes']}, {results['n_train']} training "
         f"points, {results['n_test']} test points ({results['n_test_anomalies']} anomalies)",
-        f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {c['sizes']}"
-        + (
-            f" (before tidy-up: {len(c['sizes_before'])} clusters, {c['n_noise']} noise)" if "sizes_before" in c else ""
-        ),
+        f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {c['sizes']} (before tidy-up: "
+        f"{len(c['sizes_before'])} clusters, {c['n_noise']} noise points; minimum size {c['min_size']})",
+    ]
+    if "agreement" in c:
+        a = c["agreement"]
+        lines += [f"agreement with the true normal classes: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}"]
+        lines += [contingency_markdown(a)]
+    lines += [
         "",
         "| model | spheres | radii | test AUROC |",
         "|---|---|---|---|",

@@ -28,14 +28,21 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def _ident(f: Callable[..., Any]) -> tuple[str, str]:
+    """Where a factory was defined; re-running the same recipe file re-registers rather than clashes."""
+    return getattr(f, "__module__", "?"), getattr(f, "__qualname__", repr(f))
+
+
 def register_clusterer(name: str, factory: Callable[..., Any] | None = None, *, overwrite: bool = False):
     """Register ``factory`` under ``name``; usable as ``@register_clusterer("name")`` or as a call."""
 
     def deco(f: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(f):
             raise TypeError(f"clusterer {name!r} must be a class or function, got {type(f).__name__}")
-        if not overwrite and name in _REGISTRY and _REGISTRY[name] is not f:
-            raise RegistryError(f"a clusterer named {name!r} is already registered; pick another name")
+        if not overwrite and name in _REGISTRY and _ident(_REGISTRY[name]) != _ident(f):
+            raise RegistryError(
+                f"a clusterer named {name!r} is already registered ({_ident(_REGISTRY[name])[0]}); pick another name"
+            )
         _REGISTRY[name] = f
         return f
 
