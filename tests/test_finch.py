@@ -42,7 +42,7 @@ def test_levels_get_coarser_and_nest():
     parts = finch_partitions(x, "euclidean", chunk_size=50)
     counts = [int(p.max()) + 1 for p in parts]
     assert counts == sorted(counts, reverse=True) and len(set(counts)) == len(counts)
-    for fine, coarse in zip(parts, parts[1:]):  # every fine cluster lies inside one coarse cluster
+    for fine, coarse in zip(parts, parts[1:], strict=False):  # every fine cluster lies inside one coarse cluster
         pairs = torch.unique(torch.stack([fine, coarse], 1), dim=0)
         assert len(pairs) == int(fine.max()) + 1
 

@@ -154,5 +154,8 @@ def agreement(true_classes: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 def contingency_markdown(a: dict[str, Any]) -> str:
     k = len(a["contingency"][0])
     head = "| class | " + " | ".join(f"c{j}" for j in range(k)) + " |"
-    rows = [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(a["classes"], a["contingency"])]
+    rows = [
+        f"| {c} | " + " | ".join(str(v) for v in row) + " |"
+        for c, row in zip(a["classes"], a["contingency"], strict=True)
+    ]
     return "\n".join([head, "|---" * (k + 1) + "|", *rows])

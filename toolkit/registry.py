@@ -28,9 +28,10 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _ident(f: Callable[..., Any]) -> tuple[str, str]:
+def _ident(f: Callable[..., Any]) -> tuple[str, str, int]:
     """Where a factory was defined; re-running the same recipe file re-registers rather than clashes."""
-    return getattr(f, "__module__", "?"), getattr(f, "__qualname__", repr(f))
+    line = getattr(getattr(f, "__code__", None), "co_firstlineno", 0)
+    return getattr(f, "__module__", "?"), getattr(f, "__qualname__", repr(f)), line
 
 
 def register_clusterer(name: str, factory: Callable[..., Any] | None = None, *, overwrite: bool = False):
