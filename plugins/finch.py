@@ -28,24 +28,38 @@ from torch import Tensor
 METRICS = ("euclidean", "cosine")
 
 
-def first_neighbours(x: Tensor, metric: str = "euclidean", chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
-    """Index of each row's nearest other row and the squared euclidean distance to it (on unit vectors for
-    ``cosine``), computed ``chunk_size`` rows at a time: memory O(chunk_size x N), never N x N."""
+def first_neighbours(
+    x: Tensor, metric: str = "euclidean", chunk_size: int = 512, tile_cols: int = 2048
+) -> tuple[Tensor, Tensor]:
+    """Index of each row's nearest other row and the squared euclidean distance to it (of unit vectors
+    for ``cosine``). Exact, computed in ``chunk_size`` x ``tile_cols`` tiles that stay in cache: memory
+    O(chunk_size x tile_cols), never N x N, and no pass over a large matrix in main memory."""
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not supported; accepted: {METRICS}")
     if metric == "cosine":
         x = torch.nn.functional.normalize(x, dim=1)
+    n = x.shape[0]
     sq = (x * x).sum(1)
-    idx = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    dist = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    for start in range(0, x.shape[0], chunk_size):
-        block = x[start : start + chunk_size]
-        d = sq[None, :] - 2.0 * block @ x.T  # ||b - x||^2 minus the row's own constant ||b||^2
+    xt = x.T.contiguous()
+    idx = torch.empty(n, dtype=torch.long, device=x.device)
+    dist = torch.empty(n, dtype=x.dtype, device=x.device)
+    for r0 in range(0, n, chunk_size):
+        block = x[r0 : r0 + chunk_size]
         rows = torch.arange(block.shape[0], device=x.device)
-        d[rows, rows + start] = float("inf")  # a point is never its own neighbour
-        best, arg = d.min(1)
-        idx[start : start + block.shape[0]] = arg
-        dist[start : start + block.shape[0]] = (best + sq[start : start + block.shape[0]]).clamp(min=0)
+        best = torch.full((block.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+        arg = torch.zeros(block.shape[0], dtype=torch.long, device=x.device)
+        for c0 in range(0, n, tile_cols):
+            # ||b - x_j||^2 up to the row's own constant ||b||^2, which does not change the argmin
+            d = torch.addmm(sq[None, c0 : c0 + tile_cols], block, xt[:, c0 : c0 + tile_cols], alpha=-2.0)
+            own = rows + (r0 - c0)
+            mine = (own >= 0) & (own < d.shape[1])
+            d[rows[mine], own[mine]] = float("inf")  # a point is never its own neighbour
+            v, a = d.min(1)
+            better = v < best
+            best = torch.where(better, v, best)
+            arg = torch.where(better, a + c0, arg)
+        idx[r0 : r0 + block.shape[0]] = arg
+        dist[r0 : r0 + block.shape[0]] = (best + sq[r0 : r0 + block.shape[0]]).clamp(min=0)
     return idx, dist
 
 
@@ -61,7 +75,7 @@ def _means(x: Tensor, labels: Tensor, k: int) -> Tensor:
     return torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x) / counts[:, None]
 
 
-def finch_partitions(x: Tensor, metric: str = "euclidean", chunk_size: int = 4096) -> list[Tensor]:
+def finch_partitions(x: Tensor, metric: str = "euclidean", chunk_size: int = 512) -> list[Tensor]:
     """Every FINCH partition of the rows of ``x``, finest first, each an (N,) tensor of labels."""
     labels = torch.as_tensor(_components(first_neighbours(x, metric, chunk_size)[0]), device=x.device)
     partitions = [labels]
@@ -112,7 +126,7 @@ class FinchClusterer:
         n_clusters: int | None = None,
         min_cluster_size: int = 10,
         distance: str = "euclidean",
-        chunk_size: int = 4096,
+        chunk_size: int = 512,
         device: str = "cpu",
     ) -> None:
         if distance not in METRICS:

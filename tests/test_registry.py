@@ -112,7 +112,7 @@ def test_finch_levels_and_bad_level(blobs):
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_chunked_first_neighbours_equal_exact(metric):
     x = torch.randn(500, 8, dtype=torch.float64)
-    got, got_d = first_neighbours(x, metric, chunk_size=64)
+    got, got_d = first_neighbours(x, metric, chunk_size=64, tile_cols=100)
     xx = torch.nn.functional.normalize(x, dim=1) if metric == "cosine" else x
     d = torch.cdist(xx, xx)
     d.fill_diagonal_(float("inf"))
