@@ -7,3 +7,32 @@ import torch
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def cli(*args, cwd=None, env=None):
+    """``python -m toolkit ARGS`` in a subprocess."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One finished CLI run of the default digits recipe with tiny epochs, shared by the tests that read it.
+    Warm-up 1 with 3 epochs: radii are updated at epochs 1-3; evaluation at epochs 2 and at the end (3)."""
+    out = tmp_path_factory.mktemp("run") / "digits"
+    r = cli(
+        "--pretrain.epochs=2",
+        "--svdd.epochs=3",
+        "--svdd.warmup_epochs=1",
+        "--eval_every=2",
+        "--monitor.projector_samples=300",
+        "--monitor.extremes=16",
+        f"--run_dir={out}",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Multi-Radius Deep SVDD" in r.stdout and "Deep SVDD (one sphere)" in r.stdout
+    return out

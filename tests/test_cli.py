@@ -1,28 +1,17 @@
 """The command line end to end, in a subprocess, on the embedded digits recipe."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from toolkit import MultiRadiusDeepSVDD
 
 
-def cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "digits"
-    r = cli("--pretrain.epochs=2", "--svdd.epochs=2", "--svdd.warmup_epochs=1", f"--run_dir={out}")
-    assert r.returncode == 0, r.stderr
-    assert "Multi-Radius Deep SVDD" in r.stdout and "Deep SVDD (one sphere)" in r.stdout
-    return out
+@pytest.fixture
+def run_dir(digits_run):
+    return digits_run
 
 
 def test_run_folder_holds_config_events_detectors_results(run_dir):
@@ -30,7 +19,7 @@ def test_run_folder_holds_config_events_detectors_results(run_dir):
     assert {"config.json", "results.json", "detector_multi.pt", "detector_single.pt", "checkpoints"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["svdd"]["epochs"] == 2 and cfg["data"]["dataset"] == "digits"
+    assert cfg["svdd"]["epochs"] == 3 and cfg["data"]["dataset"] == "digits"
 
 
 def test_results_json(run_dir):
@@ -40,7 +29,10 @@ def test_results_json(run_dir):
     assert len(res["multi"]["radii"]) == k and len(res["single"]["radii"]) == 1
     for name in ("multi", "single"):
         assert 0.0 <= res[name]["test_auroc"] <= 1.0
-        assert [e for e, _ in res[name]["auroc_history"]] == [1, 2]
+        assert [t["epoch"] for t in res[name]["history"]["tests"]] == [2, 3]  # every 2 epochs, and at the end
+        assert [row["epoch"] for row in res[name]["history"]["epochs"]] == [1, 2, 3]
+        assert res[name]["history"]["epochs"][-1]["radii"] == res[name]["radii"]
+        assert res[name]["test_auroc"] == res[name]["history"]["tests"][-1]["auroc"]
 
 
 def test_tensorboard_has_one_radius_curve_per_cluster(run_dir):

@@ -19,8 +19,10 @@ from .clustering import ClusteringError
 from .data import DataError
 from .detector import DetectorFileError
 from .registry import RegistryError, available_clusterers, clusterer_options
+from .report import ReportError
 
 USAGE = """usage: python -m toolkit [run] [RECIPE.py] [--setting=value ...]
+       python -m toolkit report RUN_DIR [--projection=tsne|pca]
        python -m toolkit plugins
 
 Runs RECIPE (default: the embedded recipes/digits.py, data shipped with scikit-learn): pretrain the
@@ -36,6 +38,13 @@ def run(recipe: str | None = None, **overrides: Any) -> None:
     cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)
     results = run_pipeline(cfg)
     print(summary(results))
+
+
+def report(run_dir: str, projection: str = "tsne") -> None:
+    """Write PNG figures and report.md into RUN_DIR, from the finished run folder alone."""
+    from .report import write_report
+
+    print(f"wrote {write_report(run_dir, projection)}")
 
 
 def plugins() -> None:
@@ -76,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["plugins"]:
             fire.Fire(plugins, argv[1:], name="toolkit plugins")
             return 0
+        if argv[:1] == ["report"]:
+            fire.Fire(report, argv[1:], name="toolkit report")
+            return 0
         if argv[:1] == ["run"]:
             argv = argv[1:]
         if any(a in ("-h", "--help") for a in argv):
             _help([a for a in argv if a not in ("-h", "--help")])
             return 0
         fire.Fire(run, argv, name="python -m toolkit")
-    except (C.ConfigError, DataError, RegistryError, DetectorFileError, ClusteringError) as e:
+    except (C.ConfigError, DataError, RegistryError, DetectorFileError, ClusteringError, ReportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

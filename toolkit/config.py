@@ -134,6 +134,16 @@ class ClusteringConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    projector_samples: int = 2000  # test points shown in TensorBoard's projector (and saved for the report)
+    extremes: int = 32  # most normal / most anomalous test images shown at the end
+
+    def __post_init__(self) -> None:
+        _check(self.projector_samples >= 1, f"monitor.projector_samples={self.projector_samples} must be >= 1")
+        _check(self.extremes >= 0, f"monitor.extremes={self.extremes} must be >= 0")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "digits"  # run name; used in the default run folder
     seed: int = 0
@@ -146,6 +156,7 @@ class Config:
     pretrain: OptimConfig = field(default_factory=OptimConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def __post_init__(self) -> None:
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 from ignite.engine import Engine, EventEnum, Events
-from ignite.metrics import ROC_AUC, Average
+from ignite.metrics import ROC_AUC, Average, AveragePrecision
 from torch import Tensor, nn
 
 from .svdd import SphereHead, one_class_loss, own_sq_distances, soft_boundary_loss
@@ -79,7 +79,8 @@ def create_svdd_trainer(
 
 
 def create_evaluator(score_fn: Callable[[Tensor], Tensor]) -> Engine:
-    """Scores labelled test batches ``(index, x, is_anomaly)``; ``state.metrics['auroc']`` at the end."""
+    """Scores labelled test batches ``(index, x, is_anomaly)``; ``state.metrics`` gets 'auroc' and 'aupr'
+    (average precision, anomalies as the positive class) at the end."""
 
     def step(engine: Engine, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         _, x, y = batch
@@ -87,5 +88,7 @@ def create_evaluator(score_fn: Callable[[Tensor], Tensor]) -> Engine:
             return score_fn(x), y
 
     engine = Engine(step)
-    ROC_AUC(output_transform=lambda out: (out[0].float().cpu(), out[1].cpu())).attach(engine, "auroc")
+    to_cpu = lambda out: (out[0].float().cpu(), out[1].cpu())  # noqa: E731
+    ROC_AUC(output_transform=to_cpu).attach(engine, "auroc")
+    AveragePrecision(output_transform=to_cpu).attach(engine, "aupr")
     return engine

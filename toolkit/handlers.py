@@ -1,4 +1,7 @@
-"""Small handlers attached to engine events: radii, evaluation, TensorBoard, progress, checkpoints."""
+"""Small handlers attached to engine events: radii, history, evaluation, TensorBoard, progress, checkpoints.
+
+Side effects (TensorBoard, files) happen on rank 0 only.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, ProgressBar
 
 from .engines import SVDDEvents
-from .svdd import SphereHead, update_radii
+from .svdd import SphereHead, outside_fraction, update_radii
 
 
 class RadiusUpdate:
@@ -48,56 +52,107 @@ class RadiusUpdate:
         return self
 
 
+class History:
+    """Per-epoch record of a stage (loss, learning rate; radii and the share of each cluster's training
+    points outside its sphere; test AUROC/AUPR when evaluated). It feeds TensorBoard, results.json and
+    the report, so all three show the same numbers."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, head: SphereHead | None = None, labels: Any = None) -> None:
+        self.optimizer, self.head, self.labels = optimizer, head, labels
+        self.epochs: list[dict[str, Any]] = []
+        self.tests: list[dict[str, float]] = []
+
+        self.refreshed = False  # the last row's radii were replaced at COMPLETED
+
+    def _spheres(self, engine: Engine) -> dict[str, Any]:
+        if self.head is None:
+            return {}
+        out = outside_fraction(engine.state.epoch_dist, self.labels, self.head.radii)
+        return {"radii": self.head.radii.tolist(), "outside": out.tolist()}
+
+    def __call__(self, engine: Engine) -> None:
+        row = {
+            "epoch": engine.state.epoch,
+            "loss": float(engine.state.metrics["loss"]),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+        }
+        self.epochs.append({**row, **self._spheres(engine)})
+
+    def completed(self, engine: Engine) -> None:
+        """A run shorter than the warm-up gets its radii at COMPLETED: record them on the last epoch."""
+        spheres = self._spheres(engine)
+        if self.epochs and spheres and spheres["radii"] != self.epochs[-1]["radii"]:
+            self.epochs[-1].update(spheres)
+            self.refreshed = True
+
+    def attach(self, engine: Engine) -> History:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self.completed)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "tests": self.tests}
+
+
 def attach_lr_schedule(engine: Engine, scheduler: Any) -> None:
     engine.add_event_handler(Events.EPOCH_COMPLETED, lambda _: scheduler.step())
 
 
-def attach_evaluation(
-    trainer: Engine, evaluator: Engine, data: Iterable, every: int, history: list[tuple[int, float]]
-) -> None:
+def attach_evaluation(trainer: Engine, evaluator: Engine, data: Iterable, every: int, history: History) -> None:
     """Run ``evaluator`` every ``every`` epochs (0: only at the end) and once at the end."""
 
     def run(engine: Engine) -> None:
         epoch = engine.state.epoch
-        if history and history[-1][0] == epoch:
+        if history.tests and history.tests[-1]["epoch"] == epoch:
             return
         evaluator.run(data)
-        history.append((epoch, float(evaluator.state.metrics["auroc"])))
+        m = evaluator.state.metrics
+        history.tests.append({"epoch": epoch, "auroc": float(m["auroc"]), "aupr": float(m["aupr"])})
 
     if every > 0:
         trainer.add_event_handler(Events.EPOCH_COMPLETED(every=every), run)
     trainer.add_event_handler(Events.COMPLETED, run)
 
 
-def attach_tensorboard(
-    tb: Any,
-    trainer: Engine,
-    tag: str,
-    optimizer: torch.optim.Optimizer,
-    evaluator: Engine | None = None,
-    head: SphereHead | None = None,
-) -> None:
-    """Loss and learning rate per epoch; AUROC when evaluated; one scalar curve per cluster radius."""
-    from ignite.handlers import global_step_from_engine
+def attach_tensorboard(writer: Any, trainer: Engine, tag: str, history: History) -> None:
+    """Per epoch, from ``history``: loss, learning rate, one curve per cluster radius, the share of each
+    cluster outside its sphere, a histogram of each cluster's distances; test AUROC/AUPR when evaluated.
+    Flushed at every epoch end so a crash loses nothing that was logged."""
+    if idist.get_rank() != 0:
+        return
 
-    tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=tag, metric_names=["loss"])
-    tb.attach_opt_params_handler(trainer, Events.EPOCH_COMPLETED, optimizer=optimizer, tag=tag)
-    if evaluator is not None:
-        tb.attach_output_handler(
-            evaluator,
-            Events.COMPLETED,
-            tag=f"{tag}/test",
-            metric_names=["auroc"],
-            global_step_transform=global_step_from_engine(trainer),
-        )
-    if head is not None:
+    logged_tests = 0
 
-        @trainer.on(Events.EPOCH_COMPLETED)
-        def _radii(engine: Engine) -> None:
-            for k, r in enumerate(head.radii.tolist()):
-                tb.writer.add_scalar(f"{tag}/radius/{k}", r, engine.state.epoch)
+    def log_tests() -> None:
+        nonlocal logged_tests
+        for t in history.tests[logged_tests:]:
+            writer.add_scalar(f"{tag}/test/auroc", t["auroc"], t["epoch"])
+            writer.add_scalar(f"{tag}/test/aupr", t["aupr"], t["epoch"])
+        logged_tests = len(history.tests)
+        writer.flush()
 
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: tb.writer.flush())
+    def log_spheres(engine: Engine, row: dict[str, Any]) -> None:
+        e, dist, labels = row["epoch"], engine.state.epoch_dist, history.labels
+        for k, (r, out) in enumerate(zip(row["radii"], row["outside"], strict=True)):
+            writer.add_scalar(f"{tag}/radius/{k}", r, e)
+            writer.add_scalar(f"{tag}/outside/{k}", out, e)
+            writer.add_histogram(f"{tag}/distance/{k}", dist[labels == k].sqrt().cpu(), e)
+
+    def log_epoch(engine: Engine) -> None:
+        row = history.epochs[-1]
+        writer.add_scalar(f"{tag}/loss", row["loss"], row["epoch"])
+        writer.add_scalar(f"{tag}/lr", row["lr"], row["epoch"])
+        if "radii" in row:
+            log_spheres(engine, row)
+        log_tests()
+
+    def log_completed(engine: Engine) -> None:
+        if history.refreshed:
+            log_spheres(engine, history.epochs[-1])
+        log_tests()
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, log_epoch)
+    trainer.add_event_handler(Events.COMPLETED, log_completed)
 
 
 def attach_progress(engine: Engine, desc: str) -> None:

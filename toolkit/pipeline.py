@@ -19,6 +19,7 @@ from .data import Preprocessor, Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator, create_pretrainer, create_svdd_trainer, reconstruction_error
 from .handlers import (
+    History,
     RadiusUpdate,
     attach_checkpoint,
     attach_evaluation,
@@ -26,6 +27,7 @@ from .handlers import (
     attach_progress,
     attach_tensorboard,
 )
+from .monitor import scalar_layout, write_story
 from .nets import build_autoencoder, resolve_arch
 from .svdd import SphereHead, init_centres
 
@@ -62,16 +64,16 @@ def _optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, 
     return optimizer, scheduler
 
 
-def _attach_common(engine, ctx: Context, tag: str, optimizer, scheduler, to_save, score_fn, head=None) -> list:
-    """Scheduler, evaluation, TensorBoard, progress and checkpoint handlers shared by both stages."""
+def _attach_common(
+    engine, ctx: Context, tag: str, optimizer, scheduler, to_save, score_fn, head=None, labels=None
+) -> History:
+    """History, scheduler, evaluation, TensorBoard, progress and checkpoints, shared by both stages."""
+    history = History(optimizer, head, labels).attach(engine)  # before the scheduler steps: this epoch's lr
     attach_lr_schedule(engine, scheduler)
-    history: list[tuple[int, float]] = []
-    evaluator = None
     if ctx.eval_data is not None:
-        evaluator = create_evaluator(score_fn)
-        attach_evaluation(engine, evaluator, ctx.eval_data, ctx.eval_every, history)
+        attach_evaluation(engine, create_evaluator(score_fn), ctx.eval_data, ctx.eval_every, history)
     if ctx.tb is not None:
-        attach_tensorboard(ctx.tb, engine, tag, optimizer, evaluator, head)
+        attach_tensorboard(ctx.tb.writer, engine, tag, history)
     if ctx.progress:
         attach_progress(engine, tag)
     if ctx.run_dir is not None:
@@ -84,9 +86,9 @@ def _attach_common(engine, ctx: Context, tag: str, optimizer, scheduler, to_save
     return history
 
 
-def pretrain(ae: nn.Module, x: Tensor, opt: C.OptimConfig, *, seed: int, ctx: Context) -> list[tuple[int, float]]:
-    """Train the autoencoder on preprocessed normal data ``x``; returns the test AUROC history of the
-    reconstruction error (empty without ``ctx.eval_data``)."""
+def pretrain(ae: nn.Module, x: Tensor, opt: C.OptimConfig, *, seed: int, ctx: Context) -> History:
+    """Train the autoencoder on preprocessed normal data ``x``; the history's test metrics (with
+    ``ctx.eval_data``) score by reconstruction error."""
     optimizer, scheduler = _optimizer(ae.parameters(), opt)
     engine = create_pretrainer(ae, optimizer)
 
@@ -107,8 +109,8 @@ def embed(encoder: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -> Tensor
 
 def train_svdd(
     encoder: nn.Module, x: Tensor, labels: Tensor, svdd: C.SVDDConfig, *, seed: int, ctx: Context, tag: str
-) -> tuple[SphereHead, list[tuple[int, float]]]:
-    """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head and the AUROC history."""
+) -> tuple[SphereHead, History]:
+    """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head and the history."""
     k = int(labels.max()) + 1
     head = SphereHead(init_centres(embed(encoder, x), labels, k, svdd.eps)).to(x.device)
     optimizer, scheduler = _optimizer(encoder.parameters(), svdd)
@@ -120,7 +122,7 @@ def train_svdd(
         return head(encoder(xb))
 
     to_save = {"encoder": encoder, "head": head}
-    history = _attach_common(engine, ctx, tag, optimizer, scheduler, to_save, score, head)
+    history = _attach_common(engine, ctx, tag, optimizer, scheduler, to_save, score, head, labels)
     engine.run(TensorBatches(x, labels, batch_size=svdd.batch_size, shuffle=True, seed=seed), max_epochs=svdd.epochs)
     return head, history
 
@@ -130,6 +132,7 @@ def fit(
 ) -> tuple[MultiRadiusDeepSVDD, dict[str, Any]]:
     """Fit a detector on raw normal data: the library entry point behind ``MultiRadiusDeepSVDD.fit``."""
     detectors, info = _fit_all(cfg, as_tensor(x_train), ctx or Context(), baseline=False)
+    info.pop("_pretrained_encoder")
     return detectors["multi"], info
 
 
@@ -157,8 +160,8 @@ def _fit_all(
 
     t0 = time.perf_counter()
     ae = build_autoencoder(arch, in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak).to(ctx.device)
-    info["pretrain_auroc_history"] = pretrain(ae, x, cfg.pretrain, seed=cfg.seed, ctx=ctx)
-    info["pretrain_seconds"] = time.perf_counter() - t0
+    history = pretrain(ae, x, cfg.pretrain, seed=cfg.seed, ctx=ctx)
+    info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
 
     t0 = time.perf_counter()
     labels, cinfo = pseudo_labels(
@@ -182,12 +185,15 @@ def _fit_all(
         encoder = copy.deepcopy(ae.encoder)
         head, history = train_svdd(encoder, x, lab, cfg.svdd, seed=cfg.seed, ctx=ctx, tag=f"svdd_{name}")
         detectors[name] = MultiRadiusDeepSVDD._from_parts(cfg, arch, in_shape, prep, encoder, head, lab, threshold=0.0)
+        last = history.tests[-1] if history.tests else {}
         info[name] = {
             "seconds": time.perf_counter() - t0,
             "radii": head.radii.tolist(),
-            "auroc_history": history,
-            "test_auroc": history[-1][1] if history else None,
+            "test_auroc": last.get("auroc"),
+            "test_aupr": last.get("aupr"),
+            "history": history.as_dict(),
         }
+    info["_pretrained_encoder"] = ae.encoder  # for the run's story (projector); not serialised
     return detectors, info
 
 
@@ -228,6 +234,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(C.dumps(cfg))
     tb = TensorboardLogger(log_dir=str(run_dir))
+    tb.writer.add_custom_scalars(scalar_layout(["multi", "single"] if cfg.baseline else ["multi"]))
     ctx = Context(device=device, tb=tb, run_dir=run_dir, progress=progress, eval_every=cfg.eval_every)
     t0 = time.perf_counter()
     try:
@@ -239,6 +246,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
             true_classes=split.y_train,
         )
+        write_story(tb.writer, run_dir, cfg, split, detectors, info.pop("_pretrained_encoder"))
     finally:
         tb.close()
     for name, det in detectors.items():
@@ -280,13 +288,13 @@ def summary(results: dict[str, Any]) -> str:
         lines += [contingency_markdown(a)]
     lines += [
         "",
-        "| model | spheres | radii | test AUROC |",
-        "|---|---|---|---|",
+        "| model | spheres | radii | test AUROC | test AUPR |",
+        "|---|---|---|---|---|",
     ]
     for name, label in (("multi", "Multi-Radius Deep SVDD"), ("single", "Deep SVDD (one sphere)")):
         if name in results:
             r = results[name]
             radii = ", ".join(f"{v:.3f}" for v in r["radii"][:8]) + (" ..." if len(r["radii"]) > 8 else "")
-            auroc = "n/a" if r["test_auroc"] is None else f"{r['test_auroc']:.4f}"
-            lines.append(f"| {label} | {len(r['radii'])} | {radii} | {auroc} |")
+            auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
+            lines.append(f"| {label} | {len(r['radii'])} | {radii} | {auroc} | {aupr} |")
     return "\n".join(lines)

@@ -78,6 +78,14 @@ def update_radii(dist: Tensor, labels: Tensor, radii: Tensor, nu: float) -> Tens
     return torch.where(torch.isnan(new), radii, new.to(radii.dtype))
 
 
+def outside_fraction(dist: Tensor, labels: Tensor, radii: Tensor) -> Tensor:
+    """Share of each cluster's points outside its sphere (d_i > R_k^2); 0 for empty clusters."""
+    k = radii.shape[0]
+    outside = (dist > radii.pow(2)[labels]).to(dist.dtype)
+    counts = torch.bincount(labels, minlength=k).clamp(min=1).to(dist.dtype)
+    return torch.zeros(k, dtype=dist.dtype, device=dist.device).index_add_(0, labels, outside) / counts
+
+
 def scores(z: Tensor, centres: Tensor, radii: Tensor) -> tuple[Tensor, Tensor]:
     """Anomaly score min_k(||z - c_k||^2 - R_k^2) and the k attaining it; > 0 = outside every sphere."""
     s = all_sq_distances(z, centres) - radii.pow(2).unsqueeze(0)

@@ -1,0 +1,119 @@
+"""TensorBoard tells the story (read back with TensorBoard's event accumulator) and the report verb."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from conftest import cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from toolkit import MultiRadiusDeepSVDD
+from toolkit.report import SIZES, expected_pixels
+
+
+@pytest.fixture(scope="module")
+def events(digits_run):
+    acc = EventAccumulator(str(digits_run), size_guidance={"tensors": 0, "scalars": 0, "histograms": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def results(digits_run):
+    return json.loads((digits_run / "results.json").read_text())
+
+
+def test_scalars_per_cluster_and_stage(events, results):
+    tags = set(events.Tags()["scalars"])
+    k = len(results["clustering"]["sizes"])
+    for stage in ("pretrain", "svdd_multi", "svdd_single"):
+        assert {f"{stage}/loss", f"{stage}/lr", f"{stage}/test/auroc", f"{stage}/test/aupr"} <= tags
+    for m, n in (("svdd_multi", k), ("svdd_single", 1)):
+        assert {f"{m}/radius/{i}" for i in range(n)} | {f"{m}/outside/{i}" for i in range(n)} <= tags
+    assert {"clustering/ari", "clustering/nmi", "clustering/sizes", "clustering/sizes_before"} <= tags
+
+
+def test_radius_curves_end_at_the_detectors_radii(events, digits_run):
+    det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
+    for i, r in enumerate(det.radii_):
+        values = events.Scalars(f"svdd_multi/radius/{i}")
+        assert [v.step for v in values] == [1, 2, 3]
+        assert values[-1].value == pytest.approx(float(r), rel=1e-6)
+
+
+def test_outside_share_and_test_metrics_match_results(events, results):
+    for i, out in enumerate(results["multi"]["history"]["epochs"][-1]["outside"]):
+        assert events.Scalars(f"svdd_multi/outside/{i}")[-1].value == pytest.approx(out, rel=1e-6)
+        assert out <= 0.1 + 1.0 / results["clustering"]["sizes"][i]  # nu = 0.1, up to one point
+    auroc = events.Scalars("svdd_multi/test/auroc")
+    assert [v.step for v in auroc] == [2, 3]
+    assert auroc[-1].value == pytest.approx(results["multi"]["test_auroc"], rel=1e-6)
+
+
+def test_histograms_images_pr_curves_text_and_layout(events, results):
+    k = len(results["clustering"]["sizes"])
+    t = events.Tags()
+    assert {f"svdd_multi/distance/{i}" for i in range(k)} <= set(t["histograms"])
+    assert len(events.Histograms("svdd_multi/distance/0")) == 3  # one per epoch
+    for m in ("svdd_multi", "svdd_single"):
+        assert {f"{m}/most_normal_test_images", f"{m}/most_anomalous_test_images"} <= set(t["images"])
+        assert f"{m}/test_pr_curve" in t["tensors"]
+    assert {"custom_scalars__config__", "clustering/contingency/text_summary"} <= set(t["tensors"])
+    assert set(events.PluginTagToContent("hparams")) == {
+        "_hparams_/experiment",
+        "_hparams_/session_start_info",
+        "_hparams_/session_end_info",
+    }
+    assert events.Scalars("hparam/test_auroc_multi")[-1].value == pytest.approx(results["multi"]["test_auroc"])
+
+
+def test_projector_files_have_one_row_per_sample(digits_run):
+    config = (digits_run / "projector_config.pbtxt").read_text()
+    for tag, step in (("test_embeddings_after_pretraining", "00000"), ("test_embeddings_end", "00003")):
+        folder = digits_run / step / tag
+        assert f"{step}/{tag}/tensors.tsv" in config
+        tensors = (folder / "tensors.tsv").read_text().strip().splitlines()
+        meta = (folder / "metadata.tsv").read_text().strip().splitlines()
+        assert len(tensors) == 300 and len(tensors[0].split("\t")) == 16  # 16-d embeddings of the MLP
+        assert meta[0].split("\t") == ["cluster", "true_class", "kind", "score"] and len(meta) == 301
+        assert (folder / "sprite.png").stat().st_size > 0
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_verb_writes_every_figure_from_the_run_folder(digits_run):
+    r = cli("report", str(digits_run), "--projection=pca")
+    assert r.returncode == 0, r.stderr
+    for name in SIZES:
+        path = digits_run / name
+        assert path.stat().st_size > 1000
+        assert png_size(path) == expected_pixels(name)
+        from matplotlib.image import imread
+
+        img = imread(path)
+        assert img.std() > 0.01  # not a blank canvas
+    md = (digits_run / "report.md").read_text()
+    assert all(f"]({name})" in md for name in SIZES)
+    assert "Multi-Radius Deep SVDD" in md and "AUROC" in md
+
+
+def test_report_on_a_folder_that_is_not_a_run(tmp_path):
+    r = cli("report", str(tmp_path))
+    assert r.returncode == 2 and "results.json is missing" in r.stderr
+
+
+def test_saved_scores_match_the_detector(digits_run):
+    from toolkit.config import default_recipe, load_recipe
+    from toolkit.data import load_split
+
+    cfg = json.loads((digits_run / "config.json").read_text())
+    split = load_split(load_recipe(default_recipe()).data, seed=cfg["seed"])
+    saved = np.load(digits_run / "scores.npz")
+    det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
+    np.testing.assert_allclose(saved["multi_score"], det.decision_function(split.x_test), rtol=1e-5, atol=1e-6)

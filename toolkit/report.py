@@ -1,0 +1,195 @@
+"""``python -m toolkit report RUN_DIR``: PNG figures and a report.md, from a finished run folder alone.
+
+- ``roc.png``: test ROC curves of the multi-radius model and the one-sphere baseline on one plot;
+- ``training.png``: radius of every cluster per epoch, and the loss curves (the seed report's Figure 7);
+- ``embeddings.png``: a 2-D map (t-SNE or PCA) of training embeddings after pretraining, coloured by
+  pseudo-label and by true class (Figure 6);
+- ``extremes.png``: the most normal and most anomalous test images of each model (Figure 9).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .monitor import MODELS, as_images
+
+DPI = 100
+SIZES = {"roc.png": (6, 5), "training.png": (12, 4.5), "embeddings.png": (12, 5.5), "extremes.png": (12, 6)}
+
+
+class ReportError(RuntimeError):
+    pass
+
+
+def expected_pixels(name: str) -> tuple[int, int]:
+    """(width, height) in pixels of each figure the report writes."""
+    w, h = SIZES[name]
+    return round(w * DPI), round(h * DPI)
+
+
+def _load(run_dir: Path, name: str) -> Any:
+    p = run_dir / name
+    if not p.is_file():
+        raise ReportError(f"{p} is missing: is {run_dir} a finished run folder (python -m toolkit RECIPE writes one)?")
+    return json.loads(p.read_text()) if name.endswith(".json") else np.load(p)
+
+
+def _figure(name: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, plt.figure(figsize=SIZES[name], dpi=DPI)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)  # no tight bbox: every figure has its documented pixel size
+    plt.close(fig)
+    return path
+
+
+def roc_figure(run_dir: Path, scores: Any) -> Path:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt, fig = _figure("roc.png")
+    ax = fig.add_subplot(1, 1, 1)
+    y = scores["is_anomaly"]
+    for name, label in MODELS.items():
+        if f"{name}_score" in scores:
+            s = scores[f"{name}_score"]
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(fpr, tpr, label=f"{label} (AUROC {roc_auc_score(y, s):.4f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC (anomaly = positive)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return _save(plt, fig, run_dir / "roc.png")
+
+
+def training_figure(run_dir: Path, results: dict[str, Any]) -> Path:
+    plt, fig = _figure("training.png")
+    ax_r, ax_l = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    epochs = results["multi"]["history"]["epochs"]
+    e = [row["epoch"] for row in epochs]
+    radii = np.array([row["radii"] for row in epochs])
+    for k in range(radii.shape[1]):
+        ax_r.plot(e, radii[:, k], label=f"cluster {k}")
+    if "single" in results:
+        single = results["single"]["history"]["epochs"]
+        ax_r.plot([r["epoch"] for r in single], [r["radii"][0] for r in single], "k--", label="one sphere")
+    ax_r.set(xlabel="SVDD epoch", ylabel="radius R_k", title="Radius of each cluster")
+    ax_r.legend(fontsize=7, ncol=2)
+    for key, label in (("multi", "SVDD, multi-radius"), ("single", "SVDD, one sphere")):
+        if key in results:
+            h = results[key]["history"]["epochs"]
+            ax_l.plot([r["epoch"] for r in h], [r["loss"] for r in h], label=label)
+    ax_l.set(xlabel="epoch", ylabel="mean loss", title="Training loss", yscale="log")
+    ax_l.legend()
+    fig.tight_layout()
+    return _save(plt, fig, run_dir / "training.png")
+
+
+def project_2d(z: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    if method == "pca" or len(z) < 5:
+        zc = z - z.mean(0)
+        _, _, vt = np.linalg.svd(zc, full_matrices=False)
+        return zc @ vt[:2].T
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(
+            n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(z) - 1) / 3)
+        ).fit_transform(z)
+    raise ReportError(f"projection {method!r} is unknown; accepted: tsne, pca")
+
+
+def embeddings_figure(run_dir: Path, emb: Any, method: str) -> Path:
+    xy = project_2d(emb["train_z"], method)
+    plt, fig = _figure("embeddings.png")
+    for i, (key, title) in enumerate((("train_cluster", "pseudo-label (cluster)"), ("train_class", "true class"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        c = emb[key]
+        for v in np.unique(c):
+            sel = c == v
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=str(v))
+        ax.set(title=f"Training embeddings after pretraining ({method.upper()}), by {title}", xticks=[], yticks=[])
+        ax.title.set_fontsize(9)
+        ax.legend(markerscale=3, fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(plt, fig, run_dir / "embeddings.png")
+
+
+def _grid(images: np.ndarray, cols: int) -> np.ndarray:
+    n, c, h, w = images.shape
+    rows = max(1, -(-n // cols))
+    out = np.ones((rows * (h + 1), cols * (w + 1), c), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, q = divmod(i, cols)
+        out[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = img.transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def extremes_figure(run_dir: Path, ext: Any) -> Path:
+    models = [m for m in MODELS if f"{m}_normal_images" in ext]
+    plt, fig = _figure("extremes.png")
+    for i, m in enumerate(models):
+        for j, kind in enumerate(("normal", "anomalous")):
+            ax = fig.add_subplot(len(models), 2, 2 * i + j + 1)
+            imgs = as_images(ext[f"{m}_{kind}_images"])
+            if imgs is None or len(imgs) == 0:
+                ax.text(0.5, 0.5, "not images", ha="center")
+            else:
+                ax.imshow(_grid(imgs, cols=8), cmap="gray", interpolation="nearest")
+            ax.set(title=f"{MODELS[m]}: most {kind} test images", xticks=[], yticks=[])
+            ax.title.set_fontsize(9)
+    fig.tight_layout()
+    return _save(plt, fig, run_dir / "extremes.png")
+
+
+def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
+    """Write every figure and ``report.md`` into ``run_dir``; returns the report's path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"run folder {str(run_dir)!r} does not exist")
+    results = _load(run_dir, "results.json")
+    figures = [
+        roc_figure(run_dir, _load(run_dir, "scores.npz")),
+        training_figure(run_dir, results),
+        embeddings_figure(run_dir, _load(run_dir, "embeddings.npz"), projection),
+        extremes_figure(run_dir, _load(run_dir, "extremes.npz")),
+    ]
+    c = results["clustering"]
+    lines = [
+        f"# Run report: {results['name']}",
+        "",
+        f"Data: {results['dataset']}, normal classes {results['normal_classes']}; {results['n_train']} training "
+        f"points, {results['n_test']} test points of which {results['n_test_anomalies']} anomalies.",
+        f"Clusters ({c['clusterer']}): {len(c['sizes'])} after tidy-up (sizes {c['sizes']}); "
+        f"{len(c['sizes_before'])} before, {c['n_noise']} noise points, minimum size {c['min_size']}.",
+    ]
+    if "agreement" in c:
+        lines.append(
+            f"Agreement with the true classes: ARI {c['agreement']['ari']:.3f}, NMI {c['agreement']['nmi']:.3f}."
+        )
+    lines += ["", "| model | spheres | test AUROC | test AUPR |", "|---|---|---|---|"]
+    for m, label in MODELS.items():
+        if m in results:
+            r = results[m]
+            lines.append(f"| {label} | {len(r['radii'])} | {r['test_auroc']:.4f} | {r['test_aupr']:.4f} |")
+    lines.append("")
+    titles = {
+        "roc.png": "Test ROC curves",
+        "training.png": "Radii and losses during training",
+        "embeddings.png": "Embeddings by pseudo-label and by true class",
+        "extremes.png": "Extreme test images",
+    }
+    for f in figures:
+        lines += [f"## {titles[f.name]}", "", f"![{titles[f.name]}]({f.name})", ""]
+    out = run_dir / "report.md"
+    out.write_text("\n".join(lines))
+    return out
