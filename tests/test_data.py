@@ -133,3 +133,24 @@ def test_tensor_batches_cover_every_row_once_per_epoch():
     assert sorted(seen.tolist()) == list(range(10))
     for idx, xb, yb in batches:
         assert torch.equal(xb[:, 0].long(), idx) and torch.equal(yb, idx)
+
+
+def test_tensor_batches_fold_a_tiny_last_batch_into_the_one_before():
+    batches = TensorBatches(torch.arange(9.0)[:, None], batch_size=4)
+    assert [len(idx) for idx, _ in batches] == [4, 5] and len(batches) == 2
+
+
+def test_ranks_split_each_global_batch_and_resume_draws_the_same_batches():
+    x = torch.arange(23.0)[:, None]
+    single = [idx.tolist() for idx, _ in TensorBatches(x, batch_size=6, shuffle=True, seed=3)]
+    ranks = [
+        [idx.tolist() for idx, _ in TensorBatches(x, batch_size=6, shuffle=True, seed=3, rank=r, world=2)]
+        for r in range(2)
+    ]
+    for b, batch in enumerate(single):
+        assert sorted(ranks[0][b] + ranks[1][b]) == sorted(batch)
+    a = TensorBatches(x, batch_size=6, shuffle=True, seed=3)
+    list(a)
+    b = TensorBatches(x, batch_size=6, shuffle=True, seed=99)
+    b.load_state_dict(a.state_dict())
+    assert [i.tolist() for i, _ in a] == [i.tolist() for i, _ in b]

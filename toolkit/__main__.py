@@ -18,8 +18,11 @@ from . import config as C
 from .clustering import ClusteringError
 from .data import DataError
 from .detector import DetectorFileError
+from .handlers import TrainingDiverged
+from .pipeline import Interrupted
 from .registry import RegistryError, available_clusterers, clusterer_options
 from .report import ReportError
+from .runfolder import RunFolderError
 
 USAGE = """usage: python -m toolkit [run] [RECIPE.py] [--setting=value ...]
        python -m toolkit report RUN_DIR [--projection=tsne|pca]
@@ -94,9 +97,23 @@ def main(argv: list[str] | None = None) -> int:
             _help([a for a in argv if a not in ("-h", "--help")])
             return 0
         fire.Fire(run, argv, name="python -m toolkit")
-    except (C.ConfigError, DataError, RegistryError, DetectorFileError, ClusteringError, ReportError) as e:
+    except (
+        C.ConfigError,
+        DataError,
+        RegistryError,
+        DetectorFileError,
+        ClusteringError,
+        ReportError,
+        RunFolderError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Interrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 ARCHS = ("auto", "mlp", "lenet28", "lenet32")
 OBJECTIVES = ("soft-boundary", "one-class")
+BACKENDS = ("", "gloo", "nccl")
 
 
 class ConfigError(ValueError):
@@ -144,11 +145,26 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class DistConfig:
+    backend: str = ""  # "" = one process; "gloo" (CPU) or "nccl" (GPUs) for several (idist.Parallel, torchrun)
+    nproc_per_node: int = 1  # processes to spawn on this machine (under torchrun leave it at 1)
+
+    def __post_init__(self) -> None:
+        _check(self.backend in BACKENDS, f"dist.backend={self.backend!r} is unknown; accepted: {BACKENDS}")
+        _check(self.nproc_per_node >= 1, f"dist.nproc_per_node={self.nproc_per_node} must be >= 1")
+        _check(
+            self.nproc_per_node == 1 or self.backend != "",
+            f"dist.nproc_per_node={self.nproc_per_node} needs a backend: --backend=gloo (CPU) or nccl (GPUs)",
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "digits"  # run name; used in the default run folder
     seed: int = 0
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1, ...
     run_dir: str = ""  # empty: runs/<name>-<timestamp>
+    resume: bool = False  # continue the run in run_dir (or the newest runs/<name>-*) from its checkpoints
     baseline: bool = True  # also train single-sphere Deep SVDD from the same autoencoder
     eval_every: int = 1  # test AUROC every this many epochs (0 = only at the end)
     data: DataConfig = field(default_factory=DataConfig)
@@ -157,6 +173,7 @@ class Config:
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self) -> None:
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")

@@ -153,18 +153,45 @@ def as_tensor(x: np.ndarray | Tensor) -> Tensor:
 class TensorBatches:
     """Mini-batches of in-memory tensors by slicing; one shuffle (a single gather) per epoch.
 
-    Yields ``(index, x, *extra)`` per batch, so a training step knows which rows it saw.
+    Yields ``(index, x, *extra)`` per batch, so a training step knows which rows it saw. With several
+    processes (``world`` > 1) every rank draws the same global permutation and takes its share
+    (``rank::world``) of each global batch: together the ranks see exactly the single-process batches.
+    The shuffling generator's state is checkpointed (``state_dict``), so a resumed run draws the same
+    batches as an uninterrupted one.
     """
 
-    def __init__(self, x: Tensor, *extra: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        x: Tensor,
+        *extra: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if world > 1 and batch_size < world:
+            raise ValueError(f"batch_size={batch_size} is smaller than the number of processes ({world})")
         self.tensors = (x, *extra)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        self.batch_size, self.shuffle, self.rank, self.world = batch_size, shuffle, rank, world
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __len__(self) -> int:
+    def _bounds(self) -> list[int]:
+        """Batch boundaries; a last batch too small for batch norm (under 2 rows a rank) joins the one before."""
         n = self.tensors[0].shape[0]
-        return (n + self.batch_size - 1) // self.batch_size
+        bounds = [*range(0, n, self.batch_size), n]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] < 2 * self.world:
+            del bounds[-2]
+        return bounds
+
+    def __len__(self) -> int:
+        return len(self._bounds()) - 1
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["generator"])
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         n = self.tensors[0].shape[0]
@@ -175,5 +202,7 @@ class TensorBatches:
         else:
             index = torch.arange(n, device=device)
             tensors = self.tensors
-        for s in range(0, n, self.batch_size):
-            yield (index[s : s + self.batch_size], *(t[s : s + self.batch_size] for t in tensors))
+        bounds = self._bounds()
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            part = slice(start + self.rank, stop, self.world)
+            yield (index[part], *(t[part] for t in tensors))

@@ -5,6 +5,11 @@ Side effects (TensorBoard, files) happen on rank 0 only.
 
 from __future__ import annotations
 
+import json
+import math
+import signal
+import sys
+import threading
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,11 +30,9 @@ class RadiusUpdate:
 
     def __init__(self, head: SphereHead, labels: torch.Tensor, nu: float, warmup_epochs: int) -> None:
         self.head, self.labels, self.nu, self.warmup_epochs = head, labels, nu, warmup_epochs
-        self.updates = 0
 
     def update(self, engine: Engine) -> None:
         self.head.radii.copy_(update_radii(engine.state.epoch_dist, self.labels, self.head.radii, self.nu))
-        self.updates += 1
         engine.fire_event(SVDDEvents.RADII_UPDATED)
 
     def __call__(self, engine: Engine) -> None:
@@ -38,7 +41,7 @@ class RadiusUpdate:
 
     def finalize(self, engine: Engine) -> None:
         """On COMPLETED: a run shorter than the warm-up still gets radii from its last epoch."""
-        if self.updates == 0 and engine.state.epoch > 0:
+        if engine.state.epoch < self.warmup_epochs and engine.state.epoch > 0:
             warnings.warn(
                 f"training ended ({engine.state.epoch} epochs) before the warm-up ({self.warmup_epochs}) did; "
                 "radii were set once from the last epoch's distances",
@@ -92,6 +95,102 @@ class History:
 
     def as_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "tests": self.tests}
+
+    # checkpointed, so a resumed run's history has every epoch
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": json.dumps(self.as_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        d = json.loads(state["history"])
+        self.epochs, self.tests = d["epochs"], d["tests"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the stage, the epoch and the last good checkpoint."""
+
+
+def attach_finite_guard(engine: Engine, stage: str, where: str) -> None:
+    """Stop at the end of an epoch whose mean loss is not finite, before anything of it is saved.
+    Attach it first: the checkpoint of the previous epoch then stays the last (good) one."""
+
+    def check(engine: Engine) -> None:
+        loss = float(engine.state.metrics["loss"])
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"{stage}: the mean loss of epoch {engine.state.epoch} is {loss}; training stopped. The last good "
+                f"checkpoint is that of epoch {engine.state.epoch - 1} ({where}). Likely causes: a learning rate "
+                "too high for this data, or input values that are NaN/inf."
+            )
+
+    engine.add_event_handler(Events.EPOCH_COMPLETED, check)
+
+
+def attach_distance_sync(engine: Engine) -> None:
+    """With several processes, each rank fills the distances of the points it saw; at the epoch end one
+    all-reduce gives every rank all of them, so every rank takes the same radius quantiles."""
+    if idist.get_world_size() == 1:
+        return
+    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: e.state.epoch_dist.zero_())
+
+    def sync(engine: Engine) -> None:
+        engine.state.epoch_dist = idist.all_reduce(engine.state.epoch_dist)
+
+    engine.add_event_handler(Events.EPOCH_COMPLETED, sync)
+
+
+def attach_collapse_check(engine: Engine, head: SphereHead, stage: str) -> None:
+    """At the end, warn when the solution collapsed: every radius ~0 or every distance ~0."""
+    first: dict[str, float] = {}
+
+    @engine.on(Events.EPOCH_COMPLETED(once=1))
+    def _first(engine: Engine) -> None:
+        first["mean"] = float(engine.state.epoch_dist.mean())
+
+    @engine.on(Events.COMPLETED)
+    def _check(engine: Engine) -> None:
+        mean = float(engine.state.epoch_dist.mean())
+        scale = max(first.get("mean", mean), 1e-30)
+        if float(head.radii.max()) < 1e-6 * math.sqrt(scale) or mean < 1e-9 * scale:
+            warnings.warn(
+                f"{stage}: the solution looks collapsed (largest radius {float(head.radii.max()):.3g}, mean squared "
+                f"distance {mean:.3g}, {scale:.3g} in the first epoch): the network maps everything onto the "
+                "centres. Likely causes: bias terms or bounded activations in a custom network, a centre "
+                "coordinate at 0 (svdd.eps), constant input data, or training far too long at a high learning rate.",
+                stacklevel=1,
+            )
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) asks the running stage to stop at the end of the current epoch, after its checkpoint
+    is written; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this epoch's checkpoint (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def attach(self, engine: Engine) -> None:
+        """Attach last, after the checkpoint handler."""
+
+        def maybe_stop(engine: Engine) -> None:
+            if self.requested and engine.state.epoch < engine.state.max_epochs:  # else: let the stage finish
+                engine.terminate(skip_completed=True)
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, maybe_stop)
 
 
 def attach_lr_schedule(engine: Engine, scheduler: Any) -> None:
@@ -163,9 +262,12 @@ def attach_progress(engine: Engine, desc: str) -> None:
 
 
 def attach_checkpoint(engine: Engine, to_save: dict[str, Any], dirname: Path, prefix: str) -> Checkpoint:
-    """Save ``to_save`` (models, head buffers, optimiser, scheduler, engine) at every epoch end."""
+    """Save ``to_save`` (models, head buffers, optimiser, scheduler, engine, history, batch generator) at
+    every epoch end but the last, atomically, keeping the last two."""
     ckpt = Checkpoint(
         to_save, DiskSaver(str(dirname), require_empty=False, atomic=True), filename_prefix=prefix, n_saved=2
     )
-    engine.add_event_handler(Events.EPOCH_COMPLETED, ckpt)
+    # not after the last epoch: the finished stage is recorded by the pipeline instead, and a checkpoint of
+    # a finished Ignite run cannot be resumed (run() would start it over)
+    engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=lambda e, epoch: epoch < e.state.max_epochs), ckpt)
     return ckpt

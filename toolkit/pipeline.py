@@ -1,16 +1,27 @@
-"""Stage orchestration: preprocess -> pretrain -> embed -> pseudo-labels -> SVDD -> detector -> results."""
+"""Stage orchestration: preprocess -> pretrain -> embed -> pseudo-labels -> SVDD -> detector -> results.
+
+The same code runs in one process or in several (``idist.Parallel``: spawned with ``--backend=gloo
+--nproc_per_node=N``, or under ``torchrun``): every rank holds the preprocessed training data and trains
+on its share of each global batch (DDP averages the gradients); rank 0 embeds all training points and
+clusters them, and the labels are broadcast; the radius quantiles use every rank's distances (one
+all-reduce per epoch); only rank 0 writes logs and artifacts.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
+from ignite.handlers import Checkpoint
 from torch import Tensor, nn
 
 from . import config as C
@@ -21,17 +32,27 @@ from .engines import create_evaluator, create_pretrainer, create_svdd_trainer, r
 from .handlers import (
     History,
     RadiusUpdate,
+    StopRequest,
     attach_checkpoint,
+    attach_collapse_check,
+    attach_distance_sync,
     attach_evaluation,
+    attach_finite_guard,
     attach_lr_schedule,
     attach_progress,
     attach_tensorboard,
 )
 from .monitor import scalar_layout, write_story
 from .nets import build_autoencoder, resolve_arch
+from .runfolder import RunFolder, RunFolderError, write_json
 from .svdd import SphereHead, init_centres
 
 EVAL_BATCH = 4096
+log = logging.getLogger("toolkit")
+
+
+class Interrupted(RuntimeError):
+    """The run was stopped (Ctrl-C) after writing a checkpoint; ``--resume=True`` continues it."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,11 +72,20 @@ class Context:
     """Where a stage runs and what it reports to; every field optional for library use."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    tb: Any = None  # an ignite TensorboardLogger
-    run_dir: Path | None = None
+    tb: Any = None  # an ignite TensorboardLogger (rank 0 only)
+    run: RunFolder | None = None
+    resume: bool = False
     progress: bool = True
     eval_data: TensorBatches | None = None  # (index, x, is_anomaly) batches of preprocessed test data
     eval_every: int = 1
+    stop: StopRequest | None = None
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes artifacts (rank 0 of a run with a folder)."""
+        return self.run is not None and self.rank == 0
 
 
 def _optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, Any]:
@@ -64,24 +94,61 @@ def _optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, 
     return optimizer, scheduler
 
 
-def _attach_common(
-    engine, ctx: Context, tag: str, optimizer, scheduler, to_save, score_fn, head=None, labels=None
+def _parallel(model: nn.Module, ctx: Context) -> nn.Module:
+    """DDP around ``model`` with several processes; the model itself otherwise."""
+    if ctx.world == 1:
+        return model
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _where(ctx: Context) -> str:
+    return str(ctx.run.checkpoints) if ctx.run is not None else "no checkpoints outside a run folder"
+
+
+def _train(
+    engine,
+    data: TensorBatches,
+    epochs: int,
+    ctx: Context,
+    tag: str,
+    optimizer,
+    scheduler,
+    models: dict,
+    score_fn,
+    head=None,
+    labels=None,
 ) -> History:
-    """History, scheduler, evaluation, TensorBoard, progress and checkpoints, shared by both stages."""
+    """Attach history, scheduler, evaluation, TensorBoard, progress, checkpoints and the Ctrl-C stop (in that
+    order, after the stage's own handlers), resume from the stage's newest checkpoint if asked, and run."""
     history = History(optimizer, head, labels).attach(engine)  # before the scheduler steps: this epoch's lr
     attach_lr_schedule(engine, scheduler)
     if ctx.eval_data is not None:
         attach_evaluation(engine, create_evaluator(score_fn), ctx.eval_data, ctx.eval_every, history)
     if ctx.tb is not None:
         attach_tensorboard(ctx.tb.writer, engine, tag, history)
-    if ctx.progress:
+    if ctx.progress and ctx.rank == 0:
         attach_progress(engine, tag)
-    if ctx.run_dir is not None:
-        attach_checkpoint(
-            engine,
-            {**to_save, "optimizer": optimizer, "scheduler": scheduler, "trainer": engine},
-            ctx.run_dir / "checkpoints",
-            tag.replace("/", "_"),
+    to_save = {
+        **models,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "trainer": engine,
+        "history": history,
+        "batches": data,
+    }
+    if ctx.run is not None:
+        attach_checkpoint(engine, to_save, ctx.run.checkpoints, tag)
+        if ctx.resume and (found := ctx.run.load_latest_checkpoint(tag)) is not None:
+            Checkpoint.load_objects(to_save, found[1])
+            log.info("%s: resuming from %s (epoch %d)", tag, found[0].name, engine.state.epoch)
+    if ctx.stop is not None:
+        ctx.stop.attach(engine)
+    engine.run(data, max_epochs=epochs)
+    if ctx.stop is not None and ctx.stop.requested:
+        raise Interrupted(
+            f"stopped after epoch {engine.state.epoch} of {tag}, its checkpoint written; rerun the same command "
+            "with --resume=True to continue"
         )
     return history
 
@@ -90,15 +157,15 @@ def pretrain(ae: nn.Module, x: Tensor, opt: C.OptimConfig, *, seed: int, ctx: Co
     """Train the autoencoder on preprocessed normal data ``x``; the history's test metrics (with
     ``ctx.eval_data``) score by reconstruction error."""
     optimizer, scheduler = _optimizer(ae.parameters(), opt)
-    engine = create_pretrainer(ae, optimizer)
+    engine = create_pretrainer(_parallel(ae, ctx), optimizer)
+    attach_finite_guard(engine, "pretrain", _where(ctx))
 
     def score(xb: Tensor) -> Tensor:
         ae.eval()
         return reconstruction_error(ae, xb)
 
-    history = _attach_common(engine, ctx, "pretrain", optimizer, scheduler, {"autoencoder": ae}, score)
-    engine.run(TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed), max_epochs=opt.epochs)
-    return history
+    data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=ctx.rank, world=ctx.world)
+    return _train(engine, data, opt.epochs, ctx, "pretrain", optimizer, scheduler, {"autoencoder": ae}, score)
 
 
 @torch.inference_mode()
@@ -114,16 +181,30 @@ def train_svdd(
     k = int(labels.max()) + 1
     head = SphereHead(init_centres(embed(encoder, x), labels, k, svdd.eps)).to(x.device)
     optimizer, scheduler = _optimizer(encoder.parameters(), svdd)
-    engine = create_svdd_trainer(encoder, head, optimizer, svdd.objective, svdd.nu, x.shape[0])
+    engine = create_svdd_trainer(_parallel(encoder, ctx), head, optimizer, svdd.objective, svdd.nu, x.shape[0])
+    attach_finite_guard(engine, tag, _where(ctx))
+    attach_distance_sync(engine)
     RadiusUpdate(head, labels, svdd.nu, svdd.warmup_epochs).attach(engine)
+    attach_collapse_check(engine, head, tag)
 
     def score(xb: Tensor) -> Tensor:
         encoder.eval()
         return head(encoder(xb))
 
-    to_save = {"encoder": encoder, "head": head}
-    history = _attach_common(engine, ctx, tag, optimizer, scheduler, to_save, score, head, labels)
-    engine.run(TensorBatches(x, labels, batch_size=svdd.batch_size, shuffle=True, seed=seed), max_epochs=svdd.epochs)
+    data = TensorBatches(x, labels, batch_size=svdd.batch_size, shuffle=True, seed=seed, rank=ctx.rank, world=ctx.world)
+    history = _train(
+        engine,
+        data,
+        svdd.epochs,
+        ctx,
+        tag,
+        optimizer,
+        scheduler,
+        {"encoder": encoder, "head": head},
+        score,
+        head,
+        labels,
+    )
     return head, history
 
 
@@ -131,12 +212,23 @@ def fit(
     cfg: C.Config, x_train: np.ndarray | Tensor, *, ctx: Context | None = None
 ) -> tuple[MultiRadiusDeepSVDD, dict[str, Any]]:
     """Fit a detector on raw normal data: the library entry point behind ``MultiRadiusDeepSVDD.fit``."""
-    detectors, info = _fit_all(cfg, as_tensor(x_train), ctx or Context(), baseline=False)
-    info.pop("_pretrained_encoder")
+    detectors, info, _ = _fit_stages(cfg, as_tensor(x_train), ctx or Context(), baseline=False)
     return detectors["multi"], info
 
 
-def _fit_all(
+def _stage(ctx: Context, name: str) -> dict[str, Any] | None:
+    """A finished stage's record, when resuming a run that has it."""
+    return ctx.run.load_stage(name) if (ctx.run is not None and ctx.resume) else None
+
+
+def _save_stage(ctx: Context, name: str, payload: dict[str, Any]) -> None:
+    if ctx.writes:
+        ctx.run.save_stage(name, payload)
+    if ctx.world > 1:
+        idist.barrier()
+
+
+def _fit_stages(
     cfg: C.Config,
     x_raw: Tensor,
     ctx: Context,
@@ -144,37 +236,58 @@ def _fit_all(
     baseline: bool,
     eval_raw: tuple[Tensor, Tensor] | None = None,
     true_classes: np.ndarray | None = None,
-) -> tuple[dict[str, MultiRadiusDeepSVDD], dict[str, Any]]:
-    """Pretrain once; train the multi-radius model and, with ``baseline``, one sphere from the same AE."""
+) -> tuple[dict[str, MultiRadiusDeepSVDD], dict[str, Any], nn.Module]:
+    """Pretrain once; train the multi-radius model and, with ``baseline``, one sphere from the same AE.
+    Finished stages are recorded in the run folder and taken from it on resume. Returns the detectors,
+    what happened (for results.json) and the pretrained encoder."""
     in_shape = tuple(x_raw.shape[1:])
     arch = resolve_arch(cfg.net.arch, in_shape)
+    if not bool(torch.isfinite(x_raw).all()):
+        raise C.ConfigError("the training data hold NaN or infinite values; clean them before training")
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     torch.manual_seed(cfg.seed)
     prep = Preprocessor().fit(x_raw).to(ctx.device)
     x = prep(x_raw.to(ctx.device))
-    if eval_raw is not None:
+    if eval_raw is not None and ctx.rank == 0:
         ctx.eval_data = TensorBatches(
             prep(eval_raw[0].to(ctx.device)), eval_raw[1].to(ctx.device), batch_size=EVAL_BATCH
         )
     info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
 
+    # ---- pretraining
     t0 = time.perf_counter()
     ae = build_autoencoder(arch, in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak).to(ctx.device)
-    history = pretrain(ae, x, cfg.pretrain, seed=cfg.seed, ctx=ctx)
-    info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
+    if (done := _stage(ctx, "pretrain")) is not None:
+        ae.load_state_dict(done["autoencoder"])
+        info["pretrain"] = json.loads(done["info"])
+        log.info("pretrain: finished earlier, taken from %s", ctx.run.stage_path("pretrain"))
+    else:
+        history = pretrain(ae, x, cfg.pretrain, seed=cfg.seed, ctx=ctx)
+        info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
+        _save_stage(ctx, "pretrain", {"autoencoder": ae.state_dict(), "info": json.dumps(info["pretrain"])})
 
+    # ---- pseudo-labels: clustered on rank 0, broadcast to the others
     t0 = time.perf_counter()
-    labels, cinfo = pseudo_labels(
-        embed(ae.encoder, x), cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes)
-    )
-    labels = labels.to(ctx.device)
-    cinfo["seconds"] = time.perf_counter() - t0
-    if true_classes is not None:  # diagnostics only: the true classes never reach training
-        cinfo["agreement"] = agreement(true_classes, labels.cpu().numpy())
+    if (done := _stage(ctx, "clustering")) is not None:
+        labels, cinfo = done["labels"].to(ctx.device), json.loads(done["info"])
+    else:
+        labels, cinfo = torch.zeros(x.shape[0], dtype=torch.long, device=ctx.device), {}
+        if ctx.rank == 0:
+            found, cinfo = pseudo_labels(
+                embed(ae.encoder, x), cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes)
+            )
+            labels = found.to(ctx.device)
+            cinfo["seconds"] = time.perf_counter() - t0
+            if true_classes is not None:  # diagnostics only: the true classes never reach training
+                cinfo["agreement"] = agreement(true_classes, labels.cpu().numpy())
+        if ctx.world > 1:
+            labels = idist.broadcast(labels, src=0)
+        _save_stage(ctx, "clustering", {"labels": labels.cpu(), "info": json.dumps(cinfo)})
     info["clustering"] = cinfo
     if ctx.tb is not None:
         _log_clustering(ctx.tb.writer, cinfo)
 
+    # ---- SVDD, multi-radius and (optionally) one sphere, each from a copy of the pretrained encoder
     variants = {"multi": labels}
     if baseline:
         variants["single"] = torch.zeros_like(labels)
@@ -183,18 +296,32 @@ def _fit_all(
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
         encoder = copy.deepcopy(ae.encoder)
-        head, history = train_svdd(encoder, x, lab, cfg.svdd, seed=cfg.seed, ctx=ctx, tag=f"svdd_{name}")
+        if (done := _stage(ctx, f"svdd_{name}")) is not None:
+            encoder.load_state_dict(done["encoder"])
+            head = SphereHead(done["centres"], done["radii"]).to(ctx.device)
+            info[name] = json.loads(done["info"])
+        else:
+            head, history = train_svdd(encoder, x, lab, cfg.svdd, seed=cfg.seed, ctx=ctx, tag=f"svdd_{name}")
+            last = history.tests[-1] if history.tests else {}
+            info[name] = {
+                "seconds": time.perf_counter() - t0,
+                "radii": head.radii.tolist(),
+                "test_auroc": last.get("auroc"),
+                "test_aupr": last.get("aupr"),
+                "history": history.as_dict(),
+            }
+            _save_stage(
+                ctx,
+                f"svdd_{name}",
+                {
+                    "encoder": encoder.state_dict(),
+                    "centres": head.centres.cpu(),
+                    "radii": head.radii.cpu(),
+                    "info": json.dumps(info[name]),
+                },
+            )
         detectors[name] = MultiRadiusDeepSVDD._from_parts(cfg, arch, in_shape, prep, encoder, head, lab, threshold=0.0)
-        last = history.tests[-1] if history.tests else {}
-        info[name] = {
-            "seconds": time.perf_counter() - t0,
-            "radii": head.radii.tolist(),
-            "test_auroc": last.get("auroc"),
-            "test_aupr": last.get("aupr"),
-            "history": history.as_dict(),
-        }
-    info["_pretrained_encoder"] = ae.encoder  # for the run's story (projector); not serialised
-    return detectors, info
+    return detectors, info, ae.encoder
 
 
 def _log_clustering(writer: Any, cinfo: dict[str, Any]) -> None:
@@ -219,57 +346,106 @@ def _log_clustering(writer: Any, cinfo: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------- CLI run
 
 
-def default_run_dir(cfg: C.Config) -> Path:
-    return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+def resolve_run_dir(cfg: C.Config) -> Path:
+    """``run_dir``; or, unset, a new ``runs/<name>-<time>`` (with ``resume``, the newest existing one)."""
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    if cfg.resume:
+        found = sorted(p for p in Path("runs").glob(f"{cfg.name}-*") if (p / "config.json").is_file())
+        if not found:
+            raise RunFolderError(f"--resume: no run of {cfg.name!r} under runs/; pass --run_dir=FOLDER")
+        return found[-1]
+    return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _under_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
-    """The whole job behind ``python -m toolkit RECIPE``; writes everything into the run folder."""
+    """The whole job behind ``python -m toolkit RECIPE``; writes everything into the run folder.
+
+    Everything that can be checked is checked here, before any process is spawned or any training
+    starts: the device, the clusterer and its options, the data, the run folder."""
+    if not cfg.dist.backend:
+        resolve_device(cfg.device)
+    check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
+    split = load_split(cfg.data, cfg.seed)
+    run_dir = resolve_run_dir(cfg)
+    cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
+    if not _under_torchrun():
+        RunFolder(run_dir).start(cfg, cfg.resume)
+    if cfg.dist.backend:
+        nproc = cfg.dist.nproc_per_node if not _under_torchrun() else None
+        with idist.Parallel(backend=cfg.dist.backend, nproc_per_node=nproc) as parallel:
+            parallel.run(_process, cfg, progress, None)
+    else:
+        _process(0, cfg, progress, split)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["run_dir"] = str(run_dir)
+    return results
+
+
+def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None) -> None:
+    """One process's share of the run (the only process, or one rank under idist.Parallel)."""
     from ignite.handlers import TensorboardLogger
 
-    device = resolve_device(cfg.device)
-    check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
-    split: Split = load_split(cfg.data, cfg.seed)
-    run_dir = default_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(C.dumps(cfg))
-    tb = TensorboardLogger(log_dir=str(run_dir))
-    tb.writer.add_custom_scalars(scalar_layout(["multi", "single"] if cfg.baseline else ["multi"]))
-    ctx = Context(device=device, tb=tb, run_dir=run_dir, progress=progress, eval_every=cfg.eval_every)
+    rank, world = idist.get_rank(), idist.get_world_size()
+    device = idist.device() if cfg.dist.backend else resolve_device(cfg.device)
+    folder = RunFolder(cfg.run_dir)
+    if _under_torchrun():
+        if rank == 0:
+            folder.start(cfg, cfg.resume)
+        idist.barrier()
+    split = split if split is not None else load_split(cfg.data, cfg.seed)
+    tb = None
+    if rank == 0:
+        tb = TensorboardLogger(log_dir=str(folder.path))
+        tb.writer.add_custom_scalars(scalar_layout(["multi", "single"] if cfg.baseline else ["multi"]))
     t0 = time.perf_counter()
-    try:
-        detectors, info = _fit_all(
-            cfg,
-            as_tensor(split.x_train),
-            ctx,
-            baseline=cfg.baseline,
-            eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
-            true_classes=split.y_train,
+    with StopRequest() as stop:
+        ctx = Context(
+            device=device,
+            tb=tb,
+            run=folder,
+            resume=cfg.resume,
+            progress=progress,
+            eval_every=cfg.eval_every,
+            stop=stop,
+            rank=rank,
+            world=world,
         )
-        write_story(tb.writer, run_dir, cfg, split, detectors, info.pop("_pretrained_encoder"))
-    finally:
-        tb.close()
+        try:
+            detectors, info, pretrained = _fit_stages(
+                cfg,
+                as_tensor(split.x_train),
+                ctx,
+                baseline=cfg.baseline,
+                eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
+                true_classes=split.y_train,
+            )
+            if rank == 0:
+                final = write_story(tb.writer, folder.path, cfg, split, detectors, pretrained)
+        finally:
+            if tb is not None:
+                tb.close()
+    if rank != 0:
+        return
     for name, det in detectors.items():
-        det.save(run_dir / f"detector_{name}.pt")
+        det.save(folder.path / f"detector_{name}.pt")
+        info[name].update(final[name])  # the final detector's own scores (also right after a resume)
     results = {
         "name": cfg.name,
         "dataset": cfg.data.dataset,
         "normal_classes": list(cfg.data.normal_classes),
         "device": str(device),
+        "processes": world,
         "n_test": int(split.x_test.shape[0]),
         "n_test_anomalies": int(split.is_anomaly_test.sum()),
         "seconds": time.perf_counter() - t0,
         **info,
     }
-    _write_json_atomic(run_dir / "results.json", results)
-    results["run_dir"] = str(run_dir)
-    return results
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_json(folder.path / "results.json", results)
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -286,11 +462,7 @@ def summary(results: dict[str, Any]) -> str:
         a = c["agreement"]
         lines += [f"agreement with the true normal classes: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}"]
         lines += [contingency_markdown(a)]
-    lines += [
-        "",
-        "| model | spheres | radii | test AUROC | test AUPR |",
-        "|---|---|---|---|---|",
-    ]
+    lines += ["", "| model | spheres | radii | test AUROC | test AUPR |", "|---|---|---|---|---|"]
     for name, label in (("multi", "Multi-Radius Deep SVDD"), ("single", "Deep SVDD (one sphere)")):
         if name in results:
             r = results[name]

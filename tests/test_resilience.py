@@ -1,0 +1,155 @@
+"""Nothing lost on interruption: SIGKILL and Ctrl-C then --resume give the uninterrupted result; a
+diverging loss stops with the last good checkpoint kept; damaged or mismatched run folders are refused."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import cli
+from torch import nn
+
+from toolkit.config import OptimConfig, SVDDConfig
+from toolkit.handlers import TrainingDiverged
+from toolkit.nets import build_autoencoder
+from toolkit.pipeline import Context, pretrain, train_svdd
+from toolkit.runfolder import RunFolder, RunFolderError
+
+# long enough (in epochs) that a kill lands inside a stage; seconds in all on 2 cores
+ARGS = ["--pretrain.epochs=40", "--svdd.epochs=120", "--baseline=False", "--eval_every=0"]
+
+
+def start(run_dir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit", *ARGS, f"--run_dir={run_dir}", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_checkpoint(proc, run_dir, stage):
+    while not glob.glob(str(run_dir / "checkpoints" / f"{stage}_checkpoint_*.pt")):
+        assert proc.poll() is None, "the run ended before the checkpoint appeared"
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    r = cli(*ARGS, f"--run_dir={out}")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def same_result(a, b):
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    np.testing.assert_allclose(rb["multi"]["radii"], ra["multi"]["radii"], rtol=1e-6)
+    sa, sb = (np.load(d / "scores.npz")["multi_score"] for d in (a, b))
+    np.testing.assert_allclose(sb, sa, rtol=1e-6, atol=1e-7)
+    assert len(rb["multi"]["history"]["epochs"]) == 120 and len(rb["pretrain"]["history"]["epochs"]) == 40
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "svdd_multi"])
+def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path, stage):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir)
+    wait_for_checkpoint(proc, run_dir, stage)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "stages" / f"{stage}.pt").exists()  # killed inside the stage
+    assert not (run_dir / "results.json").exists()
+    r = cli(*ARGS, f"--run_dir={run_dir}", "--resume=True")
+    assert r.returncode == 0, r.stderr
+    assert f"{stage}: resuming from" in r.stderr
+    same_result(reference, run_dir)
+
+
+def test_ctrl_c_stops_after_a_checkpoint_and_resume_finishes(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir)
+    wait_for_checkpoint(proc, run_dir, "svdd_multi")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume=True" in err and "stopped after epoch" in err
+    r = cli(*ARGS, f"--run_dir={run_dir}", "--resume=True")
+    assert r.returncode == 0, r.stderr
+    same_result(reference, run_dir)
+
+
+def test_existing_run_folder_needs_resume_and_the_same_settings(reference):
+    r = cli(*ARGS, f"--run_dir={reference}")
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume=True" in r.stderr
+    r = cli(*ARGS, "--svdd.nu=0.2", f"--run_dir={reference}", "--resume=True")
+    assert r.returncode == 2 and "svdd.nu: 0.1 -> 0.2" in r.stderr
+    r = cli(*ARGS, f"--run_dir={reference.parent / 'none'}", "--resume=True")
+    assert r.returncode == 2 and "no run to resume" in r.stderr
+
+
+def test_damaged_checkpoints(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.checkpoints.mkdir(parents=True)
+    torch.save({"x": torch.ones(2)}, folder.checkpoints / "pretrain_checkpoint_9.pt")
+    (folder.checkpoints / "pretrain_checkpoint_18.pt").write_bytes(b"\x80\x02truncated")
+    with pytest.warns(UserWarning, match="skipped damaged checkpoint"):
+        path, state = folder.load_latest_checkpoint("pretrain")
+    assert path.name == "pretrain_checkpoint_9.pt" and torch.equal(state["x"], torch.ones(2))
+    (folder.checkpoints / "pretrain_checkpoint_9.pt").write_bytes(b"garbage")
+    with pytest.raises(RunFolderError, match="every checkpoint of pretrain"):
+        folder.load_latest_checkpoint("pretrain")
+
+
+def test_diverging_loss_stops_naming_stage_and_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(64, 16)
+    ae = build_autoencoder("mlp", (16,), rep_dim=4, hidden=(8,))
+    # a sane first epoch, then a learning rate of 1e37
+    opt = OptimConfig(epochs=4, lr=1e-3, milestones=(1,), gamma=1e40, batch_size=16)
+    folder = RunFolder(tmp_path)
+    with pytest.raises(TrainingDiverged, match=r"pretrain: the mean loss of epoch 2 is (nan|inf).*epoch 1"):
+        pretrain(ae, x, opt, seed=0, ctx=Context(run=folder, progress=False))
+    assert [p.name for p in folder.checkpoints_of("pretrain")] == ["pretrain_checkpoint_4.pt"]  # epoch 1 only
+
+
+def test_collapse_is_reported():
+    encoder = nn.Linear(16, 4, bias=False)
+    nn.init.zeros_(encoder.weight)  # maps everything onto the centre
+    labels = torch.zeros(32, dtype=torch.long)
+    with pytest.warns(UserWarning, match="collapsed"):
+        train_svdd(
+            encoder,
+            torch.rand(32, 16),
+            labels,
+            SVDDConfig(epochs=2, warmup_epochs=1, eps=0.0, batch_size=8),
+            seed=0,
+            ctx=Context(progress=False),
+            tag="svdd_multi",
+        )
+
+
+def test_nan_in_training_data_is_refused_before_training():
+    from toolkit import ConfigError, MultiRadiusDeepSVDD
+
+    x = np.random.rand(50, 64).astype(np.float32)
+    x[3, 5] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        MultiRadiusDeepSVDD(device="cpu").fit(x)
+
+
+def test_image_shape_not_matching_the_net_is_refused():
+    from toolkit import ConfigError, MultiRadiusDeepSVDD
+
+    with pytest.raises(ConfigError, match=r"net.arch=lenet28 takes images of shape \(1, 28, 28\)"):
+        MultiRadiusDeepSVDD(device="cpu", **{"net.arch": "lenet28"}).fit(np.zeros((10, 64), np.float32))
+
+
+def test_no_half_written_artifacts(reference):
+    assert not [p for p in reference.rglob("*.tmp")]
+    os.stat(reference / "results.json")
