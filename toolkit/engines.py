@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 from ignite.engine import Engine, EventEnum, Events
-from ignite.metrics import ROC_AUC, Average, AveragePrecision
+from ignite.metrics import Average
 from torch import Tensor, nn
 
 from .svdd import SphereHead, one_class_loss, own_sq_distances, soft_boundary_loss
@@ -80,15 +80,31 @@ def create_svdd_trainer(
 
 def create_evaluator(score_fn: Callable[[Tensor], Tensor]) -> Engine:
     """Scores labelled test batches ``(index, x, is_anomaly)``; ``state.metrics`` gets 'auroc' and 'aupr'
-    (average precision, anomalies as the positive class) at the end."""
+    (average precision, anomalies as the positive class) at the end.
+
+    The metrics are computed in this process only (no collective op): evaluation runs on rank 0 alone,
+    while the other ranks go on training."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     def step(engine: Engine, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         _, x, y = batch
         with torch.inference_mode():
-            return score_fn(x), y
+            s = score_fn(x)
+        engine.state.outputs.append((s.float().cpu(), y.cpu()))
+        return s, y
 
     engine = Engine(step)
-    to_cpu = lambda out: (out[0].float().cpu(), out[1].cpu())  # noqa: E731
-    ROC_AUC(output_transform=to_cpu).attach(engine, "auroc")
-    AveragePrecision(output_transform=to_cpu).attach(engine, "aupr")
+
+    @engine.on(Events.STARTED)
+    def _reset(engine: Engine) -> None:
+        engine.state.outputs = []
+
+    @engine.on(Events.COMPLETED)
+    def _metrics(engine: Engine) -> None:
+        s = torch.cat([o[0] for o in engine.state.outputs]).numpy()
+        y = torch.cat([o[1] for o in engine.state.outputs]).numpy()
+        engine.state.metrics["auroc"] = float(roc_auc_score(y, s))
+        engine.state.metrics["aupr"] = float(average_precision_score(y, s))
+        engine.state.outputs = []
+
     return engine

@@ -373,27 +373,28 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     split = load_split(cfg.data, cfg.seed)
     run_dir = resolve_run_dir(cfg)
     cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
-    if not _under_torchrun():
+    torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
+    if not torchrun:
         RunFolder(run_dir).start(cfg, cfg.resume)
     if cfg.dist.backend:
-        nproc = cfg.dist.nproc_per_node if not _under_torchrun() else None
+        nproc = None if torchrun else cfg.dist.nproc_per_node
         with idist.Parallel(backend=cfg.dist.backend, nproc_per_node=nproc) as parallel:
-            parallel.run(_process, cfg, progress, None)
+            parallel.run(_process, cfg, progress, None, torchrun)
     else:
-        _process(0, cfg, progress, split)
+        _process(0, cfg, progress, split, False)
     results = json.loads((run_dir / "results.json").read_text())
     results["run_dir"] = str(run_dir)
     return results
 
 
-def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None) -> None:
+def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None, torchrun: bool) -> None:
     """One process's share of the run (the only process, or one rank under idist.Parallel)."""
     from ignite.handlers import TensorboardLogger
 
     rank, world = idist.get_rank(), idist.get_world_size()
     device = idist.device() if cfg.dist.backend else resolve_device(cfg.device)
     folder = RunFolder(cfg.run_dir)
-    if _under_torchrun():
+    if torchrun:  # every process ran run(): rank 0 alone sets up the folder
         if rank == 0:
             folder.start(cfg, cfg.resume)
         idist.barrier()
