@@ -25,6 +25,7 @@ from .report import ReportError
 from .runfolder import RunFolderError
 
 USAGE = """usage: python -m toolkit [run] [RECIPE.py] [--setting=value ...]
+       python -m toolkit score RUN_DIR INPUT [--out=scores.csv] [--model=multi|single]
        python -m toolkit report RUN_DIR [--projection=tsne|pca]
        python -m toolkit plugins
 
@@ -48,6 +49,21 @@ def report(run_dir: str, projection: str = "tsne") -> None:
     from .report import write_report
 
     print(f"wrote {write_report(run_dir, projection)}")
+
+
+def score(
+    run_dir: str,
+    source: str,
+    out: str = "scores.csv",
+    model: str = "multi",
+    batch_size: int = 4096,
+    data_root: str | None = None,
+) -> None:
+    """Score SOURCE (a .npy file, a folder of images, or NAME:SPLIT) with RUN_DIR's detector into OUT."""
+    from .score import score_to_csv
+
+    n = score_to_csv(run_dir, source, out, model=model, batch_size=batch_size, data_root=data_root)
+    print(f"wrote {n} rows to {out}")
 
 
 def plugins() -> None:
@@ -87,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["plugins"]:
             fire.Fire(plugins, argv[1:], name="toolkit plugins")
+            return 0
+        if argv[:1] == ["score"]:
+            fire.Fire(score, argv[1:], name="toolkit score")
             return 0
         if argv[:1] == ["report"]:
             fire.Fire(report, argv[1:], name="toolkit report")
