@@ -25,6 +25,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
+from toolkit.clustering import cluster_means
+
 METRICS = ("euclidean", "cosine")
 
 
@@ -70,11 +72,6 @@ def _components(neighbour: Tensor) -> np.ndarray:
     return connected_components(graph, directed=True, connection="weak")[1]
 
 
-def _means(x: Tensor, labels: Tensor, k: int) -> Tensor:
-    counts = torch.bincount(labels, minlength=k).to(x.dtype)
-    return torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x) / counts[:, None]
-
-
 def finch_partitions(x: Tensor, metric: str = "euclidean", chunk_size: int = 512) -> list[Tensor]:
     """Every FINCH partition of the rows of ``x``, finest first, each an (N,) tensor of labels."""
     labels = torch.as_tensor(_components(first_neighbours(x, metric, chunk_size)[0]), device=x.device)
@@ -84,7 +81,7 @@ def finch_partitions(x: Tensor, metric: str = "euclidean", chunk_size: int = 512
         if k < 2:
             break
         merged = torch.as_tensor(
-            _components(first_neighbours(_means(x, labels, k), metric, chunk_size)[0]), device=x.device
+            _components(first_neighbours(cluster_means(x, labels, k), metric, chunk_size)[0]), device=x.device
         )
         new = merged[labels]
         k_new = int(new.max()) + 1
@@ -100,7 +97,7 @@ def merge_to(x: Tensor, labels: Tensor, n_clusters: int, metric: str, chunk_size
     labels = torch.unique(labels, return_inverse=True)[1]
     k = int(labels.max()) + 1
     while k > n_clusters:
-        nn, d = first_neighbours(_means(x, labels, k), metric, chunk_size)
+        nn, d = first_neighbours(cluster_means(x, labels, k), metric, chunk_size)
         a = int(d.argmin())
         b = int(nn[a])
         labels = torch.where(labels == max(a, b), min(a, b), labels)
