@@ -40,3 +40,32 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 def test_bad_distributed_settings(args, match):
     r = cli(*args)
     assert r.returncode == 2 and match in r.stderr
+
+
+def test_unchanged_under_torchrun(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "toolkit",
+            "--pretrain.epochs=3",
+            "--svdd.epochs=3",
+            "--baseline=False",
+            "--backend=gloo",
+            f"--run_dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["processes"] == 2
+    assert r.stdout.count("Multi-Radius Deep SVDD") == 1  # rank 0 alone reports

@@ -41,7 +41,8 @@ def run(recipe: str | None = None, **overrides: Any) -> None:
 
     cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)
     results = run_pipeline(cfg)
-    print(summary(results))
+    if results:  # empty on the other ranks under torchrun
+        print(summary(results))
 
 
 def report(run_dir: str, projection: str = "tsne") -> None:

@@ -382,6 +382,8 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             parallel.run(_process, cfg, progress, None, torchrun)
     else:
         _process(0, cfg, progress, split, False)
+    if torchrun and os.environ.get("RANK", "0") != "0":
+        return {}  # under torchrun every process runs this function; rank 0 reports
     results = json.loads((run_dir / "results.json").read_text())
     results["run_dir"] = str(run_dir)
     return results
