@@ -358,6 +358,15 @@ def resolve_run_dir(cfg: C.Config) -> Path:
     return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _free_port() -> int:
+    """A free local TCP port for the spawned processes' rendezvous (a fixed one may still be taken)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _under_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
@@ -377,8 +386,8 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     if not torchrun:
         RunFolder(run_dir).start(cfg, cfg.resume)
     if cfg.dist.backend:
-        nproc = None if torchrun else cfg.dist.nproc_per_node
-        with idist.Parallel(backend=cfg.dist.backend, nproc_per_node=nproc) as parallel:
+        spawn = {} if torchrun else {"nproc_per_node": cfg.dist.nproc_per_node, "master_port": _free_port()}
+        with idist.Parallel(backend=cfg.dist.backend, **spawn) as parallel:
             parallel.run(_process, cfg, progress, None, torchrun)
     else:
         _process(0, cfg, progress, split, False)
