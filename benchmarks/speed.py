@@ -1,0 +1,193 @@
+"""Speed benchmark: the toolkit's in-memory training feed against the naive feed of the reference
+implementations, on MNIST with normal classes {0, 1, 3} (18,796 training images).
+
+    python benchmarks/speed.py --data-root ../shared/data [--epochs 2]
+
+Rows: images/s of pretraining and SVDD epochs (toolkit: preprocessed tensors sliced in memory; naive: a
+torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser), FINCH
+clustering seconds, scoring images/s, and the pretraining step's achieved GFLOP/s against a large fp32
+matrix product timed in the same run. Prints a markdown table. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization  # noqa: E402
+from toolkit.engines import reconstruction_error  # noqa: E402
+from toolkit.nets import build_autoencoder  # noqa: E402
+from toolkit.svdd import own_sq_distances, soft_boundary_loss  # noqa: E402
+
+NORMAL = (0, 1, 3)
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = timed(lambda: [a @ b for _ in range(reps)])
+    return 2 * n**3 * reps / t / 1e9
+
+
+def ae_flops_per_image(ae: torch.nn.Module) -> float:
+    """Forward multiply-adds of conv/linear layers x 2, times 3 for forward + backward."""
+    flops = 0
+
+    def hook(m, inp, out):
+        nonlocal flops
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            k = (
+                m.kernel_size[0]
+                * m.kernel_size[1]
+                * (m.in_channels if isinstance(m, torch.nn.Conv2d) else m.out_channels)
+            )
+            flops += 2 * out.numel() * k if isinstance(m, torch.nn.Conv2d) else 2 * inp[0].numel() * k
+        elif isinstance(m, torch.nn.Linear):
+            flops += 2 * m.in_features * m.out_features
+
+    hs = [m.register_forward_hook(hook) for m in ae.modules()]
+    ae.eval()
+    with torch.no_grad():
+        ae(torch.zeros(1, 1, 28, 28))
+    for h in hs:
+        h.remove()
+    return 3.0 * flops
+
+
+def main() -> None:
+    import torchvision
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive feed")
+    a = ap.parse_args()
+
+    ds = torchvision.datasets.MNIST(a.data_root, train=True, download=False)
+    keep = np.isin(ds.targets.numpy(), NORMAL)
+    raw = ds.data.numpy()[keep][:, None].astype(np.float32) / 255.0
+    n = len(raw)
+    x_raw = torch.from_numpy(raw)
+    prep = Preprocessor().fit(x_raw)
+    lo, hi = float(prep.lo), float(prep.hi)
+    rows: list[tuple[str, str, str]] = []
+
+    def pretrain_epochs(batches_fn) -> float:
+        torch.manual_seed(0)
+        ae = build_autoencoder("lenet28", (1, 28, 28))
+        opt = torch.optim.Adam(ae.parameters(), lr=1e-4, weight_decay=1e-6)
+        ae.train()
+
+        def run():
+            for _ in range(a.epochs):
+                for xb in batches_fn():
+                    opt.zero_grad(set_to_none=True)
+                    reconstruction_error(ae, xb).mean().backward()
+                    opt.step()
+
+        return a.epochs * n / timed(run)
+
+    # toolkit feed: preprocessed once, sliced in memory
+    x = prep(x_raw)
+    tk = TensorBatches(x, batch_size=200, shuffle=True)
+    toolkit_pre = pretrain_epochs(lambda: (b[1] for b in tk))
+
+    # naive feed: the reference implementations' way (per-image transform in a Dataset, DataLoader collate)
+    class Naive(torch.utils.data.Dataset):
+        def __len__(self):
+            return n
+
+        def __getitem__(self, i):
+            img = torchvision.transforms.functional.to_tensor(raw_u8[i])
+            img = global_contrast_normalization(img[None])[0]
+            return (img - lo) / (hi - lo)
+
+    raw_u8 = ds.data.numpy()[keep]
+    loader = torch.utils.data.DataLoader(Naive(), batch_size=200, shuffle=True, num_workers=a.workers)
+    naive_pre = pretrain_epochs(lambda: iter(loader))
+    rows += [
+        ("pretraining, toolkit feed", f"{toolkit_pre:,.0f} img/s", ""),
+        ("pretraining, naive DataLoader feed", f"{naive_pre:,.0f} img/s", f"toolkit {toolkit_pre / naive_pre:.2f}x"),
+    ]
+
+    # SVDD epochs (soft-boundary, 3 clusters by true class just for timing)
+    labels = torch.from_numpy(np.searchsorted(NORMAL, ds.targets.numpy()[keep]))
+    enc = build_autoencoder("lenet28", (1, 28, 28)).encoder
+    centres = torch.randn(3, 32)
+    radii = torch.ones(3)
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-4, weight_decay=1e-6)
+
+    def svdd_run(batches):
+        enc.train()
+        for _ in range(a.epochs):
+            for xb, lb in batches():
+                opt.zero_grad(set_to_none=True)
+                soft_boundary_loss(own_sq_distances(enc(xb), centres, lb), lb, radii, 0.1).backward()
+                opt.step()
+
+    tks = TensorBatches(x, labels, batch_size=200, shuffle=True)
+    svdd_tk = a.epochs * n / timed(lambda: svdd_run(lambda: ((b[1], b[2]) for b in tks)))
+
+    class NaiveL(Naive):
+        def __getitem__(self, i):
+            return super().__getitem__(i), labels[i]
+
+    loader_l = torch.utils.data.DataLoader(NaiveL(), batch_size=200, shuffle=True, num_workers=a.workers)
+    svdd_naive = a.epochs * n / timed(lambda: svdd_run(lambda: iter(loader_l)))
+    rows += [
+        ("SVDD, toolkit feed", f"{svdd_tk:,.0f} img/s", ""),
+        ("SVDD, naive DataLoader feed", f"{svdd_naive:,.0f} img/s", f"toolkit {svdd_tk / svdd_naive:.2f}x"),
+    ]
+
+    # clustering and scoring
+    from plugins.finch import FinchClusterer
+
+    enc.eval()
+    with torch.inference_mode():
+        z = torch.cat([enc(x[s : s + 4096]) for s in range(0, n, 4096)]).numpy()
+    rows.append(("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", ""))
+
+    def score():
+        with torch.inference_mode():
+            for s in range(0, n, 4096):
+                zz = enc(prep(x_raw[s : s + 4096]))
+                ((zz[:, None] - centres[None]) ** 2).sum(2).sub(radii**2).min(1)
+
+    rows.append(("scoring (preprocess + encode + min over spheres)", f"{n / timed(score):,.0f} img/s", ""))
+
+    ceiling = matmul_gflops()
+    achieved = ae_flops_per_image(build_autoencoder("lenet28", (1, 28, 28))) * toolkit_pre / 1e9
+    rows.append(
+        (
+            "pretraining step, achieved",
+            f"{achieved:.1f} GFLOP/s",
+            f"{100 * achieved / ceiling:.1f}% of the 2048^3 fp32 matmul's {ceiling:.0f} GFLOP/s",
+        )
+    )
+
+    print(
+        f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{n} MNIST training images of classes {NORMAL}; {a.epochs} epoch(s) per timing, batch 200\n"
+    )
+    print("| what | speed | note |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+
+
+if __name__ == "__main__":
+    main()
