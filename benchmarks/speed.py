@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
-from toolkit.nets import build_autoencoder  # noqa: E402
+from toolkit.nets import build_autoencoder, fast_layout  # noqa: E402
 from toolkit.svdd import own_sq_distances, soft_boundary_loss  # noqa: E402
 
 NORMAL = (0, 1, 3)
@@ -89,7 +89,7 @@ def main() -> None:
 
     def pretrain_epochs(batches_fn) -> float:
         torch.manual_seed(0)
-        ae = build_autoencoder("lenet28", (1, 28, 28))
+        ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu")
         opt = torch.optim.Adam(ae.parameters(), lr=1e-4, weight_decay=1e-6)
         ae.train()
 
@@ -103,7 +103,7 @@ def main() -> None:
         return a.epochs * n / timed(run)
 
     # toolkit feed: preprocessed once, sliced in memory
-    x = prep(x_raw)
+    x = fast_layout(prep(x_raw), "cpu")  # as the pipeline keeps it
     tk = TensorBatches(x, batch_size=200, shuffle=True)
     toolkit_pre = pretrain_epochs(lambda: (b[1] for b in tk))
 
@@ -127,7 +127,7 @@ def main() -> None:
 
     # SVDD epochs (soft-boundary, 3 clusters by true class just for timing)
     labels = torch.from_numpy(np.searchsorted(NORMAL, ds.targets.numpy()[keep]))
-    enc = build_autoencoder("lenet28", (1, 28, 28)).encoder
+    enc = fast_layout(build_autoencoder("lenet28", (1, 28, 28)).encoder, "cpu")
     centres = torch.randn(3, 32)
     radii = torch.ones(3)
     opt = torch.optim.Adam(enc.parameters(), lr=1e-4, weight_decay=1e-6)
@@ -165,7 +165,7 @@ def main() -> None:
     def score():
         with torch.inference_mode():
             for s in range(0, n, 4096):
-                zz = enc(prep(x_raw[s : s + 4096]))
+                zz = enc(fast_layout(prep(x_raw[s : s + 4096]), "cpu"))
                 ((zz[:, None] - centres[None]) ** 2).sum(2).sub(radii**2).min(1)
 
     rows.append(("scoring (preprocess + encode + min over spheres)", f"{n / timed(score):,.0f} img/s", ""))

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from . import config as C
 from .data import Preprocessor, as_tensor
-from .nets import build_encoder
+from .nets import build_encoder, fast_layout
 from .svdd import SphereHead, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
@@ -87,7 +87,7 @@ class MultiRadiusDeepSVDD:
     ) -> MultiRadiusDeepSVDD:
         det = cls(cfg, device=str(head.centres.device))
         det.arch_, det.input_shape_ = arch, tuple(in_shape)
-        det.preprocessor_, det.encoder_, det.head_ = prep, encoder.eval(), head
+        det.preprocessor_, det.encoder_, det.head_ = prep, fast_layout(encoder.eval(), head.centres.device), head
         det.labels_ = labels.detach().cpu().numpy()
         det.threshold_ = float(threshold)
         return det
@@ -123,7 +123,7 @@ class MultiRadiusDeepSVDD:
         self.encoder_.eval()
         out_s, out_k = [], []
         for s in range(0, x.shape[0], batch_size):
-            z = self.encoder_(self.preprocessor_(x[s : s + batch_size].to(device)))
+            z = self.encoder_(fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device))
             sc, k = scores(z, self.head_.centres, self.head_.radii)
             out_s.append(sc.cpu())
             out_k.append(k.cpu())

@@ -168,3 +168,16 @@ def build_encoder(
     arch: str, in_shape: tuple[int, ...], rep_dim: int = 0, hidden: tuple[int, ...] = (32,), leak: float = 0.1
 ) -> nn.Module:
     return build_autoencoder(arch, in_shape, rep_dim, hidden, leak).encoder
+
+
+def fast_layout(obj, device: torch.device):
+    """Image tensors and nets in channels-last memory layout on the CPU, where oneDNN runs these small
+    convolutions about 1.6x faster (benchmarks/speed.py); the results are the same computation. Vectors,
+    vector nets and other devices are returned as they are."""
+    if torch.device(device).type != "cpu":
+        return obj
+    if isinstance(obj, Tensor):
+        return obj.contiguous(memory_format=torch.channels_last) if obj.dim() == 4 else obj
+    if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in obj.modules()):
+        return obj.to(memory_format=torch.channels_last)
+    return obj

@@ -43,7 +43,7 @@ from .handlers import (
     attach_tensorboard,
 )
 from .monitor import scalar_layout, write_story
-from .nets import build_autoencoder, resolve_arch
+from .nets import build_autoencoder, fast_layout, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
 from .svdd import SphereHead, init_centres
 
@@ -247,16 +247,16 @@ def _fit_stages(
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     torch.manual_seed(cfg.seed)
     prep = Preprocessor().fit(x_raw).to(ctx.device)
-    x = prep(x_raw.to(ctx.device))
+    x = fast_layout(prep(x_raw.to(ctx.device)), ctx.device)
     if eval_raw is not None and ctx.rank == 0:
-        ctx.eval_data = TensorBatches(
-            prep(eval_raw[0].to(ctx.device)), eval_raw[1].to(ctx.device), batch_size=EVAL_BATCH
-        )
+        x_eval = fast_layout(prep(eval_raw[0].to(ctx.device)), ctx.device)
+        ctx.eval_data = TensorBatches(x_eval, eval_raw[1].to(ctx.device), batch_size=EVAL_BATCH)
     info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
 
     # ---- pretraining
     t0 = time.perf_counter()
     ae = build_autoencoder(arch, in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak).to(ctx.device)
+    ae = fast_layout(ae, ctx.device)
     if (done := _stage(ctx, "pretrain")) is not None:
         ae.load_state_dict(done["autoencoder"])
         info["pretrain"] = json.loads(done["info"])
