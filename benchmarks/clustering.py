@@ -42,8 +42,8 @@ def embed_mnist(data_root: str, epochs: int, cache: Path) -> tuple[np.ndarray, n
 
     from toolkit.config import OptimConfig
     from toolkit.data import Preprocessor, as_tensor
-    from toolkit.nets import build_autoencoder
-    from toolkit.pipeline import Context, embed, pretrain
+    from toolkit.nets import build_autoencoder, embed
+    from toolkit.pipeline import Context, pretrain
 
     ds = torchvision.datasets.MNIST(data_root, train=True, download=False)
     x = as_tensor(ds.data.numpy()[:, None].astype(np.float32) / 255.0)

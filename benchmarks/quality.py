@@ -33,8 +33,8 @@ from toolkit.config import ClusteringConfig, DataConfig, OptimConfig, SVDDConfig
 from toolkit.data import Preprocessor, as_tensor, load_split  # noqa: E402
 from toolkit.detector import MultiRadiusDeepSVDD  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
-from toolkit.nets import build_autoencoder, fast_layout  # noqa: E402
-from toolkit.pipeline import Context, embed, pretrain, train_svdd  # noqa: E402
+from toolkit.nets import build_autoencoder, embed, fast_layout  # noqa: E402
+from toolkit.pipeline import Context, pretrain, train_svdd  # noqa: E402
 
 ROWS = {
     "dsvdd-soft": "Deep SVDD, one sphere, soft-boundary",

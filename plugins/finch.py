@@ -25,7 +25,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
-from toolkit.clustering import cluster_means
+from toolkit.svdd import cluster_means
 
 METRICS = ("euclidean", "cosine")
 

@@ -18,17 +18,13 @@ from torch import Tensor
 
 from .config import ClusteringConfig, ConfigError
 from .registry import RegistryError, build_clusterer, clusterer_options
+from .svdd import cluster_means
 
 log = logging.getLogger("toolkit")
 
 
 class ClusteringError(RuntimeError):
     """A clustering result that cannot be used; the message names the setting to change."""
-
-
-def cluster_means(z: Tensor, labels: Tensor, k: int) -> Tensor:
-    counts = torch.bincount(labels, minlength=k).clamp(min=1).to(z.dtype)
-    return torch.zeros(k, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, labels, z) / counts[:, None]
 
 
 def tidy_labels(z: Tensor, labels: Tensor, min_size: int) -> Tensor:

@@ -231,11 +231,14 @@ def attach_tensorboard(writer: Any, trainer: Engine, tag: str, history: History)
         writer.flush()
 
     def log_spheres(engine: Engine, row: dict[str, Any]) -> None:
-        e, dist, labels = row["epoch"], engine.state.epoch_dist, history.labels
-        for k, (r, out) in enumerate(zip(row["radii"], row["outside"], strict=True)):
+        e, labels = row["epoch"], history.labels
+        # every cluster's distances at once: one sort by cluster, split by the cluster sizes
+        sizes = torch.bincount(labels, minlength=len(row["radii"])).tolist()
+        per_cluster = torch.split(engine.state.epoch_dist[torch.argsort(labels)].sqrt().cpu(), sizes)
+        for k, (r, out, d) in enumerate(zip(row["radii"], row["outside"], per_cluster, strict=True)):
             writer.add_scalar(f"{tag}/radius/{k}", r, e)
             writer.add_scalar(f"{tag}/outside/{k}", out, e)
-            writer.add_histogram(f"{tag}/distance/{k}", dist[labels == k].sqrt().cpu(), e)
+            writer.add_histogram(f"{tag}/distance/{k}", d, e)
 
     def log_epoch(engine: Engine) -> None:
         row = history.epochs[-1]

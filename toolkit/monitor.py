@@ -21,6 +21,7 @@ from torch import nn
 from . import config as C
 from .data import Split, as_tensor
 from .detector import MultiRadiusDeepSVDD
+from .nets import embed, fast_layout
 from .svdd import scores as sphere_scores
 
 MODELS = {"multi": "Multi-Radius Deep SVDD", "single": "Deep SVDD (one sphere)"}
@@ -69,13 +70,11 @@ def _flat_hparams(cfg: C.Config) -> dict[str, Any]:
     return out
 
 
-@torch.inference_mode()
 def _embed(det: MultiRadiusDeepSVDD, encoder: nn.Module, x: np.ndarray) -> torch.Tensor:
+    """Raw samples -> the detector's preprocessing -> ``encoder`` (the pretrained one or the final one)."""
     device = det.head_.centres.device
-    encoder.eval()
-    return torch.cat(
-        [encoder(det.preprocessor_(as_tensor(x[s : s + 4096]).to(device))) for s in range(0, len(x), 4096)]
-    )
+    with torch.inference_mode():
+        return embed(encoder, fast_layout(det.preprocessor_(as_tensor(x).to(device)), device))
 
 
 def write_story(

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from .config import ConfigError
 
+EMBED_BATCH = 4096
+
 DEFAULT_REP_DIM = {"lenet28": 32, "lenet32": 128, "mlp": 16}
 
 
@@ -181,3 +183,10 @@ def fast_layout(obj, device: torch.device):
     if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in obj.modules()):
         return obj.to(memory_format=torch.channels_last)
     return obj
+
+
+@torch.inference_mode()
+def embed(encoder: nn.Module, x: Tensor, batch_size: int = EMBED_BATCH) -> Tensor:
+    """Embeddings of ``x`` in evaluation mode, ``batch_size`` rows at a time."""
+    encoder.eval()
+    return torch.cat([encoder(x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)])

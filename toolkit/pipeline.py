@@ -43,7 +43,7 @@ from .handlers import (
     attach_tensorboard,
 )
 from .monitor import scalar_layout, write_story
-from .nets import build_autoencoder, fast_layout, resolve_arch
+from .nets import build_autoencoder, embed, fast_layout, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
 from .svdd import SphereHead, init_centres
 
@@ -166,12 +166,6 @@ def pretrain(ae: nn.Module, x: Tensor, opt: C.OptimConfig, *, seed: int, ctx: Co
 
     data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=ctx.rank, world=ctx.world)
     return _train(engine, data, opt.epochs, ctx, "pretrain", optimizer, scheduler, {"autoencoder": ae}, score)
-
-
-@torch.inference_mode()
-def embed(encoder: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -> Tensor:
-    encoder.eval()
-    return torch.cat([encoder(x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)])
 
 
 def train_svdd(

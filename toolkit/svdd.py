@@ -20,16 +20,22 @@ def all_sq_distances(z: Tensor, centres: Tensor) -> Tensor:
     return (z.unsqueeze(1) - centres.unsqueeze(0)).pow(2).sum(dim=2)
 
 
+def cluster_means(z: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
+    """Mean of each cluster's rows (zeros for an empty cluster), by one index_add."""
+    counts = torch.bincount(labels, minlength=num_clusters).clamp(min=1).to(z.dtype)
+    sums = torch.zeros(num_clusters, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, labels, z)
+    return sums / counts[:, None]
+
+
 def init_centres(z: Tensor, labels: Tensor, num_clusters: int, eps: float = 0.1) -> Tensor:
     """Mean embedding of each cluster; coordinates with |c| < eps are pushed to +-eps.
 
     A coordinate at (near) zero would let a bias-free net reach the centre trivially by zeroing weights.
     """
-    counts = torch.bincount(labels, minlength=num_clusters).to(z.dtype)
-    if bool((counts == 0).any()):
-        raise ValueError(f"cluster(s) {torch.nonzero(counts == 0).flatten().tolist()} have no points")
-    sums = torch.zeros(num_clusters, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, labels, z)
-    c = sums / counts[:, None]
+    empty = torch.bincount(labels, minlength=num_clusters) == 0
+    if bool(empty.any()):
+        raise ValueError(f"cluster(s) {torch.nonzero(empty).flatten().tolist()} have no points")
+    c = cluster_means(z, labels, num_clusters)
     small = c.abs() < eps
     return torch.where(small & (c < 0), torch.full_like(c, -eps), torch.where(small, torch.full_like(c, eps), c))
 
