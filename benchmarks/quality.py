@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -30,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.clustering import ClusteringError, pseudo_labels  # noqa: E402
 from toolkit.config import ClusteringConfig, DataConfig, OptimConfig, SVDDConfig  # noqa: E402
-from toolkit.data import Preprocessor, as_tensor, load_split  # noqa: E402
-from toolkit.detector import MultiRadiusDeepSVDD  # noqa: E402
+from toolkit.data import Preprocessor, TensorBatches, as_tensor, load_split  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
-from toolkit.nets import build_autoencoder, embed, fast_layout  # noqa: E402
+from toolkit.nets import build_autoencoder, embed, fast_layout, refresh_batchnorm  # noqa: E402
 from toolkit.pipeline import Context, pretrain, train_svdd  # noqa: E402
+from toolkit.svdd import all_sq_distances, sphere_scores  # noqa: E402
 
 ROWS = {
     "dsvdd-soft": "Deep SVDD, one sphere, soft-boundary",
@@ -44,19 +45,56 @@ ROWS = {
     "mr-hdbscan": "Multi-Radius, HDBSCAN",
     "mr-oracle": "Multi-Radius, true classes (oracle, label-informed)",
     "ae-recon": "Autoencoder reconstruction error",
+    "pyod-deepsvdd": "PyOD DeepSVDD (MLP, one-class; optional dependency)",
 }
-FIELDS = ["group_size", "group", "seed", "row", "auroc", "clusters", "seconds"]
+# How each row gets its training labels and what it changes in the SVDD settings.
+LABELS = {"dsvdd-soft": "single", "dsvdd-oneclass": "single", "mr-oracle": "oracle"}
+CLUSTERERS = {"mr-finch": ("finch", {}), "mr-kmeans": ("kmeans", None), "mr-hdbscan": ("hdbscan", {})}
+RULES = ("margin", "ratio", "distance")
+AUROC_COLUMNS = [f"auroc_{p}{r}{c}" for p in ("", "bn_") for c in ("", "+recon") for r in RULES]
+FIELDS = ["group_size", "group", "seed", "row", "setting", "auroc", "clusters", "seconds", *AUROC_COLUMNS, "curve"]
 
 
-def schedule(scale: float) -> OptimConfig:
+def schedule(scale: float, milestones=(50, 100), weight_decay: float = 1e-6) -> OptimConfig:
     e = max(1, round(150 * scale))
     return OptimConfig(
         epochs=e,
         lr=1e-4,
-        milestones=(max(1, round(50 * scale)), max(1, round(100 * scale))),
-        weight_decay=1e-6,
+        milestones=tuple(max(1, round(m * scale)) for m in milestones),
+        weight_decay=weight_decay,
         batch_size=200,
     )
+
+
+def load_group(group, root):
+    """Preprocessed training tensor (fast layout), the fitted preprocessor and the split of ``group``."""
+    split = load_split(DataConfig(dataset="mnist", root=root, download=False, normal_classes=tuple(group)))
+    x_raw = as_tensor(split.x_train)
+    prep = Preprocessor().fit(x_raw)
+    return fast_layout(prep(x_raw), "cpu"), prep, split
+
+
+def shared_autoencoder(group, seed, opt: OptimConfig, leak: float, x, cache: Path | None, eval_data=None):
+    """The group's autoencoder for ``seed``, trained once and kept in ``cache`` (keyed by every setting
+    that changes it), so later rows and later runs start from the very same weights."""
+    key = f"ae-{'-'.join(map(str, group))}-s{seed}-e{opt.epochs}-wd{opt.weight_decay:g}"
+    key += f"-m{'_'.join(map(str, opt.milestones))}-l{leak:g}"
+    path = None if cache is None else cache / f"{key}.pt"
+    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak), "cpu")
+    if path is not None and path.is_file():
+        blob = torch.load(path, weights_only=True)
+        ae.load_state_dict(blob["state"])
+        return ae, float(blob["seconds"])
+    torch.manual_seed(seed)
+    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak), "cpu")
+    t0 = time.perf_counter()
+    pretrain(ae, x, opt, seed=seed, ctx=Context(progress=False, eval_data=eval_data, eval_every=10))
+    seconds = time.perf_counter() - t0
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": ae.state_dict(), "seconds": seconds}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    return ae, seconds
 
 
 def draw_groups(sizes: list[int], n: int, seed: int) -> list[tuple[int, ...]]:
@@ -70,81 +108,157 @@ def draw_groups(sizes: list[int], n: int, seed: int) -> list[tuple[int, ...]]:
     return out
 
 
+def svdd_settings(args) -> tuple[SVDDConfig, str]:
+    """The SVDD schedule at ``args.epochs_scale`` with the ``--svdd`` overrides, and a short key naming
+    every setting that differs from the benchmark's defaults (the CSV's ``setting`` column)."""
+    base = schedule(args.epochs_scale, args.svdd_milestones, args.svdd_weight_decay)
+    cfg = SVDDConfig(**vars(base), nu=0.1, warmup_epochs=max(1, round(10 * args.epochs_scale)))
+    over = dict(kv.split("=", 1) for kv in args.svdd.split(",") if kv)
+    types = {f.name: f.type for f in dataclasses.fields(SVDDConfig)}
+    for k, v in over.items():
+        if k not in types:
+            sys.exit(f"--svdd {k}=...: unknown setting; accepted: {', '.join(types)}")
+        over[k] = v.lower() == "true" if types[k] in (bool, "bool") else type(getattr(cfg, k))(v)
+    cfg = dataclasses.replace(cfg, **over)
+    parts = [f"ae_wd={args.ae_weight_decay:g}", f"leak={args.leak:g}"]
+    parts += [f"ae_m={'_'.join(map(str, args.ae_milestones))}", f"m={'_'.join(map(str, args.svdd_milestones))}"]
+    parts += [f"wd={args.svdd_weight_decay:g}", *(f"{k}={v}" for k, v in sorted(over.items()))]
+    return cfg, ";".join(parts)
+
+
+def auroc_by_rule(y, d_test, radii, recon_test, d_train, recon_train, prefix: str = "") -> dict[str, float]:
+    """Test AUROC of every scoring rule from the same trained model, alone and added to the
+    reconstruction error (both standardised by their training-set mean and spread)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for rule in RULES:
+        s_test = sphere_scores(d_test, radii, rule).min(dim=1)[0]
+        s_train = sphere_scores(d_train, radii, rule).min(dim=1)[0]
+        out[f"auroc_{prefix}{rule}"] = roc_auc_score(y, s_test.numpy())
+        if recon_test is not None:
+            z = (s_test - s_train.mean()) / s_train.std().clamp(min=1e-12)
+            r = (recon_test - recon_train.mean()) / recon_train.std().clamp(min=1e-12)
+            out[f"auroc_{prefix}{rule}+recon"] = roc_auc_score(y, (z + r).numpy())
+    return out
+
+
+def pyod_deepsvdd(x, x_test, epochs: int, seed: int):
+    """PyOD's DeepSVDD (MLP on the flattened, preprocessed pixels) for ``epochs``; test scores."""
+    from pyod.models.deep_svdd import DeepSVDD
+
+    model = DeepSVDD(
+        n_features=x.shape[1], epochs=epochs, batch_size=200, random_state=seed, verbose=0, learning_rate=1e-4
+    )
+    model.fit(x.numpy())
+    return model.decision_function(x_test.numpy())
+
+
 def run_group(group, seed, args, done, writer, f):
     from sklearn.metrics import roc_auc_score
 
-    todo = [r for r in args.rows if (len(group), str(list(group)), seed, r) not in done]
+    svdd, setting = svdd_settings(args)
+    todo = [r for r in args.rows if (str(list(group)), seed, r, setting) not in done]
     if not todo:
         return
-    split = load_split(DataConfig(dataset="mnist", root=args.data_root, download=False, normal_classes=group))
-    x_raw = as_tensor(split.x_train)
-    prep = Preprocessor().fit(x_raw)
-    x = fast_layout(prep(x_raw), "cpu")
+    x, prep, split = load_group(group, args.data_root)
+    xt = fast_layout(prep(as_tensor(split.x_test)), "cpu")
     y = split.is_anomaly_test
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu")
-    pretrain(ae, x, schedule(args.epochs_scale), seed=seed, ctx=Context(progress=False))
-    ae_seconds = time.perf_counter() - t0
+    eval_data = TensorBatches(xt, torch.from_numpy(np.asarray(y)), batch_size=4096)
+    ae_opt = schedule(args.epochs_scale, args.ae_milestones, args.ae_weight_decay)
+    cache = None if args.no_cache else Path(args.csv).parent / "ae"
+    ae, ae_seconds = shared_autoencoder(group, seed, ae_opt, args.leak, x, cache)
+    ae.eval()
+    with torch.inference_mode():
+        recon_test = torch.cat([reconstruction_error(ae, xt[i : i + 4096]) for i in range(0, len(xt), 4096)])
+        recon_train = torch.cat([reconstruction_error(ae, x[i : i + 4096]) for i in range(0, len(x), 4096)])
     z = embed(ae.encoder, x)
-    svdd = SVDDConfig(**vars(schedule(args.epochs_scale)), nu=0.1, warmup_epochs=max(1, round(10 * args.epochs_scale)))
 
-    def record(row, auroc, clusters, seconds):
+    def record(row, auroc, clusters, seconds, extra=None):
+        extra = extra or {}
         writer.writerow(
             {
                 "group_size": len(group),
                 "group": str(list(group)),
                 "seed": seed,
                 "row": row,
+                "setting": setting,
                 "auroc": f"{auroc:.5f}",
                 "clusters": clusters,
                 "seconds": f"{seconds:.1f}",
+                **{k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in extra.items()},
             }
         )
         f.flush()
+        rules = " ".join(f"{k[6:]} {v:.4f}" for k, v in extra.items() if k.startswith("auroc_"))
         print(
-            f"  {list(group)} seed {seed} {row}: AUROC {auroc:.4f}, {clusters} clusters, {seconds:.0f} s",
+            f"  {list(group)} seed {seed} {row} [{setting}]: AUROC {auroc:.4f}, {clusters} clusters, "
+            f"{seconds:.0f} s {rules}",
             file=sys.stderr,
         )
 
     for row in todo:
         t0 = time.perf_counter()
         if row == "ae-recon":
-            ae.eval()
-            with torch.inference_mode():
-                xt = fast_layout(prep(as_tensor(split.x_test)), "cpu")
-                s = torch.cat([reconstruction_error(ae, xt[i : i + 4096]) for i in range(0, len(xt), 4096)])
-            record(row, roc_auc_score(y, s.numpy()), 0, ae_seconds)
+            record(row, roc_auc_score(y, recon_test.numpy()), 0, ae_seconds)
             continue
-        cfg = svdd if row != "dsvdd-oneclass" else SVDDConfig(**{**vars(svdd), "objective": "one-class"})
-        if row.startswith("dsvdd"):
+        if row == "pyod-deepsvdd":
+            try:
+                s = pyod_deepsvdd(x.flatten(1), xt.flatten(1), svdd.epochs, seed)
+            except ImportError:
+                print("  pyod-deepsvdd: PyOD is not installed (pip install pyod); row skipped", file=sys.stderr)
+                continue
+            record(row, roc_auc_score(y, s), 1, time.perf_counter() - t0)
+            continue
+        cfg = svdd if row != "dsvdd-oneclass" else dataclasses.replace(svdd, objective="one-class")
+        source = LABELS.get(row)
+        if source == "single":
             labels = torch.zeros(len(x), dtype=torch.long)
-        elif row == "mr-oracle":
+        elif source == "oracle":
             labels = torch.from_numpy(np.searchsorted(group, split.y_train))
         else:
-            name, options = {
-                "mr-finch": ("finch", {}),
-                "mr-kmeans": ("kmeans", {"n_clusters": len(group)}),
-                "mr-hdbscan": ("hdbscan", {}),
-            }[row]
+            name, options = CLUSTERERS[row]
+            options = {"n_clusters": len(group)} if options is None else options
+            ccfg = ClusteringConfig(name=name, options=options, **args.clustering)
             try:
-                labels, _ = pseudo_labels(z, ClusteringConfig(name=name, options=options), seed=seed)
+                labels, _ = pseudo_labels(z, ccfg, seed=seed)
             except ClusteringError as e:  # a failure is a result too: recorded, not hidden
                 print(f"  {list(group)} seed {seed} {row}: failed: {e}", file=sys.stderr)
                 record(row, float("nan"), 0, time.perf_counter() - t0)
                 continue
+        torch.manual_seed(seed)
         encoder = copy.deepcopy(ae.encoder)
-        head, _ = train_svdd(encoder, x, labels, cfg, seed=seed, ctx=Context(progress=False), tag=row)
-        det = MultiRadiusDeepSVDD._from_parts(None, "lenet28", (1, 28, 28), prep, encoder, head, labels, 0.0)
-        s = det.decision_function(split.x_test)
-        record(row, roc_auc_score(y, s), head.num_clusters, ae_seconds + time.perf_counter() - t0)
+        decoder = copy.deepcopy(ae.decoder) if cfg.recon_weight > 0 else None
+        ctx = Context(progress=False, eval_data=eval_data, eval_every=args.eval_every)
+        head, history = train_svdd(encoder, x, labels, cfg, seed=seed, ctx=ctx, tag=row, decoder=decoder)
+        extra = {}
+        for prefix in ("", "bn_"):  # as trained, then with BatchNorm statistics recomputed over the data
+            if prefix and not cfg.refresh_bn:
+                refresh_batchnorm(encoder, x)
+            d_test = all_sq_distances(embed(encoder, xt), head.centres)
+            d_train = all_sq_distances(embed(encoder, x), head.centres)
+            extra |= auroc_by_rule(y, d_test, head.radii, recon_test, d_train, recon_train, prefix)
+        extra["curve"] = " ".join(f"{t['epoch']}:{t['auroc']:.4f}" for t in history.tests)
+        auroc = extra[f"auroc_{cfg.score}"]
+        record(row, auroc, head.num_clusters, ae_seconds + time.perf_counter() - t0, extra)
 
 
-def table(path: Path) -> str:
-    rows = list(csv.DictReader(open(path)))
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The finished rows; repeated header lines (two runs that started the file at once) are skipped."""
+    return [r for r in csv.DictReader(open(path)) if r["group_size"] != "group_size"]
+
+
+def table(path: Path, setting: str, rows_wanted) -> str:
+    """Mean +- spread of test AUROC per group size for the rows run with ``setting``; below it, the
+    AUROC of every scoring rule from the same trained models (mean over all groups and seeds)."""
+    rows = [r for r in read_csv(path) if r["setting"] == setting and r["row"] in rows_wanted]
+    if not rows:
+        return "(no finished rows yet)"
     sizes = sorted({int(r["group_size"]) for r in rows})
     head = "| method | " + " | ".join(f"{s} normal classes: AUROC (n) | clusters" for s in sizes) + " | wall time (s) |"
     lines = [head, "|---|" + "---|---|" * len(sizes) + "---|"]
+    rule_lines = ["| method | " + " | ".join(c[6:] for c in FIELDS if c.startswith("auroc_")) + " |"]
+    rule_lines.append("|---|" + "---|" * sum(c.startswith("auroc_") for c in FIELDS))
     for key, label in ROWS.items():
         rs = [r for r in rows if r["row"] == key]
         if not rs:
@@ -163,7 +277,20 @@ def table(path: Path) -> str:
             cells += [cell, f"{np.mean(k):.1f}" if k else ""]
         secs = np.mean([float(r["seconds"]) for r in rs])
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {secs:.0f} |")
-    return "\n".join(lines)
+        by_rule = [[float(r[c]) for r in rs if r.get(c)] for c in FIELDS if c.startswith("auroc_")]
+        if any(by_rule):
+            rule_lines.append(f"| {key} | " + " | ".join(f"{np.mean(v):.4f}" if v else "" for v in by_rule) + " |")
+    out = "\n".join(lines)
+    if len(rule_lines) > 2:
+        out += (
+            "\n\nAUROC by scoring rule (same trained models; +recon: plus the standardised reconstruction error):\n\n"
+        )
+        out += "\n".join(rule_lines)
+    return out
+
+
+def ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
 
 
 def main() -> None:
@@ -171,35 +298,58 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--group-sizes", default="2,3,4")
     ap.add_argument("--groups", type=int, default=3, help="random groups per size")
+    ap.add_argument("--group-list", default="", help="explicit groups instead of a draw, e.g. '0,1,3;2,7'")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
     ap.add_argument("--group-seed", type=int, default=0, help="seed of the group draw")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="1.0 = 150 + 150 epochs (the paper)")
-    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if r != "pyod-deepsvdd") + ",pyod-deepsvdd")
+    ap.add_argument("--ae-weight-decay", type=float, default=0.5e-3, help="autoencoder weight decay")
+    ap.add_argument("--ae-milestones", type=ints, default=(50,), help="epochs (at scale 1) of lr / 10")
+    ap.add_argument("--svdd-weight-decay", type=float, default=0.5e-6)
+    ap.add_argument("--svdd-milestones", type=ints, default=(50,))
+    ap.add_argument("--leak", type=float, default=0.1, help="leaky-ReLU slope of the nets")
+    ap.add_argument("--svdd", default="", help="SVDD settings, e.g. 'score=distance,reassign=true'")
+    ap.add_argument("--clustering", default="", help="tidy-up settings, e.g. 'min_cluster_fraction=0.01'")
+    ap.add_argument("--eval-every", type=int, default=10, help="test AUROC every this many epochs (the curve)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--no-cache", action="store_true", help="do not keep the autoencoders next to the CSV")
     ap.add_argument("--csv", default=str(ROOT / "runs" / "bench" / "quality.csv"))
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.rows = [r for r in args.rows.split(",") if r]
     unknown = set(args.rows) - set(ROWS)
     if unknown:
         ap.error(f"unknown rows {sorted(unknown)}; accepted: {', '.join(ROWS)}")
-    groups = draw_groups([int(s) for s in args.group_sizes.split(",")], args.groups, args.group_seed)
+    args.clustering = {
+        k: type(getattr(ClusteringConfig(), k))(v)
+        for k, v in (kv.split("=", 1) for kv in args.clustering.split(",") if kv)
+    }
+    if args.group_list:
+        groups = [tuple(sorted(ints(g))) for g in args.group_list.split(";")]
+    else:
+        groups = draw_groups(list(ints(args.group_sizes)), args.groups, args.group_seed)
+    svdd, setting = svdd_settings(args)
     print(
-        f"groups (draw seed {args.group_seed}): {groups}; seeds {args.seeds}; epochs scale {args.epochs_scale} "
-        f"({schedule(args.epochs_scale).epochs} + {schedule(args.epochs_scale).epochs} epochs)\n"
+        f"groups: {groups}{'' if args.group_list else f' (draw seed {args.group_seed})'}; seeds {args.seeds}; "
+        f"{schedule(args.epochs_scale).epochs} + {svdd.epochs} epochs (scale {args.epochs_scale}); "
+        f"setting {setting}; torch {torch.__version__}, {torch.get_num_threads()} threads\n"
     )
     path = Path(args.csv)
     path.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if path.is_file():
-        done = {(int(r["group_size"]), r["group"], int(r["seed"]), r["row"]) for r in csv.DictReader(open(path))}
+        done = {(r["group"], int(r["seed"]), r["row"], r["setting"]) for r in read_csv(path)}
+    t0 = time.perf_counter()
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
-        if not done and f.tell() == 0:
+        if f.tell() == 0:
             writer.writeheader()
         for group in groups:
-            for seed in (int(s) for s in args.seeds.split(",")):
+            for seed in ints(args.seeds):
                 run_group(group, seed, args, done, writer, f)
-    print(table(path))
-    print(f"\n(CSV: {path}; rerun the same command to continue an interrupted run)")
+    print(table(path, setting, args.rows))
+    print(f"\n({time.perf_counter() - t0:.0f} s this call; CSV: {path}; rerun the same command to continue)")
 
 
 if __name__ == "__main__":

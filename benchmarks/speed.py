@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive feed")
+    ap.add_argument("--compile", action="store_true", help="also time pretraining with torch.compile")
+    ap.add_argument("--no-pyod", action="store_true", help="skip PyOD's DeepSVDD (an optional dependency)")
     a = ap.parse_args()
 
     ds = torchvision.datasets.MNIST(a.data_root, train=True, download=False)
@@ -87,11 +89,15 @@ def main() -> None:
     lo, hi = float(prep.lo), float(prep.hi)
     rows: list[tuple[str, str, str]] = []
 
-    def pretrain_epochs(batches_fn) -> float:
+    def pretrain_epochs(batches_fn, compiled: bool = False) -> float:
         torch.manual_seed(0)
         ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu")
         opt = torch.optim.Adam(ae.parameters(), lr=1e-4, weight_decay=1e-6)
         ae.train()
+        if compiled:
+            ae = torch.compile(ae)
+            t = timed(lambda: reconstruction_error(ae, next(iter(batches_fn()))).mean().backward())
+            rows.append(("torch.compile, first step (compilation)", f"{t:.1f} s", ""))
 
         def run():
             for _ in range(a.epochs):
@@ -124,6 +130,15 @@ def main() -> None:
         ("pretraining, toolkit feed", f"{toolkit_pre:,.0f} img/s", ""),
         ("pretraining, naive DataLoader feed", f"{naive_pre:,.0f} img/s", f"toolkit {toolkit_pre / naive_pre:.2f}x"),
     ]
+    if a.compile:
+        compiled = pretrain_epochs(lambda: (b[1] for b in tk), compiled=True)
+        rows.append(
+            (
+                "pretraining, toolkit feed, torch.compile",
+                f"{compiled:,.0f} img/s",
+                f"{compiled / toolkit_pre:.2f}x eager",
+            )
+        )
 
     # SVDD epochs (soft-boundary, 3 clusters by true class just for timing)
     labels = torch.from_numpy(np.searchsorted(NORMAL, ds.targets.numpy()[keep]))
@@ -169,6 +184,19 @@ def main() -> None:
                 ((zz[:, None] - centres[None]) ** 2).sum(2).sub(radii**2).min(1)
 
     rows.append(("scoring (preprocess + encode + min over spheres)", f"{n / timed(score):,.0f} img/s", ""))
+
+    if not a.no_pyod:
+        try:
+            from pyod.models.deep_svdd import DeepSVDD
+
+            flat = x.flatten(1).numpy()
+            model = DeepSVDD(n_features=flat.shape[1], epochs=a.epochs, batch_size=200, verbose=0, random_state=0)
+            pyod = a.epochs * n / timed(lambda: model.fit(flat))
+            rows.append(
+                ("PyOD DeepSVDD fit (its MLP on the pixels)", f"{pyod:,.0f} img/s", f"{a.epochs} epochs, batch 200")
+            )
+        except ImportError:
+            rows.append(("PyOD DeepSVDD fit", "not installed", "pip install pyod"))
 
     ceiling = matmul_gflops()
     achieved = ae_flops_per_image(build_autoencoder("lenet28", (1, 28, 28))) * toolkit_pre / 1e9

@@ -30,3 +30,40 @@ def test_auto_arch_and_shape_mismatch():
     assert resolve_arch("auto", (10,)) == "mlp"
     with pytest.raises(ValueError, match=r"takes images of shape \(1, 28, 28\)"):
         resolve_arch("lenet28", (3, 32, 32))
+
+
+@pytest.mark.parametrize("arch, shape", [("lenet28", (1, 28, 28)), ("lenet32", (3, 32, 32))])
+def test_evaluation_pools_first_with_identical_results(arch, shape):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    enc = build_autoencoder(arch, shape).encoder
+    enc.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        enc(torch.rand(16, *shape))
+    enc.eval()
+    x = torch.rand(8, *shape)
+    y = x
+    convs = [m for n, m in enc.named_children() if n.startswith("conv")]
+    bns = [m for n, m in enc.named_children() if n.startswith("bn")]
+    for conv, bn in zip(convs, bns, strict=True):  # the architecture's order: bn, leaky, pool
+        y = F.max_pool2d(F.leaky_relu(bn(conv(y)), enc.leak), 2)
+    with torch.no_grad():
+        assert torch.equal(enc(x), enc.fc1(y.flatten(1)))
+
+
+def test_refresh_batchnorm_sets_the_exact_statistics_of_the_data():
+    from toolkit.nets import refresh_batchnorm
+
+    torch.manual_seed(0)
+    enc = build_autoencoder("mlp", (6,), hidden=(5,), rep_dim=3).encoder
+    x = torch.randn(300, 6) * 3 + 1
+    enc.train()
+    enc(torch.randn(50, 6))  # some unrelated moving-average state
+    refresh_batchnorm(enc, x, batch_size=100)
+    assert not enc.training
+    bn = next(m for m in enc.modules() if isinstance(m, nn.BatchNorm1d))
+    h = enc[1](x)  # the first linear layer's output, which the BatchNorm normalises
+    assert torch.allclose(bn.running_mean, h.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, h.var(0), rtol=0.05)
+    assert bn.momentum == 0.1  # restored

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from toolkit.svdd import (
+    OUTSIDE,
     SphereHead,
     cluster_quantiles,
     init_centres,
+    nearest_sphere,
     one_class_loss,
     own_sq_distances,
     scores,
@@ -127,3 +129,50 @@ def test_sphere_head_keeps_centres_and_radii_in_state_dict():
     other = SphereHead(torch.zeros(3, 4))
     other.load_state_dict(sd)
     assert torch.equal(other.radii, head.radii)
+
+
+@pytest.mark.parametrize("rule", ["margin", "ratio", "distance"])
+def test_score_rules_match_reference(rule):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    c = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    r = torch.rand(3, generator=g, dtype=torch.float64) + 0.5
+    s, idx = scores(z, c, r, rule)
+    for i in range(40):
+        d = [float(((z[i] - c[j]) ** 2).sum()) for j in range(3)]
+        per = {
+            "margin": [d[j] - r[j] ** 2 for j in range(3)],
+            "ratio": [d[j] / r[j] ** 2 for j in range(3)],
+            "distance": d,
+        }[rule]
+        assert s[i].item() == pytest.approx(float(min(per)), rel=1e-12)
+        assert idx[i].item() == int(np.argmin(per))
+    assert torch.equal(nearest_sphere(z, c, r, rule), idx)
+
+
+def test_margin_and_ratio_agree_on_outside_every_sphere():
+    g = torch.Generator().manual_seed(4)
+    z, c = torch.randn(500, 3, generator=g), torch.randn(4, 3, generator=g)
+    r = torch.rand(4, generator=g) + 0.3
+    margin = scores(z, c, r, "margin")[0] > OUTSIDE["margin"]
+    ratio = scores(z, c, r, "ratio")[0] > OUTSIDE["ratio"]
+    assert torch.equal(margin, ratio) and 0 < int(margin.sum()) < 500
+
+
+def test_ratio_rule_with_zero_radius_is_finite_order():
+    s, _ = scores(torch.tensor([[1.0], [2.0]]), torch.zeros(1, 1), torch.zeros(1), "ratio")
+    assert bool(s[1] > s[0])
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="accepted"):
+        SphereHead(torch.zeros(1, 2), rule="nearest")
+
+
+def test_shared_radius_is_one_quantile_over_all_points():
+    g = torch.Generator().manual_seed(5)
+    dist = torch.rand(90, generator=g, dtype=torch.float64) * 4
+    labels = torch.randint(0, 3, (90,), generator=g)
+    r = update_radii(dist, labels, torch.zeros(3, dtype=torch.float64), 0.1, shared=True)
+    expected = torch.quantile(dist.sqrt(), 0.9)
+    assert torch.allclose(r, expected.expand(3))

@@ -22,6 +22,8 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 ARCHS = ("auto", "mlp", "lenet28", "lenet32")
 OBJECTIVES = ("soft-boundary", "one-class")
 BACKENDS = ("", "gloo", "nccl")
+SCORE_RULES = ("margin", "ratio", "distance")  # as toolkit.svdd.SCORE_RULES (config imports no torch)
+RADIUS_UPDATES = ("epoch", "batch")
 
 
 class ConfigError(ValueError):
@@ -83,6 +85,7 @@ class OptimConfig:
     gamma: float = 0.1
     weight_decay: float = 1e-6
     batch_size: int = 200
+    refresh_bn: bool = False  # at the end, recompute BatchNorm statistics over all training data (precise BN)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
@@ -97,9 +100,27 @@ class SVDDConfig(OptimConfig):
     nu: float = 0.1  # share of training points allowed outside their sphere; radius = (1-nu) quantile
     warmup_epochs: int = 10  # radii stay fixed (at 0) until this many epochs have completed
     eps: float = 0.1  # centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)
+    score: str = "margin"  # min over spheres of: margin d_k - R_k^2, ratio d_k / R_k^2, distance d_k
+    radius_update: str = "epoch"  # R_k from the whole epoch's distances, or "batch" (each step, as Ruff et al.)
+    shared_radius: bool = False  # one radius for all spheres (quantile over every point's own distance)
+    reassign: bool = False  # after each epoch move every training point to its nearest sphere (by `score`)
+    recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
+    holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
+    patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(self.score in SCORE_RULES, f"svdd.score={self.score!r} is unknown; accepted: {SCORE_RULES}")
+        _check(
+            self.radius_update in RADIUS_UPDATES,
+            f"svdd.radius_update={self.radius_update!r} is unknown; accepted: {RADIUS_UPDATES}",
+        )
+        _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
+        _check(
+            0.0 <= self.holdout_fraction < 0.5,
+            f"svdd.holdout_fraction={self.holdout_fraction} must be in [0, 0.5) (0 = no early stopping)",
+        )
+        _check(self.patience >= 1, f"svdd.patience={self.patience} must be >= 1")
         _check(
             self.objective in OBJECTIVES,
             f"svdd.objective={self.objective!r} is unknown; accepted: {OBJECTIVES}",
@@ -177,6 +198,11 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")
+        _check(
+            self.svdd.radius_update == "epoch" or self.dist.nproc_per_node == 1,
+            "svdd.radius_update='batch' takes each batch's quantile, which differs between processes; "
+            "use radius_update='epoch' with several processes",
+        )
 
 
 # --------------------------------------------------------------------------------------------- fields

@@ -114,7 +114,8 @@ class MultiRadiusDeepSVDD:
     # -------------------------------------------------------------- scoring
     @torch.inference_mode()
     def score_with_clusters(self, X: np.ndarray | Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Scores min_k(||phi(x) - c_k||^2 - R_k^2) and the cluster k attaining the minimum."""
+        """Scores min_k(||phi(x) - c_k||^2 - R_k^2) (or the configured ``svdd.score`` rule) and the cluster
+        k attaining the minimum."""
         self._check_fitted()
         x = as_tensor(X)
         if tuple(x.shape[1:]) != self.input_shape_:
@@ -124,7 +125,7 @@ class MultiRadiusDeepSVDD:
         out_s, out_k = [], []
         for s in range(0, x.shape[0], batch_size):
             z = self.encoder_(fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device))
-            sc, k = scores(z, self.head_.centres, self.head_.radii)
+            sc, k = scores(z, self.head_.centres, self.head_.radii, self.head_.rule)
             out_s.append(sc.cpu())
             out_k.append(k.cpu())
         return torch.cat(out_s).numpy(), torch.cat(out_k).numpy()
@@ -180,7 +181,7 @@ class MultiRadiusDeepSVDD:
         encoder.load_state_dict(p["encoder"])
         prep = Preprocessor()
         prep.load_state_dict(p["preprocessor"])
-        head = SphereHead(p["centres"], p["radii"])
+        head = SphereHead(p["centres"], p["radii"], rule=cfg.svdd.score)
         return cls._from_parts(
             cfg,
             p["arch"],

@@ -48,24 +48,37 @@ def create_svdd_trainer(
     objective: str,
     nu: float,
     n_train: int,
+    *,
+    decoder: nn.Module | None = None,
+    recon_weight: float = 0.0,
+    keep_embeddings: bool = False,
 ) -> Engine:
     """Deep SVDD training of ``encoder`` towards the (fixed) centres of ``head``.
 
     Every point's squared distance is recorded in ``engine.state.epoch_dist`` as the epoch goes, so the
-    radius handler takes each cluster's quantile over the whole epoch, not over the last batch.
+    radius handler takes each cluster's quantile over the whole epoch, not over the last batch; with
+    ``keep_embeddings`` the embeddings too (``engine.state.epoch_z``, for re-assignment). With a
+    ``decoder`` and ``recon_weight`` > 0 the loss adds ``recon_weight`` times the mean reconstruction error.
     """
     soft = objective == "soft-boundary"
+    recon = decoder is not None and recon_weight > 0
 
     def step(engine: Engine, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         idx, x, labels = batch
         encoder.train()
         optimizer.zero_grad(set_to_none=True)
-        dist = own_sq_distances(encoder(x), head.centres, labels)
+        z = encoder(x)
+        dist = own_sq_distances(z, head.centres, labels)
         loss = soft_boundary_loss(dist, labels, head.radii, nu) if soft else one_class_loss(dist)
+        if recon:
+            decoder.train()
+            loss = loss + recon_weight * (decoder(z) - x).pow(2).flatten(1).sum(dim=1).mean()
         loss.backward()
         optimizer.step()
         engine.state.epoch_dist[idx] = dist.detach()
-        return {"loss": loss.detach()}
+        if keep_embeddings:
+            engine.state.epoch_z[idx] = z.detach()
+        return {"loss": loss.detach(), "dist": dist.detach()}
 
     engine = Engine(step)
     engine.register_events(*SVDDEvents)
@@ -73,6 +86,8 @@ def create_svdd_trainer(
     @engine.on(Events.STARTED)
     def _alloc(engine: Engine) -> None:
         engine.state.epoch_dist = torch.zeros(n_train, device=head.centres.device)
+        if keep_embeddings:
+            engine.state.epoch_z = torch.zeros(n_train, head.centres.shape[1], device=head.centres.device)
 
     Average(output_transform=lambda out: out["loss"]).attach(engine, "loss")
     return engine

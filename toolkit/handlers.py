@@ -6,6 +6,7 @@ Side effects (TensorBoard, files) happen on rank 0 only.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import sys
@@ -21,23 +22,46 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, ProgressBar
 
 from .engines import SVDDEvents
-from .svdd import SphereHead, outside_fraction, update_radii
+from .nets import embed
+from .svdd import SphereHead, nearest_sphere, outside_fraction, own_sq_distances, update_radii
+
+log = logging.getLogger("toolkit")
 
 
 class RadiusUpdate:
     """On EPOCH_COMPLETED, from the end of warm-up on: R_k <- (1 - nu) quantile of sqrt(d_i), i in k,
-    over the whole epoch's distances. Fires ``SVDDEvents.RADII_UPDATED`` after each update."""
+    over the whole epoch's distances (one quantile over all points with ``shared``). Fires
+    ``SVDDEvents.RADII_UPDATED`` after each update.
 
-    def __init__(self, head: SphereHead, labels: torch.Tensor, nu: float, warmup_epochs: int) -> None:
+    ``per_batch``: after warm-up, also after every step from that batch's distances (Ruff et al.'s
+    reference implementation); the epoch-end update still sets the radii kept for scoring."""
+
+    def __init__(
+        self,
+        head: SphereHead,
+        labels: torch.Tensor,
+        nu: float,
+        warmup_epochs: int,
+        *,
+        shared: bool = False,
+        per_batch: bool = False,
+    ) -> None:
         self.head, self.labels, self.nu, self.warmup_epochs = head, labels, nu, warmup_epochs
+        self.shared, self.per_batch = shared, per_batch
 
     def update(self, engine: Engine) -> None:
-        self.head.radii.copy_(update_radii(engine.state.epoch_dist, self.labels, self.head.radii, self.nu))
+        new = update_radii(engine.state.epoch_dist, self.labels, self.head.radii, self.nu, self.shared)
+        self.head.radii.copy_(new)
         engine.fire_event(SVDDEvents.RADII_UPDATED)
 
     def __call__(self, engine: Engine) -> None:
         if engine.state.epoch >= self.warmup_epochs:
             self.update(engine)
+
+    def batch_update(self, engine: Engine) -> None:
+        if engine.state.epoch > self.warmup_epochs:  # the epochs after warm-up (Ignite counts from 1)
+            dist, labels = engine.state.output["dist"], engine.state.batch[2]
+            self.head.radii.copy_(update_radii(dist, labels, self.head.radii, self.nu, self.shared))
 
     def finalize(self, engine: Engine) -> None:
         """On COMPLETED: a run shorter than the warm-up still gets radii from its last epoch."""
@@ -50,8 +74,91 @@ class RadiusUpdate:
             self.update(engine)
 
     def attach(self, engine: Engine) -> RadiusUpdate:
+        if self.per_batch:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self.batch_update)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self.finalize)
+        return self
+
+
+class Reassign:
+    """On EPOCH_COMPLETED (before the radius update): every training point moves to its nearest sphere
+    by the scoring rule, from the embeddings of the epoch (``engine.state.epoch_z``); the labels tensor
+    is changed in place, so the batches, radii and history follow. The epoch's own-centre distances are
+    recomputed for the new assignment. Clusters may empty out; their spheres stay as they were."""
+
+    def __init__(self, head: SphereHead, labels: torch.Tensor) -> None:
+        self.head, self.labels = head, labels
+        self.moved: list[int] = []
+
+    def __call__(self, engine: Engine) -> None:
+        z = engine.state.epoch_z
+        new = nearest_sphere(z, self.head.centres, self.head.radii, self.head.rule)
+        self.moved.append(int((new != self.labels).sum()))
+        self.labels.copy_(new)
+        engine.state.epoch_dist = own_sq_distances(z, self.head.centres, self.labels)
+
+    def attach(self, engine: Engine) -> Reassign:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        return self
+
+
+class HoldoutStop:
+    """Early stopping on held-out *normal* data (no anomaly is ever seen): after warm-up, at each epoch
+    end (after the radius update), the training objective on the held-out points with the current
+    centres and radii, in evaluation mode; ``engine.state.metrics['holdout_loss']``. When it has not
+    improved for ``patience`` epochs training stops, and at COMPLETED the encoder and radii of the best
+    epoch are put back. Checkpointed with the run (``state_dict``), so a resumed run keeps its best."""
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        head: SphereHead,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        loss_fn: Any,
+        warmup_epochs: int,
+        patience: int,
+    ) -> None:
+        self.encoder, self.head, self.x, self.labels, self.loss_fn = encoder, head, x, labels, loss_fn
+        self.warmup_epochs, self.patience = warmup_epochs, patience
+        self.best_loss, self.best_epoch, self.best_state = math.inf, 0, None
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.epoch < max(self.warmup_epochs, 1):
+            return
+        z = embed(self.encoder, self.x)
+        loss = float(self.loss_fn(own_sq_distances(z, self.head.centres, self.labels), self.labels, self.head.radii))
+        engine.state.metrics["holdout_loss"] = loss
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, engine.state.epoch
+            self.best_state = {
+                "encoder": {k: v.detach().clone() for k, v in self.encoder.state_dict().items()},
+                "radii": self.head.radii.detach().clone(),
+            }
+        elif engine.state.epoch - self.best_epoch >= self.patience:
+            log.info(
+                "held-out loss not improved for %d epochs: stopping at epoch %d, keeping epoch %d",
+                self.patience,
+                engine.state.epoch,
+                self.best_epoch,
+            )
+            engine.terminate()
+
+    def restore(self, engine: Engine) -> None:
+        if self.best_state is not None and self.best_epoch != engine.state.epoch:
+            self.encoder.load_state_dict(self.best_state["encoder"])
+            self.head.radii.copy_(self.best_state["radii"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_loss, self.best_epoch, self.best_state = state["best_loss"], state["best_epoch"], state["best_state"]
+
+    def attach(self, engine: Engine) -> HoldoutStop:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self.restore)
         return self
 
 
@@ -79,6 +186,8 @@ class History:
             "loss": float(engine.state.metrics["loss"]),
             "lr": float(self.optimizer.param_groups[0]["lr"]),
         }
+        if "holdout_loss" in engine.state.metrics:
+            row["holdout_loss"] = float(engine.state.metrics["holdout_loss"])
         self.epochs.append({**row, **self._spheres(engine)})
 
     def completed(self, engine: Engine) -> None:
@@ -130,10 +239,18 @@ def attach_distance_sync(engine: Engine) -> None:
     all-reduce gives every rank all of them, so every rank takes the same radius quantiles."""
     if idist.get_world_size() == 1:
         return
-    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: e.state.epoch_dist.zero_())
+
+    def clear(engine: Engine) -> None:
+        engine.state.epoch_dist.zero_()
+        if hasattr(engine.state, "epoch_z"):
+            engine.state.epoch_z.zero_()
+
+    engine.add_event_handler(Events.EPOCH_STARTED, clear)
 
     def sync(engine: Engine) -> None:
         engine.state.epoch_dist = idist.all_reduce(engine.state.epoch_dist)
+        if hasattr(engine.state, "epoch_z"):
+            engine.state.epoch_z = idist.all_reduce(engine.state.epoch_z)
 
     engine.add_event_handler(Events.EPOCH_COMPLETED, sync)
 

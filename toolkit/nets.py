@@ -27,6 +27,16 @@ def _bn1d(c: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(c, eps=1e-4, affine=False)
 
 
+def _block(x: Tensor, bn: nn.BatchNorm2d, leak: float, training: bool) -> Tensor:
+    """max_pool(leaky_relu(bn(x))). In evaluation mode BatchNorm is a per-channel affine map with a
+    positive scale and leaky ReLU is increasing, so both commute with the max: pooling first gives the
+    same values with a quarter of the element-wise work (faster scoring). In training the batch
+    statistics are taken before pooling, as the architecture defines."""
+    if training:
+        return F.max_pool2d(F.leaky_relu(bn(x), leak), 2)
+    return F.leaky_relu(bn(F.max_pool2d(x, 2)), leak)
+
+
 class LeNet28Encoder(nn.Module):
     """1x28x28 -> 8 then 4 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (32)."""
 
@@ -38,8 +48,8 @@ class LeNet28Encoder(nn.Module):
         self.fc1 = nn.Linear(4 * 7 * 7, rep_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x)), self.leak), 2)
-        x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x)), self.leak), 2)
+        x = _block(self.conv1(x), self.bn1, self.leak, self.training)
+        x = _block(self.conv2(x), self.bn2, self.leak, self.training)
         return self.fc1(x.flatten(1))
 
 
@@ -73,9 +83,9 @@ class LeNet32Encoder(nn.Module):
         self.fc1 = nn.Linear(128 * 4 * 4, rep_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x)), self.leak), 2)
-        x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x)), self.leak), 2)
-        x = F.max_pool2d(F.leaky_relu(self.bn3(self.conv3(x)), self.leak), 2)
+        x = _block(self.conv1(x), self.bn1, self.leak, self.training)
+        x = _block(self.conv2(x), self.bn2, self.leak, self.training)
+        x = _block(self.conv3(x), self.bn3, self.leak, self.training)
         return self.fc1(x.flatten(1))
 
 
@@ -190,3 +200,24 @@ def embed(encoder: nn.Module, x: Tensor, batch_size: int = EMBED_BATCH) -> Tenso
     """Embeddings of ``x`` in evaluation mode, ``batch_size`` rows at a time."""
     encoder.eval()
     return torch.cat([encoder(x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def refresh_batchnorm(model: nn.Module, x: Tensor, batch_size: int = EMBED_BATCH) -> nn.Module:
+    """Recompute every BatchNorm's running statistics as the exact average over ``x`` of the final
+    weights' batch statistics ("precise BN"), replacing the moving average of the last few training
+    batches, which the weights were still changing under. Evaluation-mode outputs then depend on the
+    final network only. Returns ``model`` in evaluation mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model.eval()
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches seen
+    model.train()
+    for s in range(0, x.shape[0], batch_size):
+        model(x[s : s + batch_size])
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    return model.eval()

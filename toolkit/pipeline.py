@@ -31,7 +31,9 @@ from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator, create_pretrainer, create_svdd_trainer, reconstruction_error
 from .handlers import (
     History,
+    HoldoutStop,
     RadiusUpdate,
+    Reassign,
     StopRequest,
     attach_checkpoint,
     attach_collapse_check,
@@ -43,9 +45,9 @@ from .handlers import (
     attach_tensorboard,
 )
 from .monitor import scalar_layout, write_story
-from .nets import build_autoencoder, embed, fast_layout, resolve_arch
+from .nets import build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
-from .svdd import SphereHead, init_centres
+from .svdd import OUTSIDE, SphereHead, init_centres, nearest_sphere, one_class_loss, soft_boundary_loss
 
 EVAL_BATCH = 4096
 log = logging.getLogger("toolkit")
@@ -165,21 +167,67 @@ def pretrain(ae: nn.Module, x: Tensor, opt: C.OptimConfig, *, seed: int, ctx: Co
         return reconstruction_error(ae, xb)
 
     data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=ctx.rank, world=ctx.world)
-    return _train(engine, data, opt.epochs, ctx, "pretrain", optimizer, scheduler, {"autoencoder": ae}, score)
+    history = _train(engine, data, opt.epochs, ctx, "pretrain", optimizer, scheduler, {"autoencoder": ae}, score)
+    if opt.refresh_bn:
+        refresh_batchnorm(ae, x)
+    return history
 
 
 def train_svdd(
-    encoder: nn.Module, x: Tensor, labels: Tensor, svdd: C.SVDDConfig, *, seed: int, ctx: Context, tag: str
+    encoder: nn.Module,
+    x: Tensor,
+    labels: Tensor,
+    svdd: C.SVDDConfig,
+    *,
+    seed: int,
+    ctx: Context,
+    tag: str,
+    decoder: nn.Module | None = None,
 ) -> tuple[SphereHead, History]:
-    """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head and the history."""
+    """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head and the history.
+
+    ``decoder`` (trained along) is needed only with ``svdd.recon_weight`` > 0; with ``svdd.reassign``
+    the ``labels`` tensor is updated in place."""
     k = int(labels.max()) + 1
-    head = SphereHead(init_centres(embed(encoder, x), labels, k, svdd.eps)).to(x.device)
-    optimizer, scheduler = _optimizer(encoder.parameters(), svdd)
-    engine = create_svdd_trainer(_parallel(encoder, ctx), head, optimizer, svdd.objective, svdd.nu, x.shape[0])
+    all_labels = labels
+    if svdd.holdout_fraction > 0:
+        held = holdout_mask(labels, svdd.holdout_fraction, seed)
+        x, labels, x_held, labels_held = x[~held], labels[~held].clone(), x[held], labels[held].clone()
+    head = SphereHead(init_centres(embed(encoder, x), labels, k, svdd.eps), rule=svdd.score).to(x.device)
+    recon = svdd.recon_weight > 0
+    if recon and decoder is None:
+        raise ValueError("svdd.recon_weight > 0 needs the autoencoder's decoder")
+    params = [*encoder.parameters(), *(decoder.parameters() if recon else [])]
+    optimizer, scheduler = _optimizer(params, svdd)
+    engine = create_svdd_trainer(
+        _parallel(encoder, ctx),
+        head,
+        optimizer,
+        svdd.objective,
+        svdd.nu,
+        x.shape[0],
+        decoder=_parallel(decoder, ctx) if recon else None,
+        recon_weight=svdd.recon_weight,
+        keep_embeddings=svdd.reassign,
+    )
     attach_finite_guard(engine, tag, _where(ctx))
     attach_distance_sync(engine)
-    RadiusUpdate(head, labels, svdd.nu, svdd.warmup_epochs).attach(engine)
+    if svdd.reassign:
+        Reassign(head, labels).attach(engine)
+    RadiusUpdate(
+        head, labels, svdd.nu, svdd.warmup_epochs, shared=svdd.shared_radius, per_batch=svdd.radius_update == "batch"
+    ).attach(engine)
     attach_collapse_check(engine, head, tag)
+    extra = {}
+    if svdd.holdout_fraction > 0:
+
+        def heldout_loss(dist: Tensor, lab: Tensor, radii: Tensor) -> Tensor:
+            if svdd.objective == "soft-boundary":
+                return soft_boundary_loss(dist, lab, radii, svdd.nu)
+            return one_class_loss(dist)
+
+        stop = HoldoutStop(encoder, head, x_held, labels_held, heldout_loss, svdd.warmup_epochs, svdd.patience)
+        extra["holdout"] = stop.attach(engine)
 
     def score(xb: Tensor) -> Tensor:
         encoder.eval()
@@ -194,12 +242,41 @@ def train_svdd(
         tag,
         optimizer,
         scheduler,
-        {"encoder": encoder, "head": head},
+        {"encoder": encoder, "head": head, **({"decoder": decoder} if recon else {}), **extra},
         score,
         head,
         labels,
     )
+    if svdd.refresh_bn:
+        refresh_batchnorm(encoder, x)
+    if svdd.holdout_fraction > 0:
+        if svdd.reassign:  # the held-out points go to their nearest sphere too
+            all_labels[~held] = labels
+            all_labels[held] = nearest_sphere(embed(encoder, x_held), head.centres, head.radii, head.rule)
     return head, history
+
+
+def holdout_mask(labels: Tensor, fraction: float, seed: int) -> Tensor:
+    """A seeded random share ``fraction`` of each cluster (rounded down, so every cluster keeps at least
+    one training point), by one sort: rank within cluster < fraction * cluster size."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    key = torch.rand(labels.shape[0], generator=g).to(labels.device)
+    order = torch.argsort(key)
+    order = order[torch.argsort(labels[order], stable=True)]
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(labels)
+    rank[order] = torch.arange(labels.shape[0], device=labels.device) - starts[labels[order]]
+    return rank < torch.floor(fraction * counts[labels].to(torch.float64)).long()
+
+
+def outside_threshold(head: SphereHead, encoder: nn.Module, x: Tensor, nu: float) -> float:
+    """The score above which ``predict`` calls a point anomalous: "outside every sphere" for the margin
+    (0) and ratio (1) rules; for the distance rule, which has no sphere boundary, the (1 - nu) quantile
+    of the training points' scores (a share nu of the normal data flagged, as a contamination rate)."""
+    if head.rule in OUTSIDE:
+        return OUTSIDE[head.rule]
+    return float(torch.quantile(head(embed(encoder, x)).float().cpu(), 1.0 - nu))
 
 
 def fit(
@@ -292,10 +369,15 @@ def _fit_stages(
         encoder = copy.deepcopy(ae.encoder)
         if (done := _stage(ctx, f"svdd_{name}")) is not None:
             encoder.load_state_dict(done["encoder"])
-            head = SphereHead(done["centres"], done["radii"]).to(ctx.device)
+            head = SphereHead(done["centres"], done["radii"], rule=cfg.svdd.score).to(ctx.device)
+            lab = done.get("labels", lab.cpu()).to(ctx.device)
             info[name] = json.loads(done["info"])
         else:
-            head, history = train_svdd(encoder, x, lab, cfg.svdd, seed=cfg.seed, ctx=ctx, tag=f"svdd_{name}")
+            lab = lab.clone()  # re-assignment changes it in place; the clustering's labels stay as found
+            decoder = copy.deepcopy(ae.decoder) if cfg.svdd.recon_weight > 0 else None
+            head, history = train_svdd(
+                encoder, x, lab, cfg.svdd, seed=cfg.seed, ctx=ctx, tag=f"svdd_{name}", decoder=decoder
+            )
             last = history.tests[-1] if history.tests else {}
             info[name] = {
                 "seconds": time.perf_counter() - t0,
@@ -311,10 +393,12 @@ def _fit_stages(
                     "encoder": encoder.state_dict(),
                     "centres": head.centres.cpu(),
                     "radii": head.radii.cpu(),
+                    "labels": lab.cpu(),
                     "info": json.dumps(info[name]),
                 },
             )
-        detectors[name] = MultiRadiusDeepSVDD._from_parts(cfg, arch, in_shape, prep, encoder, head, lab, threshold=0.0)
+        threshold = outside_threshold(head, encoder, x, cfg.svdd.nu)
+        detectors[name] = MultiRadiusDeepSVDD._from_parts(cfg, arch, in_shape, prep, encoder, head, lab, threshold)
     return detectors, info, ae.encoder
 
 

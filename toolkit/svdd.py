@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .config import SCORE_RULES
+
 
 def own_sq_distances(z: Tensor, centres: Tensor, labels: Tensor) -> Tensor:
     """d_i = ||z_i - c_{labels_i}||^2."""
@@ -78,8 +80,13 @@ def cluster_quantiles(values: Tensor, labels: Tensor, num_clusters: int, q: floa
     return torch.where(counts > 0, out, torch.full_like(out, float("nan")))
 
 
-def update_radii(dist: Tensor, labels: Tensor, radii: Tensor, nu: float) -> Tensor:
-    """New R_k = (1 - nu) quantile of sqrt(d_i) over cluster k's points; an empty cluster keeps its radius."""
+def update_radii(dist: Tensor, labels: Tensor, radii: Tensor, nu: float, shared: bool = False) -> Tensor:
+    """New R_k = (1 - nu) quantile of sqrt(d_i) over cluster k's points; an empty cluster keeps its radius.
+
+    ``shared``: one radius for every sphere, the quantile over all points (each to its own centre)."""
+    if shared:
+        one = cluster_quantiles(dist.clamp(min=0).sqrt(), torch.zeros_like(labels), 1, 1.0 - nu)
+        return torch.where(torch.isnan(one), radii, one.to(radii.dtype).expand_as(radii))
     new = cluster_quantiles(dist.clamp(min=0).sqrt(), labels, radii.shape[0], 1.0 - nu)
     return torch.where(torch.isnan(new), radii, new.to(radii.dtype))
 
@@ -92,10 +99,35 @@ def outside_fraction(dist: Tensor, labels: Tensor, radii: Tensor) -> Tensor:
     return torch.zeros(k, dtype=dist.dtype, device=dist.device).index_add_(0, labels, outside) / counts
 
 
-def scores(z: Tensor, centres: Tensor, radii: Tensor) -> tuple[Tensor, Tensor]:
-    """Anomaly score min_k(||z - c_k||^2 - R_k^2) and the k attaining it; > 0 = outside every sphere."""
-    s = all_sq_distances(z, centres) - radii.pow(2).unsqueeze(0)
-    return s.min(dim=1)
+OUTSIDE = {"margin": 0.0, "ratio": 1.0}  # the score above which a point is outside every sphere
+
+
+def sphere_scores(d: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:
+    """(N, K) per-sphere scores from squared distances ``d`` (N, K):
+
+    - ``margin``: d_k - R_k^2 (the method's rule; > 0 outside sphere k),
+    - ``ratio``: d_k / R_k^2 (distance in units of the sphere's size; > 1 outside),
+    - ``distance``: d_k (radii ignored).
+    """
+    r2 = radii.pow(2).unsqueeze(0)
+    if rule == "margin":
+        return d - r2
+    if rule == "ratio":
+        return d / r2.clamp(min=torch.finfo(d.dtype).tiny)
+    if rule == "distance":
+        return d
+    raise ValueError(f"unknown score rule {rule!r}; accepted: {SCORE_RULES}")
+
+
+def scores(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> tuple[Tensor, Tensor]:
+    """Anomaly score min_k of the per-sphere score (``margin``: ||z - c_k||^2 - R_k^2, > 0 = outside
+    every sphere) and the k attaining it."""
+    return sphere_scores(all_sq_distances(z, centres), radii, rule).min(dim=1)
+
+
+def nearest_sphere(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:
+    """Index of the sphere each point is closest to by ``rule`` (re-assignment of training points)."""
+    return scores(z, centres, radii, rule)[1]
 
 
 class SphereHead(nn.Module):
@@ -104,8 +136,11 @@ class SphereHead(nn.Module):
     centres: Tensor
     radii: Tensor
 
-    def __init__(self, centres: Tensor, radii: Tensor | None = None) -> None:
+    def __init__(self, centres: Tensor, radii: Tensor | None = None, rule: str = "margin") -> None:
         super().__init__()
+        if rule not in SCORE_RULES:
+            raise ValueError(f"unknown score rule {rule!r}; accepted: {SCORE_RULES}")
+        self.rule = rule
         self.register_buffer("centres", centres.detach().clone())
         r = torch.zeros(centres.shape[0], dtype=centres.dtype) if radii is None else radii.detach().clone()
         self.register_buffer("radii", r.to(centres.device))
@@ -115,4 +150,4 @@ class SphereHead(nn.Module):
         return self.centres.shape[0]
 
     def forward(self, z: Tensor) -> Tensor:
-        return scores(z, self.centres, self.radii)[0]
+        return scores(z, self.centres, self.radii, self.rule)[0]

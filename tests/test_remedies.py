@@ -1,0 +1,141 @@
+"""The multi-sphere remedies of issue 6, each an explicit setting: scoring rule, per-batch or shared
+radius, re-assignment to the nearest sphere, reconstruction loss kept during SVDD training."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from sklearn.datasets import load_digits
+
+from toolkit import MultiRadiusDeepSVDD
+from toolkit.config import ConfigError, SVDDConfig, apply_overrides, default_recipe, load_recipe
+from toolkit.engines import create_svdd_trainer
+from toolkit.handlers import RadiusUpdate, Reassign
+from toolkit.nets import MLPEncoder
+from toolkit.svdd import SphereHead, cluster_quantiles, init_centres, scores
+
+TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 1}
+
+
+def test_per_batch_radii_follow_each_batch_after_warm_up():
+    torch.manual_seed(0)
+    x = torch.randn(60, 5)
+    labels = torch.arange(60) % 3
+    encoder = MLPEncoder(5, (8,), 4)
+    with torch.no_grad():
+        head = SphereHead(init_centres(encoder.eval()(x), labels, 3))
+    opt = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    engine = create_svdd_trainer(encoder, head, opt, "soft-boundary", 0.1, 60)
+    RadiusUpdate(head, labels, 0.1, warmup_epochs=1, per_batch=True).attach(engine)
+    seen = []
+
+    @engine.on(Events.ITERATION_COMPLETED)
+    def _check(engine):
+        if engine.state.epoch > 1:  # after warm-up: the radii are this batch's quantiles
+            _, _, lab = engine.state.batch
+            q = cluster_quantiles(engine.state.output["dist"].sqrt(), lab, 3, 0.9)
+            seen.append(torch.allclose(head.radii, q))
+        else:
+            seen.append(bool((head.radii == 0).all()))
+
+    batches = [(torch.arange(i, i + 20), x[i : i + 20], labels[i : i + 20]) for i in (0, 20, 40)]
+    engine.run(batches, max_epochs=2)
+    assert seen == [True] * 6
+
+
+def test_reassign_moves_points_to_their_nearest_sphere_in_place():
+    head = SphereHead(torch.tensor([[0.0, 0.0], [10.0, 0.0]]), torch.tensor([1.0, 1.0]))
+    labels = torch.tensor([0, 0, 1, 1])
+    z = torch.tensor([[0.5, 0.0], [9.0, 0.0], [1.0, 0.0], [11.0, 0.0]])
+    state = SimpleNamespace(epoch_z=z, epoch_dist=torch.zeros(4))
+    handler = Reassign(head, labels)
+    handler(SimpleNamespace(state=state))
+    assert labels.tolist() == [0, 1, 0, 1]
+    assert handler.moved == [2]
+    assert torch.allclose(state.epoch_dist, torch.tensor([0.25, 1.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"svdd.score": "nearest"}, "accepted"),
+        ({"svdd.radius_update": "step"}, "accepted"),
+        ({"svdd.recon_weight": -1.0}, ">= 0"),
+        ({"svdd.radius_update": "batch", "dist.backend": "gloo", "dist.nproc_per_node": 2}, "several processes"),
+    ],
+)
+def test_bad_remedy_settings_are_refused(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(load_recipe(default_recipe()), bad)
+
+
+def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    settings = {
+        **TINY,
+        "svdd.score": "distance",
+        "svdd.radius_update": "batch",
+        "svdd.shared_radius": True,
+        "svdd.reassign": True,
+        "svdd.recon_weight": 0.1,
+    }
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
+    r = det.radii_
+    assert np.allclose(r, r[0])  # one shared radius
+    s_normal, s_anom = det.decision_function(x[normal]), det.decision_function(x[~normal])
+    z = det.encoder_(det.preprocessor_(torch.from_numpy(x[normal])))
+    assert np.allclose(s_normal, scores(z, det.head_.centres, det.head_.radii, "distance")[0].detach().numpy())
+    assert np.median(s_anom) > np.median(s_normal)
+    # the distance rule has no sphere boundary: the threshold flags a share nu of the training data
+    assert np.mean(s_normal > det.threshold_) == pytest.approx(0.1, abs=0.02)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    assert loaded.head_.rule == "distance"
+    np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
+
+
+def test_recon_weight_needs_the_decoder():
+    from toolkit.pipeline import Context, train_svdd
+
+    x = torch.randn(30, 4)
+    with pytest.raises(ValueError, match="decoder"):
+        train_svdd(
+            MLPEncoder(4, (8,), 4),
+            x,
+            torch.zeros(30, dtype=torch.long),
+            SVDDConfig(epochs=1, recon_weight=1.0),
+            seed=0,
+            ctx=Context(progress=False),
+            tag="t",
+        )
+
+
+def test_holdout_mask_takes_a_share_of_every_cluster():
+    from toolkit.pipeline import holdout_mask
+
+    labels = torch.tensor([0] * 50 + [1] * 9 + [2] * 1 + [3] * 40)
+    held = holdout_mask(labels, 0.2, seed=0)
+    assert [int(held[labels == k].sum()) for k in range(4)] == [10, 1, 0, 8]
+    assert not torch.equal(held, holdout_mask(labels, 0.2, seed=1))  # seeded, not fixed
+
+
+def test_early_stopping_on_held_out_normals_keeps_the_best_epoch():
+    """A learning rate far too high makes the held-out loss worse after its best epoch: training stops
+    `patience` epochs later and the encoder and radii of the best epoch are put back."""
+    from toolkit.pipeline import Context, train_svdd
+
+    d = load_digits()
+    x = torch.from_numpy(d.data[np.isin(d.target, (0, 1))].astype(np.float32) / 16)
+    torch.manual_seed(0)
+    encoder = MLPEncoder(64, (32,), 8)
+    labels = torch.zeros(len(x), dtype=torch.long)
+    cfg = SVDDConfig(epochs=40, lr=0.05, milestones=(), warmup_epochs=1, holdout_fraction=0.2, patience=3)
+    head, history = train_svdd(encoder, x, labels, cfg, seed=0, ctx=Context(progress=False), tag="t")
+    losses = [e["holdout_loss"] for e in history.epochs if "holdout_loss" in e]
+    best = int(np.argmin(losses))
+    assert len(losses) == best + 1 + 3 < 40  # stopped `patience` epochs after the best
+    rows = [e for e in history.epochs if "holdout_loss" in e]
+    assert head.radii.tolist() == pytest.approx(rows[best]["radii"])
