@@ -2,15 +2,25 @@
 autoencoder per group and seed.
 
     python benchmarks/quality.py --data-root ../shared/data                 # the paper schedule (150 + 150)
-    python benchmarks/quality.py --epochs-scale 0.05 --group-sizes 3 --groups 1   # a quick look
+    python benchmarks/quality.py --epochs-scale 0.2                         # 30 + 30 epochs
+    python benchmarks/quality.py --group-list 0,1,3 --rows mr-finch --svdd reassign=true,score=ratio
 
-Groups of 2, 3, 4 normal classes are drawn at random (seeded, listed in the output); the other classes
-are anomalies. Rows: Deep SVDD with one sphere (soft-boundary and one-class), Multi-Radius with FINCH,
-k-means (k = number of normal classes), HDBSCAN, the true classes as clusters (the oracle, label-
-informed), and the autoencoder's reconstruction error. Every finished row is appended to the CSV at
-once; rerunning the same command skips what the CSV already holds, so a long run can be continued.
-Prints a markdown table: mean and standard deviation of test AUROC per group size, clusters found,
-wall time. Not part of CI.
+Groups of 2, 3, 4 normal classes are drawn at random (seeded, listed in the output) or given with
+--group-list; the other classes are anomalies. Rows: Deep SVDD with one sphere (soft-boundary and
+one-class), Multi-Radius with FINCH, k-means (k = number of normal classes), HDBSCAN, the true classes
+as clusters (the oracle, label-informed), the autoencoder's reconstruction error, and PyOD's DeepSVDD
+(optional dependency). The schedule is Ruff et al.'s published MNIST one (Adam, lr 1e-4 / 10 at epoch
+50, batch 200, autoencoder weight decay 0.5e-3, SVDD weight decay 0.5e-6, leaky ReLU 0.01), scaled by
+--epochs-scale; --svdd passes any svdd.* setting (the remedies) and every setting that differs from
+these defaults is named in the CSV's `setting` column. Autoencoders are kept next to the CSV (ae/), so
+rows added later start from the very same weights.
+
+For every trained model the CSV also holds the test AUROC of each scoring rule (margin d-R^2, ratio
+d/R^2, distance d), each alone and plus the standardised reconstruction error, with the BatchNorm
+statistics as trained and recomputed over the training data (bn_), and the test AUROC every
+--eval-every epochs (the curve). Every finished row is appended at once; rerunning the same command
+skips what the CSV already holds. Prints a markdown table: mean and standard deviation of test AUROC
+per group size, clusters found, wall time. Not part of CI.
 """
 
 from __future__ import annotations
@@ -123,6 +133,8 @@ def svdd_settings(args) -> tuple[SVDDConfig, str]:
     parts = [f"ae_wd={args.ae_weight_decay:g}", f"leak={args.leak:g}"]
     parts += [f"ae_m={'_'.join(map(str, args.ae_milestones))}", f"m={'_'.join(map(str, args.svdd_milestones))}"]
     parts += [f"wd={args.svdd_weight_decay:g}", *(f"{k}={v}" for k, v in sorted(over.items()))]
+    parts += [f"finch_level={args.finch_level}"] if args.finch_level is not None else []
+    parts += [f"{k}={v}" for k, v in sorted(args.clustering.items())]
     return cfg, ";".join(parts)
 
 
@@ -219,6 +231,8 @@ def run_group(group, seed, args, done, writer, f):
         else:
             name, options = CLUSTERERS[row]
             options = {"n_clusters": len(group)} if options is None else options
+            if name == "finch" and args.finch_level is not None:
+                options = {"level": args.finch_level}
             ccfg = ClusteringConfig(name=name, options=options, **args.clustering)
             try:
                 labels, _ = pseudo_labels(z, ccfg, seed=seed)
@@ -307,8 +321,9 @@ def main() -> None:
     ap.add_argument("--ae-milestones", type=ints, default=(50,), help="epochs (at scale 1) of lr / 10")
     ap.add_argument("--svdd-weight-decay", type=float, default=0.5e-6)
     ap.add_argument("--svdd-milestones", type=ints, default=(50,))
-    ap.add_argument("--leak", type=float, default=0.1, help="leaky-ReLU slope of the nets")
+    ap.add_argument("--leak", type=float, default=0.01, help="leaky-ReLU slope (0.01: Ruff et al.'s code)")
     ap.add_argument("--svdd", default="", help="SVDD settings, e.g. 'score=distance,reassign=true'")
+    ap.add_argument("--finch-level", type=int, default=None, help="FINCH partition (default: its plugin default)")
     ap.add_argument("--clustering", default="", help="tidy-up settings, e.g. 'min_cluster_fraction=0.01'")
     ap.add_argument("--eval-every", type=int, default=10, help="test AUROC every this many epochs (the curve)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
