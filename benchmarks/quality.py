@@ -303,6 +303,27 @@ def table(path: Path, setting: str, rows_wanted) -> str:
     return out
 
 
+def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon", "bn_ratio")) -> str:
+    """Every (setting, row) in the CSV: mean test AUROC of each scoring-rule column over its groups and
+    seeds (n), the clusters found, and the epoch of the best test AUROC on the curve (a diagnostic, never
+    a model selection)."""
+    rows = [r for r in read_csv(path) if r.get("auroc_margin")]
+    keys = sorted({(r["setting"], r["row"]) for r in rows}, key=lambda k: (k[0], list(ROWS).index(k[1])))
+    out = [f"| setting | row | n | {' | '.join(columns)} | clusters | best epoch on the curve |"]
+    out.append("|---|---|---|" + "---|" * len(columns) + "---|---|")
+    for setting, row in keys:
+        rs = [r for r in rows if (r["setting"], r["row"]) == (setting, row)]
+        vals = [[float(r["auroc_" + c]) for r in rs if r.get("auroc_" + c)] for c in columns]
+        cells = [f"{np.mean(v):.4f}" if v else "" for v in vals]
+        best = []
+        for r in rs:
+            pts = [p.split(":") for p in r["curve"].split()]
+            best.append(max(pts, key=lambda p: float(p[1]))[0] if pts else "")
+        k = np.mean([int(r["clusters"]) for r in rs])
+        out.append(f"| {setting} | {row} | {len(rs)} | {' | '.join(cells)} | {k:.1f} | {', '.join(best)} |")
+    return "\n".join(out)
+
+
 def ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v)
 
@@ -329,7 +350,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--no-cache", action="store_true", help="do not keep the autoencoders next to the CSV")
     ap.add_argument("--csv", default=str(ROOT / "runs" / "bench" / "quality.csv"))
+    ap.add_argument("--summary", action="store_true", help="only print the tables of what the CSV holds")
     args = ap.parse_args()
+    if args.summary:
+        print(rules_table(Path(args.csv)))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     args.rows = [r for r in args.rows.split(",") if r]
