@@ -90,13 +90,12 @@ def shared_autoencoder(group, seed, opt: OptimConfig, leak: float, x, cache: Pat
     key = f"ae-{'-'.join(map(str, group))}-s{seed}-e{opt.epochs}-wd{opt.weight_decay:g}"
     key += f"-m{'_'.join(map(str, opt.milestones))}-l{leak:g}"
     path = None if cache is None else cache / f"{key}.pt"
+    torch.manual_seed(seed)
     ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak), "cpu")
     if path is not None and path.is_file():
         blob = torch.load(path, weights_only=True)
         ae.load_state_dict(blob["state"])
         return ae, float(blob["seconds"])
-    torch.manual_seed(seed)
-    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak), "cpu")
     t0 = time.perf_counter()
     pretrain(ae, x, opt, seed=seed, ctx=Context(progress=False, eval_data=eval_data, eval_every=10))
     seconds = time.perf_counter() - t0
@@ -182,8 +181,7 @@ def run_group(group, seed, args, done, writer, f):
     ae, ae_seconds = shared_autoencoder(group, seed, ae_opt, args.leak, x, cache)
     ae.eval()
     with torch.inference_mode():
-        recon_test = torch.cat([reconstruction_error(ae, xt[i : i + 4096]) for i in range(0, len(xt), 4096)])
-        recon_train = torch.cat([reconstruction_error(ae, x[i : i + 4096]) for i in range(0, len(x), 4096)])
+        recon_test, recon_train = (torch.cat([reconstruction_error(ae, b) for b in v.split(4096)]) for v in (xt, x))
     z = embed(ae.encoder, x)
 
     def record(row, auroc, clusters, seconds, extra=None):

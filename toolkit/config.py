@@ -22,7 +22,7 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 ARCHS = ("auto", "mlp", "lenet28", "lenet32")
 OBJECTIVES = ("soft-boundary", "one-class")
 BACKENDS = ("", "gloo", "nccl")
-SCORE_RULES = ("margin", "ratio", "distance")  # as toolkit.svdd.SCORE_RULES (config imports no torch)
+SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
 
 

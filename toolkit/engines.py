@@ -10,7 +10,7 @@ from ignite.engine import Engine, EventEnum, Events
 from ignite.metrics import Average
 from torch import Tensor, nn
 
-from .svdd import SphereHead, one_class_loss, own_sq_distances, soft_boundary_loss
+from .svdd import SphereHead, own_sq_distances, svdd_loss
 
 
 class SVDDEvents(EventEnum):
@@ -19,9 +19,14 @@ class SVDDEvents(EventEnum):
     RADII_UPDATED = "radii_updated"
 
 
+def sq_error(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Per-sample sum of squared differences."""
+    return (x_hat - x).pow(2).flatten(1).sum(dim=1)
+
+
 def reconstruction_error(ae: nn.Module, x: Tensor) -> Tensor:
     """Per-sample sum of squared reconstruction errors."""
-    return (ae(x) - x).pow(2).flatten(1).sum(dim=1)
+    return sq_error(ae(x), x)
 
 
 def create_pretrainer(ae: nn.Module, optimizer: torch.optim.Optimizer) -> Engine:
@@ -60,7 +65,6 @@ def create_svdd_trainer(
     ``keep_embeddings`` the embeddings too (``engine.state.epoch_z``, for re-assignment). With a
     ``decoder`` and ``recon_weight`` > 0 the loss adds ``recon_weight`` times the mean reconstruction error.
     """
-    soft = objective == "soft-boundary"
     recon = decoder is not None and recon_weight > 0
 
     def step(engine: Engine, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
@@ -69,10 +73,10 @@ def create_svdd_trainer(
         optimizer.zero_grad(set_to_none=True)
         z = encoder(x)
         dist = own_sq_distances(z, head.centres, labels)
-        loss = soft_boundary_loss(dist, labels, head.radii, nu) if soft else one_class_loss(dist)
+        loss = svdd_loss(dist, labels, head.radii, nu, objective)
         if recon:
             decoder.train()
-            loss = loss + recon_weight * (decoder(z) - x).pow(2).flatten(1).sum(dim=1).mean()
+            loss = loss + recon_weight * sq_error(decoder(z), x).mean()
         loss.backward()
         optimizer.step()
         engine.state.epoch_dist[idx] = dist.detach()

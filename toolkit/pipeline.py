@@ -10,6 +10,7 @@ all-reduce per epoch); only rank 0 writes logs and artifacts.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from .handlers import (
 from .monitor import scalar_layout, write_story
 from .nets import build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
-from .svdd import OUTSIDE, SphereHead, init_centres, nearest_sphere, one_class_loss, soft_boundary_loss
+from .svdd import OUTSIDE, SphereHead, init_centres, nearest_sphere, svdd_loss
 
 EVAL_BATCH = 4096
 log = logging.getLogger("toolkit")
@@ -220,12 +221,7 @@ def train_svdd(
     attach_collapse_check(engine, head, tag)
     extra = {}
     if svdd.holdout_fraction > 0:
-
-        def heldout_loss(dist: Tensor, lab: Tensor, radii: Tensor) -> Tensor:
-            if svdd.objective == "soft-boundary":
-                return soft_boundary_loss(dist, lab, radii, svdd.nu)
-            return one_class_loss(dist)
-
+        heldout_loss = functools.partial(svdd_loss, nu=svdd.nu, objective=svdd.objective)
         stop = HoldoutStop(encoder, head, x_held, labels_held, heldout_loss, svdd.warmup_epochs, svdd.patience)
         extra["holdout"] = stop.attach(engine)
 

@@ -62,6 +62,11 @@ def one_class_loss(dist: Tensor) -> Tensor:
     return dist.mean()
 
 
+def svdd_loss(dist: Tensor, labels: Tensor, radii: Tensor, nu: float, objective: str) -> Tensor:
+    """The training objective by name: ``soft-boundary`` or ``one-class``."""
+    return soft_boundary_loss(dist, labels, radii, nu) if objective == "soft-boundary" else one_class_loss(dist)
+
+
 def cluster_quantiles(values: Tensor, labels: Tensor, num_clusters: int, q: float) -> Tensor:
     """Per-cluster q-quantile with linear interpolation (as ``torch.quantile``); NaN for empty clusters."""
     order = torch.argsort(values, stable=True)
