@@ -260,10 +260,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     return [r for r in csv.DictReader(open(path)) if r["group_size"] != "group_size"]
 
 
-def table(path: Path, setting: str, rows_wanted) -> str:
-    """Mean +- spread of test AUROC per group size for the rows run with ``setting``; below it, the
-    AUROC of every scoring rule from the same trained models (mean over all groups and seeds)."""
+def table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
+    """Mean +- spread of test AUROC per group size for the rows run with ``setting``, Deep SVDD models
+    scored by ``rule`` (the CSV holds every rule; rows without one, such as the autoencoder's, by their
+    own score); below it, the AUROC of every scoring rule (mean over all groups and seeds)."""
     rows = [r for r in read_csv(path) if r["setting"] == setting and r["row"] in rows_wanted]
+    for r in rows:
+        r["auroc"] = r.get(f"auroc_{rule}") or r["auroc"]
     if not rows:
         return "(no finished rows yet)"
     sizes = sorted({int(r["group_size"]) for r in rows})
@@ -348,13 +351,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--no-cache", action="store_true", help="do not keep the autoencoders next to the CSV")
     ap.add_argument("--csv", default=str(ROOT / "runs" / "bench" / "quality.csv"))
+    ap.add_argument("--rule", default=SVDDConfig().score, choices=RULES, help="scoring rule of the main table")
     ap.add_argument("--summary", action="store_true", help="only print the tables of what the CSV holds")
     args = ap.parse_args()
-    if args.summary:
-        print(rules_table(Path(args.csv)))
-        return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     args.rows = [r for r in args.rows.split(",") if r]
     unknown = set(args.rows) - set(ROWS)
     if unknown:
@@ -363,6 +362,12 @@ def main() -> None:
         k: type(getattr(ClusteringConfig(), k))(v)
         for k, v in (kv.split("=", 1) for kv in args.clustering.split(",") if kv)
     }
+    if args.summary:  # the main table of this command's setting, then every setting by rule
+        print(table(Path(args.csv), svdd_settings(args)[1], args.rows, args.rule) + "\n")
+        print(rules_table(Path(args.csv)))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.group_list:
         groups = [tuple(sorted(ints(g))) for g in args.group_list.split(";")]
     else:
@@ -386,7 +391,7 @@ def main() -> None:
         for group in groups:
             for seed in ints(args.seeds):
                 run_group(group, seed, args, done, writer, f)
-    print(table(path, setting, args.rows))
+    print(table(path, setting, args.rows, args.rule))
     print(f"\n({time.perf_counter() - t0:.0f} s this call; CSV: {path}; rerun the same command to continue)")
 
 

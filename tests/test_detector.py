@@ -11,7 +11,6 @@ from sklearn.datasets import load_digits
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import default_recipe, load_recipe
 from toolkit.detector import DetectorFileError, NotFittedError
-from toolkit.svdd import scores
 
 TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2}
 
@@ -36,7 +35,7 @@ def test_learned_attributes(fitted, digits):
     k = fitted.n_clusters_
     assert fitted.centers_.shape == (k, 16) and fitted.radii_.shape == (k,)
     assert (fitted.radii_ > 0).all()
-    assert fitted.threshold_ == 0.0
+    assert fitted.threshold_ == 1.0  # the default ratio rule: d_k / R_k^2 > 1 is outside sphere k
     assert fitted.labels_.shape == (len(digits[0]),) and set(fitted.labels_.tolist()) == set(range(k))
 
 
@@ -45,9 +44,10 @@ def test_decision_function_is_min_over_spheres(fitted, digits):
     got = fitted.decision_function(x)
     with torch.inference_mode():
         z = fitted.encoder_(fitted.preprocessor_(torch.from_numpy(x)))
-        expected, _ = scores(z, fitted.head_.centres, fitted.head_.radii)
-    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-6)
-    assert fitted.predict(x).tolist() == (got > 0).astype(int).tolist()
+        d = torch.cdist(z, fitted.head_.centres).pow(2)
+        expected = (d / fitted.head_.radii.pow(2)).min(dim=1)[0]  # the default rule, written out
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4)
+    assert fitted.predict(x).tolist() == (got > 1.0).astype(int).tolist()
 
 
 def test_anomalies_score_higher_than_normals(fitted, digits):

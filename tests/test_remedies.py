@@ -11,10 +11,10 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError, SVDDConfig, apply_overrides, default_recipe, load_recipe
-from toolkit.engines import create_svdd_trainer
+from toolkit.engines import create_svdd_trainer, reconstruction_error
 from toolkit.handlers import RadiusUpdate, Reassign
 from toolkit.nets import MLPEncoder
-from toolkit.svdd import SphereHead, cluster_quantiles, init_centres, scores
+from toolkit.svdd import SphereHead, cluster_quantiles, combined_scores, init_centres, score_stats, scores
 
 TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 1}
 
@@ -63,6 +63,7 @@ def test_reassign_moves_points_to_their_nearest_sphere_in_place():
         ({"svdd.score": "nearest"}, "accepted"),
         ({"svdd.radius_update": "step"}, "accepted"),
         ({"svdd.recon_weight": -1.0}, ">= 0"),
+        ({"svdd.score_recon": -0.5}, "score_recon=-0.5 must be >= 0"),
         ({"svdd.radius_update": "batch", "dist.backend": "gloo", "dist.nproc_per_node": 2}, "several processes"),
     ],
 )
@@ -95,6 +96,42 @@ def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
     assert loaded.head_.rule == "distance"
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
+
+
+def test_combined_scores_standardise_both_terms():
+    s, r = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 10.0, 40.0])
+    stats = score_stats(s, r)
+    spread_r = float(np.std([10.0, 10.0, 40.0], ddof=1))
+    assert torch.allclose(stats, torch.tensor([2.0, 1.0, 20.0, spread_r]))
+    assert torch.allclose(combined_scores(s, r, stats, 0.5), (s - 2.0) + 0.5 * (r - 20.0) / spread_r)
+    flat = score_stats(torch.ones(3), r)  # a constant column: floored spread, finite scores
+    assert torch.isfinite(combined_scores(torch.ones(3), r, flat, 1.0)).all()
+
+
+def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score_recon": 2.0})
+    det.fit(x[normal])
+    # the pretrained autoencoder scores the reconstruction, not the SVDD-trained encoder
+    first = (next(det.recon_.encoder.parameters()), next(det.encoder_.parameters()))
+    assert not torch.equal(*first)
+    with torch.inference_mode():
+        xb = det.preprocessor_(torch.from_numpy(x[normal]))
+        sphere = scores(det.encoder_(xb), det.head_.centres, det.head_.radii, det.head_.rule)[0]
+        recon = reconstruction_error(det.recon_, xb)
+    assert torch.allclose(det.score_stats_, score_stats(sphere, recon))
+    want = combined_scores(sphere, recon, det.score_stats_, 2.0).numpy()
+    s_normal = det.decision_function(x[normal])
+    np.testing.assert_allclose(s_normal, want, rtol=1e-5, atol=1e-5)
+    assert abs(s_normal.mean()) < 1e-4  # both terms standardised on the training data: mean 0
+    assert np.median(det.decision_function(x[~normal])) > np.median(s_normal)
+    # no sphere boundary for a combined score: the threshold flags a share nu of the training data
+    assert np.mean(det.predict(x[normal])) == pytest.approx(0.1, abs=0.02)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
+    assert loaded.threshold_ == det.threshold_
 
 
 def test_recon_weight_needs_the_decoder():

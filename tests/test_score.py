@@ -32,7 +32,7 @@ def test_score_npy_matches_decision_function(digits_run, digits, tmp_path):
     assert [row["id"] for row in rows] == [str(i) for i in range(60)]
     np.testing.assert_allclose([float(row["score"]) for row in rows], s, rtol=1e-5, atol=1e-6)
     assert [int(row["cluster"]) for row in rows] == k.tolist()
-    assert [int(row["is_anomaly"]) for row in rows] == (s > 0).astype(int).tolist()
+    assert [int(row["is_anomaly"]) for row in rows] == (s > det.threshold_).astype(int).tolist()
 
 
 def test_score_image_folder(digits_run, digits, tmp_path):

@@ -14,6 +14,7 @@ from toolkit.svdd import (
     own_sq_distances,
     scores,
     soft_boundary_loss,
+    sphere_scores,
     update_radii,
 )
 
@@ -160,8 +161,12 @@ def test_margin_and_ratio_agree_on_outside_every_sphere():
 
 
 def test_ratio_rule_with_zero_radius_is_finite_order():
-    s, _ = scores(torch.tensor([[1.0], [2.0]]), torch.zeros(1, 1), torch.zeros(1), "ratio")
-    assert bool(s[1] > s[0])
+    z = torch.tensor([[1.0], [2.0], [30.0]])
+    s, _ = scores(z, torch.zeros(1, 1), torch.zeros(1), "ratio")
+    assert torch.equal(s, torch.tensor([1.0, 4.0, 900.0]))  # no sphere has a size yet: the distance
+    d = torch.tensor([[4.0, 4.0, 4.0]])
+    per = sphere_scores(d, torch.tensor([0.0, 2.0, 1.0]), "ratio")  # a sizeless sphere counts as the smallest
+    assert torch.equal(per, torch.tensor([[4.0, 1.0, 4.0]]))
 
 
 def test_unknown_rule_is_refused():

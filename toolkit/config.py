@@ -100,11 +100,12 @@ class SVDDConfig(OptimConfig):
     nu: float = 0.1  # share of training points allowed outside their sphere; radius = (1-nu) quantile
     warmup_epochs: int = 10  # radii stay fixed (at 0) until this many epochs have completed
     eps: float = 0.1  # centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)
-    score: str = "margin"  # min over spheres of: margin d_k - R_k^2, ratio d_k / R_k^2, distance d_k
+    score: str = "ratio"  # min over spheres of: ratio d_k / R_k^2, margin d_k - R_k^2, distance d_k
     radius_update: str = "epoch"  # R_k from the whole epoch's distances, or "batch" (each step, as Ruff et al.)
     shared_radius: bool = False  # one radius for all spheres (quantile over every point's own distance)
     reassign: bool = False  # after each epoch move every training point to its nearest sphere (by `score`)
     recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
+    score_recon: float = 0.0  # > 0: score = standardised sphere score + this x standardised AE reconstruction error
     holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
     patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
 
@@ -116,6 +117,7 @@ class SVDDConfig(OptimConfig):
             f"svdd.radius_update={self.radius_update!r} is unknown; accepted: {RADIUS_UPDATES}",
         )
         _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
+        _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
         _check(
             0.0 <= self.holdout_fraction < 0.5,
             f"svdd.holdout_fraction={self.holdout_fraction} must be in [0, 0.5) (0 = no early stopping)",

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from . import config as C
 from .data import Preprocessor, as_tensor
-from .nets import build_encoder, fast_layout
-from .svdd import SphereHead, scores
+from .engines import reconstruction_error
+from .nets import build_autoencoder, build_encoder, fast_layout
+from .svdd import SphereHead, combined_scores, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
 
@@ -38,8 +39,11 @@ class MultiRadiusDeepSVDD:
         (``svdd.epochs=3`` via ``**{"svdd.epochs": 3}``, or unambiguous bare names such as ``nu=0.05``).
     device: where to train and score ("auto": CUDA when available).
 
-    After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``threshold_`` (0.0: a score above it is outside
-    every sphere), ``labels_`` (pseudo-label of each training point), ``n_clusters_``.
+    After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``threshold_`` (a score above it is outside every
+    sphere: 0 for the margin rule, 1 for the ratio rule; the (1 - nu) quantile of the training scores for
+    the distance rule and combined scores), ``labels_`` (pseudo-label of each training point),
+    ``n_clusters_``; with ``svdd.score_recon`` > 0 also ``recon_`` (the pretrained autoencoder) and
+    ``score_stats_`` (training mean and spread of the sphere scores and reconstruction errors).
     """
 
     def __init__(self, config: C.Config | None = None, *, device: str = "auto", **overrides: Any) -> None:
@@ -84,10 +88,17 @@ class MultiRadiusDeepSVDD:
         head: SphereHead,
         labels: Tensor,
         threshold: float,
+        recon: nn.Module | None = None,
+        score_stats: Tensor | None = None,
     ) -> MultiRadiusDeepSVDD:
-        det = cls(cfg, device=str(head.centres.device))
+        if (recon is None) != (score_stats is None) or (recon is not None) != (cfg.svdd.score_recon > 0):
+            raise ValueError("svdd.score_recon > 0 needs the autoencoder and the score statistics, and only then")
+        device = head.centres.device
+        det = cls(cfg, device=str(device))
         det.arch_, det.input_shape_ = arch, tuple(in_shape)
-        det.preprocessor_, det.encoder_, det.head_ = prep, fast_layout(encoder.eval(), head.centres.device), head
+        det.preprocessor_, det.encoder_, det.head_ = prep, fast_layout(encoder.eval(), device), head
+        det.recon_ = None if recon is None else fast_layout(recon.eval(), device)
+        det.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
         det.labels_ = labels.detach().cpu().numpy()
         det.threshold_ = float(threshold)
         return det
@@ -114,8 +125,9 @@ class MultiRadiusDeepSVDD:
     # -------------------------------------------------------------- scoring
     @torch.inference_mode()
     def score_with_clusters(self, X: np.ndarray | Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Scores min_k(||phi(x) - c_k||^2 - R_k^2) (or the configured ``svdd.score`` rule) and the cluster
-        k attaining the minimum."""
+        """Scores min_k(||phi(x) - c_k||^2 - R_k^2) (or the configured ``svdd.score`` rule, plus the
+        standardised reconstruction error with ``svdd.score_recon``) and the cluster k attaining the
+        minimum."""
         self._check_fitted()
         x = as_tensor(X)
         if tuple(x.shape[1:]) != self.input_shape_:
@@ -123,9 +135,13 @@ class MultiRadiusDeepSVDD:
         device = self.head_.centres.device
         self.encoder_.eval()
         out_s, out_k = [], []
+        weight = self.resolved_config().svdd.score_recon
         for s in range(0, x.shape[0], batch_size):
-            z = self.encoder_(fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device))
-            sc, k = scores(z, self.head_.centres, self.head_.radii, self.head_.rule)
+            xb = fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device)
+            sc, k = scores(self.encoder_(xb), self.head_.centres, self.head_.radii, self.head_.rule)
+            if self.recon_ is not None:
+                r = reconstruction_error(self.recon_, xb)
+                sc = combined_scores(sc, r, self.score_stats_, weight)
             out_s.append(sc.cpu())
             out_k.append(k.cpu())
         return torch.cat(out_s).numpy(), torch.cat(out_k).numpy()
@@ -154,6 +170,9 @@ class MultiRadiusDeepSVDD:
             "radii": self.head_.radii.detach().cpu(),
             "labels": torch.from_numpy(np.asarray(self.labels_)),
         }
+        if self.recon_ is not None:
+            payload["autoencoder"] = {k: v.detach().cpu() for k, v in self.recon_.state_dict().items()}
+            payload["score_stats"] = self.score_stats_.detach().cpu()
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -182,6 +201,11 @@ class MultiRadiusDeepSVDD:
         prep = Preprocessor()
         prep.load_state_dict(p["preprocessor"])
         head = SphereHead(p["centres"], p["radii"], rule=cfg.svdd.score)
+        recon = None
+        if "autoencoder" in p:
+            recon = build_autoencoder(p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak)
+            recon.load_state_dict(p["autoencoder"])
+            recon = recon.to(device)
         return cls._from_parts(
             cfg,
             p["arch"],
@@ -191,4 +215,6 @@ class MultiRadiusDeepSVDD:
             head.to(device),
             p["labels"],
             threshold=p["threshold"],
+            recon=recon,
+            score_stats=p.get("score_stats"),
         )

@@ -48,7 +48,7 @@ from .handlers import (
 from .monitor import scalar_layout, write_story
 from .nets import build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
-from .svdd import OUTSIDE, SphereHead, init_centres, nearest_sphere, svdd_loss
+from .svdd import OUTSIDE, SphereHead, combined_scores, init_centres, nearest_sphere, score_stats, svdd_loss
 
 EVAL_BATCH = 4096
 log = logging.getLogger("toolkit")
@@ -266,13 +266,25 @@ def holdout_mask(labels: Tensor, fraction: float, seed: int) -> Tensor:
     return rank < torch.floor(fraction * counts[labels].to(torch.float64)).long()
 
 
-def outside_threshold(head: SphereHead, encoder: nn.Module, x: Tensor, nu: float) -> float:
-    """The score above which ``predict`` calls a point anomalous: "outside every sphere" for the margin
-    (0) and ratio (1) rules; for the distance rule, which has no sphere boundary, the (1 - nu) quantile
-    of the training points' scores (a share nu of the normal data flagged, as a contamination rate)."""
-    if head.rule in OUTSIDE:
-        return OUTSIDE[head.rule]
-    return float(torch.quantile(head(embed(encoder, x)).float().cpu(), 1.0 - nu))
+def calibrate(
+    head: SphereHead, encoder: nn.Module, x: Tensor, nu: float, recon: nn.Module | None = None, weight: float = 0.0
+) -> tuple[float, Tensor | None]:
+    """The score above which ``predict`` calls a point anomalous, and the standardisation statistics when
+    the reconstruction error of the autoencoder ``recon`` joins the score (``svdd.score_recon``).
+    "Outside every sphere" for the margin (0) and ratio (1) rules alone; for the distance rule, which
+    has no sphere boundary, and for a combined score, the (1 - nu) quantile of the training points'
+    scores (a share nu of the normal data flagged, as a contamination rate)."""
+    if recon is None and head.rule in OUTSIDE:
+        return OUTSIDE[head.rule], None
+    with torch.inference_mode():
+        s = head(embed(encoder, x))
+        stats = None
+        if recon is not None:
+            recon.eval()
+            r = torch.cat([reconstruction_error(recon, b) for b in x.split(EVAL_BATCH)])
+            stats = score_stats(s, r)
+            s = combined_scores(s, r, stats, weight)
+    return float(torch.quantile(s.float().cpu(), 1.0 - nu)), stats
 
 
 def fit(
@@ -393,8 +405,11 @@ def _fit_stages(
                     "info": json.dumps(info[name]),
                 },
             )
-        threshold = outside_threshold(head, encoder, x, cfg.svdd.nu)
-        detectors[name] = MultiRadiusDeepSVDD._from_parts(cfg, arch, in_shape, prep, encoder, head, lab, threshold)
+        recon = copy.deepcopy(ae).eval() if cfg.svdd.score_recon > 0 else None
+        threshold, stats = calibrate(head, encoder, x, cfg.svdd.nu, recon, cfg.svdd.score_recon)
+        detectors[name] = MultiRadiusDeepSVDD._from_parts(
+            cfg, arch, in_shape, prep, encoder, head, lab, threshold, recon=recon, score_stats=stats
+        )
     return detectors, info, ae.encoder
 
 

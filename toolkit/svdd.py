@@ -111,14 +111,17 @@ def sphere_scores(d: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:
     """(N, K) per-sphere scores from squared distances ``d`` (N, K):
 
     - ``margin``: d_k - R_k^2 (the method's rule; > 0 outside sphere k),
-    - ``ratio``: d_k / R_k^2 (distance in units of the sphere's size; > 1 outside),
+    - ``ratio``: d_k / R_k^2 (distance in units of the sphere's size; > 1 outside). A sphere without a
+      size yet (R_k = 0, as before the warm-up ends) is measured in units of the smallest sphere that has
+      one, or of 1 when none has (the ratio is then the distance): never a division by zero,
     - ``distance``: d_k (radii ignored).
     """
     r2 = radii.pow(2).unsqueeze(0)
     if rule == "margin":
         return d - r2
     if rule == "ratio":
-        return d / r2.clamp(min=torch.finfo(d.dtype).tiny)
+        smallest = r2.masked_fill(r2 <= 0, float("inf")).amin()
+        return d / r2.clamp(min=torch.where(torch.isinf(smallest), torch.ones_like(smallest), smallest))
     if rule == "distance":
         return d
     raise ValueError(f"unknown score rule {rule!r}; accepted: {SCORE_RULES}")
@@ -133,6 +136,20 @@ def scores(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> t
 def nearest_sphere(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:
     """Index of the sphere each point is closest to by ``rule`` (re-assignment of training points)."""
     return scores(z, centres, radii, rule)[1]
+
+
+def score_stats(s: Tensor, r: Tensor) -> Tensor:
+    """(4,) mean and spread of the training data's sphere scores ``s`` and reconstruction errors ``r``:
+    what :func:`combined_scores` standardises by (spreads floored, so a constant column cannot divide by 0)."""
+    tiny = torch.finfo(s.dtype).eps
+    return torch.stack([s.mean(), s.std().clamp(min=tiny), r.mean(), r.std().clamp(min=tiny)])
+
+
+def combined_scores(s: Tensor, r: Tensor, stats: Tensor, weight: float) -> Tensor:
+    """Sphere score and reconstruction error, each standardised by its training mean and spread, added
+    with ``weight`` on the reconstruction term: the two see different failures (a digit of another class
+    mapped inside a sphere is often badly reconstructed), and standardising puts them on one scale."""
+    return (s - stats[0]) / stats[1] + weight * (r - stats[2]) / stats[3]
 
 
 class SphereHead(nn.Module):
