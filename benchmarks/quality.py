@@ -325,6 +325,35 @@ def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon
     return "\n".join(out)
 
 
+def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
+    """One column per group: each row's test AUROC by ``rule`` and, after the slash, by ``rule`` plus
+    the standardised reconstruction error (what ``svdd.score_recon=1`` scores), for the rows run with
+    ``setting``: the table to read when there are few groups per size."""
+    rows = [r for r in read_csv(path) if r["setting"] == setting and r["row"] in rows_wanted]
+    groups = sorted({(int(r["group_size"]), r["group"], int(r["seed"])) for r in rows})
+    if not groups:
+        return "(no finished rows yet)"
+    out = ["| method | " + " | ".join(f"{g} seed {sd}" for _, g, sd in groups) + " | mean |"]
+    out.append("|---|" + "---|" * (len(groups) + 1))
+    for key, label in ROWS.items():
+        rs = {(r["group"], int(r["seed"])): r for r in rows if r["row"] == key}
+        if not rs:
+            continue
+        cells, alone, plus = [], [], []
+        for _, g, sd in groups:
+            r = rs.get((g, sd))
+            if r is None or r["auroc"] == "nan":
+                cells.append("" if r is None else "failed")
+                continue
+            a, b = r.get(f"auroc_{rule}") or r["auroc"], r.get(f"auroc_{rule}+recon")
+            alone.append(float(a))
+            plus += [float(b)] if b else []
+            cells.append(f"{float(a):.4f}" + (f" / {float(b):.4f}" if b else ""))
+        mean = f"{np.mean(alone):.4f}" + (f" / {np.mean(plus):.4f}" if len(plus) == len(alone) and plus else "")
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(out)
+
+
 def ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v)
 
@@ -363,7 +392,10 @@ def main() -> None:
         for k, v in (kv.split("=", 1) for kv in args.clustering.split(",") if kv)
     }
     if args.summary:  # the main table of this command's setting, then every setting by rule
-        print(table(Path(args.csv), svdd_settings(args)[1], args.rows, args.rule) + "\n")
+        setting = svdd_settings(args)[1]
+        print(table(Path(args.csv), setting, args.rows, args.rule) + "\n")
+        print(f"By group ({args.rule} / {args.rule} + reconstruction error):\n")
+        print(group_table(Path(args.csv), setting, args.rows, args.rule) + "\n")
         print(rules_table(Path(args.csv)))
         return
     if args.threads:

@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
 from conftest import cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -23,7 +25,16 @@ def test_run_folder_holds_config_events_detectors_results(run_dir):
 
 
 def test_results_json(run_dir):
+    from sklearn.metrics import roc_auc_score
+
+    from toolkit.config import from_dict
+    from toolkit.data import load_split
+
     res = json.loads((run_dir / "results.json").read_text())
+    cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
+    assert cfg.svdd.score_recon == 1.0  # the digits recipe adds the reconstruction error to the score
+    saved = np.load(run_dir / "scores.npz")
+    split = load_split(cfg.data, cfg.seed)
     k = len(res["clustering"]["sizes"])
     assert sum(res["clustering"]["sizes"]) == res["n_train"]
     assert len(res["multi"]["radii"]) == k and len(res["single"]["radii"]) == 1
@@ -32,7 +43,14 @@ def test_results_json(run_dir):
         assert [t["epoch"] for t in res[name]["history"]["tests"]] == [2, 3]  # every 2 epochs, and at the end
         assert [row["epoch"] for row in res[name]["history"]["epochs"]] == [1, 2, 3]
         assert res[name]["history"]["epochs"][-1]["radii"] == res[name]["radii"]
-        assert res[name]["test_auroc"] == res[name]["history"]["tests"][-1]["auroc"]
+        # the final figure is the detector's own score (sphere + reconstruction error) on the test set ...
+        assert res[name]["test_auroc"] == pytest.approx(roc_auc_score(saved["is_anomaly"], saved[f"{name}_score"]))
+        # ... the curve during training is the sphere score alone, whose last point is the final model's
+        det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{name}.pt")
+        with torch.inference_mode():
+            sphere = det.head_(det.encoder_(det.preprocessor_(torch.from_numpy(split.x_test))))
+        curve_end = res[name]["history"]["tests"][-1]["auroc"]
+        assert curve_end == pytest.approx(roc_auc_score(split.is_anomaly_test, sphere.numpy()), abs=1e-6)
 
 
 def test_tensorboard_has_one_radius_curve_per_cluster(run_dir):
