@@ -147,11 +147,12 @@ class MultiRadiusDeepSVDD:
         return torch.cat(out_s).numpy(), torch.cat(out_k).numpy()
 
     def decision_function(self, X: np.ndarray | Tensor) -> np.ndarray:
-        """Anomaly scores, higher = more anomalous; > ``threshold_`` means outside every sphere."""
+        """Anomaly scores, higher = more anomalous; > ``threshold_`` means outside every sphere (or, for the
+        distance rule and combined scores, beyond the (1 - nu) quantile of the training scores)."""
         return self.score_with_clusters(X)[0]
 
     def predict(self, X: np.ndarray | Tensor) -> np.ndarray:
-        """1 for anomalies (outside every sphere), 0 for normal points (PyOD's convention)."""
+        """1 for anomalies (score > ``threshold_``), 0 for normal points (PyOD's convention)."""
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     # -------------------------------------------------------------- persistence
