@@ -125,7 +125,7 @@ def write_story(
     z_pre = _embed(det, pretrained_encoder, raw[sub])
     d_pre, k_pre = sphere_scores(z_pre, det.head_.centres, torch.zeros_like(det.head_.radii))
     z_end = _embed(det, det.encoder_, raw[sub])
-    s_end, k_end = sphere_scores(z_end, det.head_.centres, det.head_.radii)
+    s_end, k_end = sphere_scores(z_end, det.head_.centres, det.head_.radii, det.head_.rule)
     header = ["cluster", "true_class", "kind", "score"]
     thumbs = None if images is None else torch.from_numpy(images[sub])
     for tag, z, k, sc in (("after_pretraining", z_pre, k_pre, d_pre), ("end", z_end, k_end, s_end)):
