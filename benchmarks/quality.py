@@ -380,7 +380,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--no-cache", action="store_true", help="do not keep the autoencoders next to the CSV")
     ap.add_argument("--csv", default=str(ROOT / "runs" / "bench" / "quality.csv"))
-    ap.add_argument("--rule", default=SVDDConfig().score, choices=RULES, help="scoring rule of the main table")
+    ap.add_argument(
+        "--rule",
+        default=SVDDConfig().score,
+        choices=[*RULES, *(f"{r}+recon" for r in RULES)],
+        help="scoring rule of the main table (+recon: plus the standardised reconstruction error)",
+    )
     ap.add_argument("--summary", action="store_true", help="only print the tables of what the CSV holds")
     args = ap.parse_args()
     args.rows = [r for r in args.rows.split(",") if r]
