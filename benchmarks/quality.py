@@ -45,7 +45,7 @@ from toolkit.data import Preprocessor, TensorBatches, as_tensor, load_split  # n
 from toolkit.engines import reconstruction_error  # noqa: E402
 from toolkit.nets import build_autoencoder, embed, fast_layout, refresh_batchnorm  # noqa: E402
 from toolkit.pipeline import Context, pretrain, train_svdd  # noqa: E402
-from toolkit.svdd import all_sq_distances, sphere_scores  # noqa: E402
+from toolkit.svdd import all_sq_distances, combined_scores, score_stats, sphere_scores  # noqa: E402
 
 ROWS = {
     "dsvdd-soft": "Deep SVDD, one sphere, soft-boundary",
@@ -147,10 +147,9 @@ def auroc_by_rule(y, d_test, radii, recon_test, d_train, recon_train, prefix: st
         s_test = sphere_scores(d_test, radii, rule).min(dim=1)[0]
         s_train = sphere_scores(d_train, radii, rule).min(dim=1)[0]
         out[f"auroc_{prefix}{rule}"] = roc_auc_score(y, s_test.numpy())
-        if recon_test is not None:
-            z = (s_test - s_train.mean()) / s_train.std().clamp(min=1e-12)
-            r = (recon_test - recon_train.mean()) / recon_train.std().clamp(min=1e-12)
-            out[f"auroc_{prefix}{rule}+recon"] = roc_auc_score(y, (z + r).numpy())
+        if recon_test is not None:  # the detector's own combination (svdd.score_recon = 1)
+            combined = combined_scores(s_test, recon_test, score_stats(s_train, recon_train), 1.0)
+            out[f"auroc_{prefix}{rule}+recon"] = roc_auc_score(y, combined.numpy())
     return out
 
 
@@ -260,13 +259,18 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     return [r for r in csv.DictReader(open(path)) if r["group_size"] != "group_size"]
 
 
+def auroc_of(row: dict[str, str], rule: str) -> str:
+    """A CSV row's test AUROC by scoring ``rule``; rows with one score only (autoencoder, PyOD) by it."""
+    return row.get(f"auroc_{rule}") or row["auroc"]
+
+
 def table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
     """Mean +- spread of test AUROC per group size for the rows run with ``setting``, Deep SVDD models
     scored by ``rule`` (the CSV holds every rule; rows without one, such as the autoencoder's, by their
     own score); below it, the AUROC of every scoring rule (mean over all groups and seeds)."""
     rows = [r for r in read_csv(path) if r["setting"] == setting and r["row"] in rows_wanted]
     for r in rows:
-        r["auroc"] = r.get(f"auroc_{rule}") or r["auroc"]
+        r["auroc"] = auroc_of(r, rule)
     if not rows:
         return "(no finished rows yet)"
     sizes = sorted({int(r["group_size"]) for r in rows})
@@ -345,7 +349,7 @@ def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().
             if r is None or r["auroc"] == "nan":
                 cells.append("" if r is None else "failed")
                 continue
-            a, b = r.get(f"auroc_{rule}") or r["auroc"], r.get(f"auroc_{rule}+recon")
+            a, b = auroc_of(r, rule), r.get(f"auroc_{rule}+recon")
             alone.append(float(a))
             plus += [float(b)] if b else []
             cells.append(f"{float(a):.4f}" + (f" / {float(b):.4f}" if b else ""))

@@ -267,23 +267,21 @@ def holdout_mask(labels: Tensor, fraction: float, seed: int) -> Tensor:
 
 
 def calibrate(
-    head: SphereHead, encoder: nn.Module, x: Tensor, nu: float, recon: nn.Module | None = None, weight: float = 0.0
+    head: SphereHead, encoder: nn.Module, x: Tensor, nu: float, recon_errors: Tensor | None = None, weight: float = 0.0
 ) -> tuple[float, Tensor | None]:
     """The score above which ``predict`` calls a point anomalous, and the standardisation statistics when
-    the reconstruction error of the autoencoder ``recon`` joins the score (``svdd.score_recon``).
+    the training data's reconstruction errors ``recon_errors`` join the score (``svdd.score_recon``).
     "Outside every sphere" for the margin (0) and ratio (1) rules alone; for the distance rule, which
     has no sphere boundary, and for a combined score, the (1 - nu) quantile of the training points'
     scores (a share nu of the normal data flagged, as a contamination rate)."""
-    if recon is None and head.rule in OUTSIDE:
+    if recon_errors is None and head.rule in OUTSIDE:
         return OUTSIDE[head.rule], None
     with torch.inference_mode():
         s = head(embed(encoder, x))
         stats = None
-        if recon is not None:
-            recon.eval()
-            r = torch.cat([reconstruction_error(recon, b) for b in x.split(EVAL_BATCH)])
-            stats = score_stats(s, r)
-            s = combined_scores(s, r, stats, weight)
+        if recon_errors is not None:
+            stats = score_stats(s, recon_errors)
+            s = combined_scores(s, recon_errors, stats, weight)
     return float(torch.quantile(s.float().cpu(), 1.0 - nu)), stats
 
 
@@ -370,6 +368,11 @@ def _fit_stages(
     variants = {"multi": labels}
     if baseline:
         variants["single"] = torch.zeros_like(labels)
+    recon, recon_errors = None, None  # the pretrained autoencoder, frozen, when its error joins the score
+    if cfg.svdd.score_recon > 0:
+        recon = copy.deepcopy(ae).eval()
+        with torch.inference_mode():
+            recon_errors = torch.cat([reconstruction_error(recon, b) for b in x.split(EVAL_BATCH)])
     detectors = {}
     for name, lab in variants.items():
         t0 = time.perf_counter()
@@ -405,8 +408,7 @@ def _fit_stages(
                     "info": json.dumps(info[name]),
                 },
             )
-        recon = copy.deepcopy(ae).eval() if cfg.svdd.score_recon > 0 else None
-        threshold, stats = calibrate(head, encoder, x, cfg.svdd.nu, recon, cfg.svdd.score_recon)
+        threshold, stats = calibrate(head, encoder, x, cfg.svdd.nu, recon_errors, cfg.svdd.score_recon)
         detectors[name] = MultiRadiusDeepSVDD._from_parts(
             cfg, arch, in_shape, prep, encoder, head, lab, threshold, recon=recon, score_stats=stats
         )
