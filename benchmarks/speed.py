@@ -6,12 +6,14 @@ implementations, on MNIST with normal classes {0, 1, 3} (18,796 training images)
 Rows: images/s of pretraining and SVDD epochs (toolkit: preprocessed tensors sliced in memory; naive: a
 torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser), FINCH
 clustering seconds, scoring images/s, and the pretraining step's achieved GFLOP/s against a large fp32
-matrix product timed in the same run. Prints a markdown table. Not part of CI.
+matrix product timed in the same run. --compile and --bf16 add rows for torch.compile and for CPU
+bfloat16 autocast (probes of what would help; neither is a toolkit setting). Prints a markdown table. Not part of CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -78,6 +80,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive feed")
     ap.add_argument("--compile", action="store_true", help="also time pretraining with torch.compile")
     ap.add_argument("--no-pyod", action="store_true", help="skip PyOD's DeepSVDD (an optional dependency)")
+    ap.add_argument(
+        "--bf16", action="store_true", help="also time both stages under CPU bfloat16 autocast (a probe, not a setting)"
+    )
     a = ap.parse_args()
 
     ds = torchvision.datasets.MNIST(a.data_root, train=True, download=False)
@@ -89,7 +94,10 @@ def main() -> None:
     lo, hi = float(prep.lo), float(prep.hi)
     rows: list[tuple[str, str, str]] = []
 
-    def pretrain_epochs(batches_fn, compiled: bool = False) -> float:
+    def amp(on: bool):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
+
+    def pretrain_epochs(batches_fn, compiled: bool = False, bf16: bool = False) -> float:
         torch.manual_seed(0)
         ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu")
         opt = torch.optim.Adam(ae.parameters(), lr=1e-4, weight_decay=1e-6)
@@ -103,7 +111,9 @@ def main() -> None:
             for _ in range(a.epochs):
                 for xb in batches_fn():
                     opt.zero_grad(set_to_none=True)
-                    reconstruction_error(ae, xb).mean().backward()
+                    with amp(bf16):
+                        loss = reconstruction_error(ae, xb).float().mean()
+                    loss.backward()
                     opt.step()
 
         return a.epochs * n / timed(run)
@@ -139,6 +149,10 @@ def main() -> None:
                 f"{compiled / toolkit_pre:.2f}x eager",
             )
         )
+    if a.bf16:
+        half = pretrain_epochs(lambda: (b[1] for b in tk), bf16=True)
+        note = f"{half / toolkit_pre:.2f}x fp32"
+        rows.append(("pretraining, toolkit feed, bf16 autocast", f"{half:,.0f} img/s", note))
 
     # SVDD epochs (soft-boundary, 3 clusters by true class just for timing)
     labels = torch.from_numpy(np.searchsorted(NORMAL, ds.targets.numpy()[keep]))
@@ -147,12 +161,14 @@ def main() -> None:
     radii = torch.ones(3)
     opt = torch.optim.Adam(enc.parameters(), lr=1e-4, weight_decay=1e-6)
 
-    def svdd_run(batches):
+    def svdd_run(batches, bf16: bool = False):
         enc.train()
         for _ in range(a.epochs):
             for xb, lb in batches():
                 opt.zero_grad(set_to_none=True)
-                soft_boundary_loss(own_sq_distances(enc(xb), centres, lb), lb, radii, 0.1).backward()
+                with amp(bf16):
+                    z = enc(xb).float()
+                soft_boundary_loss(own_sq_distances(z, centres, lb), lb, radii, 0.1).backward()
                 opt.step()
 
     tks = TensorBatches(x, labels, batch_size=200, shuffle=True)
@@ -168,6 +184,9 @@ def main() -> None:
         ("SVDD, toolkit feed", f"{svdd_tk:,.0f} img/s", ""),
         ("SVDD, naive DataLoader feed", f"{svdd_naive:,.0f} img/s", f"toolkit {svdd_tk / svdd_naive:.2f}x"),
     ]
+    if a.bf16:
+        half = a.epochs * n / timed(lambda: svdd_run(lambda: ((b[1], b[2]) for b in tks), bf16=True))
+        rows.append(("SVDD, toolkit feed, bf16 autocast", f"{half:,.0f} img/s", f"{half / svdd_tk:.2f}x fp32"))
 
     # clustering and scoring
     from plugins.finch import FinchClusterer
