@@ -18,8 +18,10 @@ rows added later start from the very same weights.
 For every trained model the CSV also holds the test AUROC of each scoring rule (margin d-R^2, ratio
 d/R^2, distance d), each alone and plus the standardised reconstruction error, with the BatchNorm
 statistics as trained and recomputed over the training data (bn_), and the test AUROC every
---eval-every epochs (the curve). Every finished row is appended at once; rerunning the same command
-skips what the CSV already holds. Prints a markdown table: mean and standard deviation of test AUROC
+--eval-every epochs (the curve). Each trained model's squared distances to every centre (test and
+training points) and its radii are kept in scores/ next to the CSV, for analyses the CSV cannot
+answer. Every finished row is appended at once; rerunning the same command skips what the CSV
+already holds. Prints a markdown table: mean and standard deviation of test AUROC
 per group size, clusters found, wall time. Not part of CI.
 """
 
@@ -249,9 +251,25 @@ def run_group(group, seed, args, done, writer, f):
             d_test = all_sq_distances(embed(encoder, xt), head.centres)
             d_train = all_sq_distances(embed(encoder, x), head.centres)
             extra |= auroc_by_rule(y, d_test, head.radii, recon_test, d_train, recon_train, prefix)
+            if not prefix and cache is not None:  # for analyses the CSV cannot answer (ensembles, per-class)
+                save_distances(cache.parent / "scores", group, seed, row, setting, d_test, d_train, head.radii, y)
         extra["curve"] = " ".join(f"{t['epoch']}:{t['auroc']:.4f}" for t in history.tests)
         auroc = extra[f"auroc_{cfg.score}"]
         record(row, auroc, head.num_clusters, ae_seconds + time.perf_counter() - t0, extra)
+
+
+def save_distances(folder: Path, group, seed: int, row: str, setting: str, d_test, d_train, radii, y) -> Path:
+    """A trained row's squared distances to every centre (test and training points), its radii and
+    the test labels (1 = anomaly), as trained, in ``folder`` (one file per group, seed, row and setting)."""
+    import hashlib
+
+    tag = hashlib.sha1(setting.encode()).hexdigest()[:8]
+    path = folder / f"{'-'.join(map(str, group))}-s{seed}-{row}-{tag}.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    blob = {"d_test": d_test, "d_train": d_train, "radii": radii, "y_test": torch.as_tensor(np.asarray(y))}
+    torch.save(blob | {"setting": setting}, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return path
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
