@@ -1,0 +1,136 @@
+"""Analyses of the models quality.py trained, from the squared distances it keeps in scores/ (next to
+its CSV): what the CSV's AUROC columns cannot answer.
+
+    python benchmarks/analyse.py --scores runs/bench/scores --data-root ../shared/data
+
+Prints two markdown tables:
+
+1. per group and training seed, the test AUROC (``--rule``) of one sphere, of each multi-sphere row,
+   and of each multi-sphere row combined with one sphere (both scores standardised by their training
+   mean and spread, then added: a label-free ensemble, measured here, not a toolkit setting);
+2. per multi-sphere model, the AUROC against each anomaly class alone and the training points'
+   composition by cluster (true classes, for diagnosis only): which anomalies a failing model lets in,
+   and whether its clusters cut through a class.
+
+Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from toolkit.svdd import combined_scores, score_stats, sphere_scores  # noqa: E402
+
+SINGLE = "dsvdd-soft"
+
+
+def load(folder: Path) -> dict[tuple[str, int, str, str], dict]:
+    """Every kept model, keyed by (group, seed, row, setting)."""
+    out = {}
+    for path in sorted(folder.glob("*.pt")):
+        blob = torch.load(path, weights_only=True)
+        group, seed, rest = path.stem.split("-s", 1)[0], *path.stem.split("-s", 1)[1].split("-", 1)
+        row = rest.rsplit("-", 1)[0]
+        out[(group, int(seed), row, blob["setting"])] = blob
+    return out
+
+
+def min_scores(blob: dict, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test and training scores min_k of the per-sphere score by ``rule``."""
+    return tuple(sphere_scores(blob[k], blob["radii"], rule).min(dim=1)[0] for k in ("d_test", "d_train"))
+
+
+def auroc(y, s) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(y), np.asarray(s)))
+
+
+def ensemble_table(models: dict, rule: str) -> str:
+    by_run = defaultdict(dict)
+    for (group, seed, row, setting), blob in models.items():
+        by_run[(group, seed, setting)][row] = blob
+    multi = sorted({r for runs in by_run.values() for r in runs if r != SINGLE})
+    head = "| group | seed | one sphere | " + " | ".join(f"{r} | {r} + one sphere" for r in multi) + " |"
+    out = [head, "|---|---|---|" + "---|---|" * len(multi)]
+    for (group, seed, _), rows in sorted(by_run.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
+        single = rows.get(SINGLE)
+        s1 = min_scores(single, rule) if single is not None else None
+        y = next(iter(rows.values()))["y_test"]
+        cells = [f"{auroc(y, s1[0]):.4f}" if s1 else ""]
+        for r in multi:
+            if r not in rows:
+                cells += ["", ""]
+                continue
+            test, train = min_scores(rows[r], rule)
+            cells.append(f"{auroc(y, test):.4f}")
+            if s1 is None:
+                cells.append("")
+                continue
+            both = combined_scores(test, s1[0], score_stats(train, s1[1]), 1.0)
+            cells.append(f"{auroc(y, both):.4f}")
+        out.append(f"| {group.replace('-', ',')} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def class_table(models: dict, rule: str, data_root: str) -> str:
+    from toolkit.config import DataConfig
+    from toolkit.data import load_split
+
+    out = []
+    splits = {}
+    for (group, seed, row, _), blob in sorted(models.items()):
+        if row == SINGLE:
+            continue
+        classes = tuple(int(c) for c in group.split("-"))
+        if classes not in splits:
+            cfg = DataConfig(dataset="mnist", root=data_root, download=False, normal_classes=classes)
+            splits[classes] = load_split(cfg)
+        split = splits[classes]
+        test, _ = min_scores(blob, rule)
+        normal = np.isin(split.y_test, classes)
+        per = []
+        for c in sorted(set(range(10)) - set(classes)):
+            keep = normal | (split.y_test == c)
+            per.append(f"{c}: {auroc(split.y_test[keep] == c, test.numpy()[keep]):.3f}")
+        nearest = sphere_scores(blob["d_train"], blob["radii"], rule).argmin(dim=1).numpy()
+        comp = []
+        for k in range(blob["radii"].numel()):
+            counts = [int(np.sum((nearest == k) & (split.y_train == c))) for c in classes]
+            comp.append("/".join(map(str, counts)))
+        out.append(
+            f"| {group.replace('-', ',')} | {seed} | {row} | {', '.join(per)} | "
+            f"{' ; '.join(comp)} (classes {'/'.join(map(str, classes))}) |"
+        )
+    head = "| group | seed | row | AUROC against each anomaly class | training points by nearest sphere |"
+    return "\n".join([head, "|---|---|---|---|---|", *out])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scores", default=str(ROOT / "runs" / "bench" / "scores"))
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--rule", default="ratio", choices=("margin", "ratio", "distance"))
+    ap.add_argument("--setting", default=None, help="only models run with this quality.py setting")
+    a = ap.parse_args()
+    models = load(Path(a.scores))
+    if a.setting is not None:
+        models = {k: v for k, v in models.items() if k[3] == a.setting}
+    if not models:
+        sys.exit(f"no kept models in {a.scores} (quality.py keeps them in scores/ next to its CSV)")
+    print(f"{len(models)} models from {a.scores}; rule {a.rule}\n")
+    print(ensemble_table(models, a.rule) + "\n")
+    print(class_table(models, a.rule, a.data_root))
+
+
+if __name__ == "__main__":
+    main()
