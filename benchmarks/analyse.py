@@ -12,6 +12,10 @@ Prints two markdown tables:
    composition by cluster (true classes, for diagnosis only): which anomalies a failing model lets in,
    and whether its clusters cut through a class.
 
+With --finch-levels, instead: for every autoencoder quality.py cached (ae/ next to the CSV), FINCH's
+partitions of its embeddings, finest to coarsest, with the number of clusters and of impure points
+(points outside their cluster's majority class), and the coarsest partition's class composition.
+
 Not part of CI.
 """
 
@@ -115,13 +119,56 @@ def class_table(models: dict, rule: str, data_root: str) -> str:
     return "\n".join([head, "|---|---|---|---|---|", *out])
 
 
+def finch_levels(ae_folder: Path, data_root: str, epochs: int, settings: str) -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality import load_group
+
+    from plugins.finch import FinchClusterer
+    from toolkit.nets import build_autoencoder, embed, fast_layout
+
+    out = ["| group | seed | clusters per level | impure points per level | coarsest level, by cluster |"]
+    out.append("|---|---|---|---|---|")
+    for path in sorted(
+        ae_folder.glob(f"ae-*-e{epochs}-{settings}.pt"), key=lambda p: (len(p.name.split("-s")[0]), p.name)
+    ):
+        classes = tuple(int(c) for c in path.name[3:].split("-s")[0].split("-"))
+        seed = int(path.name.split("-s")[1].split("-")[0])
+        leak = float(path.stem.rsplit("-l", 1)[1])
+        x, _, split = load_group(classes, data_root)
+        ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak), "cpu")
+        ae.load_state_dict(torch.load(path, weights_only=True)["state"])
+        f = FinchClusterer()
+        f.fit_predict(embed(ae.encoder, x).numpy())
+        impure, comp = [], ""
+        for level in range(f.partitions_.shape[1]):
+            lab = f.partitions_[:, level]
+            table = np.array(
+                [[np.sum((lab == k) & (split.y_train == c)) for c in classes] for k in range(lab.max() + 1)]
+            )
+            impure.append(int(table.sum() - table.max(1).sum()))
+            comp = " ; ".join("/".join(map(str, row)) for row in table)
+        out.append(
+            f"| {','.join(map(str, classes))} | {seed} | {f.n_clusters_per_level_} | {impure} | "
+            f"{comp} (classes {'/'.join(map(str, classes))}) |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scores", default=str(ROOT / "runs" / "bench" / "scores"))
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--rule", default="ratio", choices=("margin", "ratio", "distance"))
     ap.add_argument("--setting", default=None, help="only models run with this quality.py setting")
+    ap.add_argument("--finch-levels", action="store_true", help="FINCH's levels on the cached autoencoders")
+    ap.add_argument("--epochs", type=int, default=150, help="with --finch-levels: autoencoders of this many epochs")
+    ap.add_argument(
+        "--ae-settings", default="wd0.0005-m50-l0.01", help="with --finch-levels: the cache key's settings part"
+    )
     a = ap.parse_args()
+    if a.finch_levels:
+        print(finch_levels(Path(a.scores).parent / "ae", a.data_root, a.epochs, a.ae_settings))
+        return
     models = load(Path(a.scores))
     if a.setting is not None:
         models = {k: v for k, v in models.items() if k[3] == a.setting}
