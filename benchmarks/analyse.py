@@ -60,28 +60,30 @@ def auroc(y, s) -> float:
 
 
 def ensemble_table(models: dict, rule: str) -> str:
+    """One line per group and seed; a column pair per multi-sphere row (and setting, where it differs
+    from the shortest one, quality.py's defaults): its AUROC and mean R_k^2, and the AUROC of its score
+    plus one sphere's (each standardised by its training mean and spread)."""
+    base = min((k[3] for k in models), key=len)
     by_run = defaultdict(dict)
     for (group, seed, row, setting), blob in models.items():
-        by_run[(group, seed, setting)][row] = blob
+        extra = setting[len(base) + 1 :] if setting.startswith(base) else setting
+        by_run[(group, seed)][f"{row} {extra}".strip()] = blob
     multi = sorted({r for runs in by_run.values() for r in runs if r != SINGLE})
-    head = "| group | seed | one sphere | " + " | ".join(f"{r} | {r} + one sphere" for r in multi) + " |"
+    head = "| group | seed | one sphere (R^2) | " + " | ".join(f"{r} (mean R_k^2) | + one sphere" for r in multi) + " |"
     out = [head, "|---|---|---|" + "---|---|" * len(multi)]
-    for (group, seed, _), rows in sorted(by_run.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
+    for (group, seed), rows in sorted(by_run.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
         single = rows.get(SINGLE)
         s1 = min_scores(single, rule) if single is not None else None
         y = next(iter(rows.values()))["y_test"]
-        cells = [f"{auroc(y, s1[0]):.4f}" if s1 else ""]
+        cells = [f"{auroc(y, s1[0]):.4f} ({float(single['radii'].pow(2).mean()):.3f})" if s1 else ""]
         for r in multi:
             if r not in rows:
                 cells += ["", ""]
                 continue
             test, train = min_scores(rows[r], rule)
-            cells.append(f"{auroc(y, test):.4f}")
-            if s1 is None:
-                cells.append("")
-                continue
-            both = combined_scores(test, s1[0], score_stats(train, s1[1]), 1.0)
-            cells.append(f"{auroc(y, both):.4f}")
+            cells.append(f"{auroc(y, test):.4f} ({float(rows[r]['radii'].pow(2).mean()):.3f})")
+            both = "" if s1 is None else combined_scores(test, s1[0], score_stats(train, s1[1]), 1.0)
+            cells.append("" if s1 is None else f"{auroc(y, both):.4f}")
         out.append(f"| {group.replace('-', ',')} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
