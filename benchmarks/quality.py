@@ -272,9 +272,11 @@ def save_distances(folder: Path, group, seed: int, row: str, setting: str, d_tes
     return path
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """The finished rows; repeated header lines (two runs that started the file at once) are skipped."""
-    return [r for r in csv.DictReader(open(path)) if r["group_size"] != "group_size"]
+def read_csv(path: Path, seeds=None) -> list[dict[str, str]]:
+    """The finished rows (of training ``seeds`` only, if given); repeated header lines (two runs that
+    started the file at once) are skipped."""
+    rows = [r for r in csv.DictReader(open(path)) if r["group_size"] != "group_size"]
+    return [r for r in rows if seeds is None or int(r["seed"]) in seeds]
 
 
 def auroc_of(row: dict[str, str], rule: str) -> str:
@@ -282,11 +284,11 @@ def auroc_of(row: dict[str, str], rule: str) -> str:
     return row.get(f"auroc_{rule}") or row["auroc"]
 
 
-def table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
+def table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score, seeds=None) -> str:
     """Mean +- spread of test AUROC per group size for the rows run with ``setting``, Deep SVDD models
     scored by ``rule`` (the CSV holds every rule; rows without one, such as the autoencoder's, by their
     own score); below it, the AUROC of every scoring rule (mean over all groups and seeds)."""
-    rows = [r for r in read_csv(path) if r["setting"] == setting and r["row"] in rows_wanted]
+    rows = [r for r in read_csv(path, seeds) if r["setting"] == setting and r["row"] in rows_wanted]
     for r in rows:
         r["auroc"] = auroc_of(r, rule)
     if not rows:
@@ -326,11 +328,11 @@ def table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score)
     return out
 
 
-def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon", "bn_ratio")) -> str:
+def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon", "bn_ratio"), seeds=None) -> str:
     """Every (setting, row) in the CSV: mean test AUROC of each scoring-rule column over its groups and
     seeds (n), the clusters found, and the epoch of the best test AUROC on the curve (a diagnostic, never
     a model selection)."""
-    rows = [r for r in read_csv(path) if r.get("auroc_margin")]
+    rows = [r for r in read_csv(path, seeds) if r.get("auroc_margin")]
     keys = sorted({(r["setting"], r["row"]) for r in rows}, key=lambda k: (k[0], list(ROWS).index(k[1])))
     out = [f"| setting | row | n | {' | '.join(columns)} | clusters | best epoch on the curve |"]
     out.append("|---|---|---|" + "---|" * len(columns) + "---|---|")
@@ -347,11 +349,11 @@ def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon
     return "\n".join(out)
 
 
-def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
+def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score, seeds=None) -> str:
     """One column per group: each row's test AUROC by ``rule`` and, after the slash, by ``rule`` plus
     the standardised reconstruction error (what ``svdd.score_recon=1`` scores), for the rows run with
     ``setting``: the table to read when there are few groups per size."""
-    rows = [r for r in read_csv(path) if r["setting"] == setting and r["row"] in rows_wanted]
+    rows = [r for r in read_csv(path, seeds) if r["setting"] == setting and r["row"] in rows_wanted]
     groups = sorted({(int(r["group_size"]), r["group"], int(r["seed"])) for r in rows})
     if not groups:
         return "(no finished rows yet)"
@@ -386,7 +388,7 @@ def main() -> None:
     ap.add_argument("--group-sizes", default="2,3,4")
     ap.add_argument("--groups", type=int, default=3, help="random groups per size")
     ap.add_argument("--group-list", default="", help="explicit groups instead of a draw, e.g. '0,1,3;2,7'")
-    ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (0; with --summary: all)")
     ap.add_argument("--group-seed", type=int, default=0, help="seed of the group draw")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="1.0 = 150 + 150 epochs (the paper)")
     ap.add_argument("--rows", default=",".join(r for r in ROWS if r != "pyod-deepsvdd") + ",pyod-deepsvdd")
@@ -420,11 +422,13 @@ def main() -> None:
     }
     if args.summary:  # the main table of this command's setting, then every setting by rule
         setting = svdd_settings(args)[1]
-        print(table(Path(args.csv), setting, args.rows, args.rule) + "\n")
+        seeds = None if args.seeds is None else set(ints(args.seeds))
+        print(table(Path(args.csv), setting, args.rows, args.rule, seeds) + "\n")
         print(f"By group ({args.rule} / {args.rule} + reconstruction error):\n")
-        print(group_table(Path(args.csv), setting, args.rows, args.rule) + "\n")
-        print(rules_table(Path(args.csv)))
+        print(group_table(Path(args.csv), setting, args.rows, args.rule, seeds) + "\n")
+        print(rules_table(Path(args.csv), seeds=seeds))
         return
+    args.seeds = args.seeds or "0"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.group_list:
