@@ -352,18 +352,20 @@ def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon
 def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score, seeds=None) -> str:
     """One column per group: each row's test AUROC by ``rule`` and, after the slash, by ``rule`` plus
     the standardised reconstruction error (what ``svdd.score_recon=1`` scores), for the rows run with
-    ``setting``: the table to read when there are few groups per size."""
+    ``setting``: the table to read when there are few groups per size. The last column counts the
+    models above the soft-boundary sphere of the same group and seed (by ``rule`` / with the error)."""
     rows = [r for r in read_csv(path, seeds) if r["setting"] == setting and r["row"] in rows_wanted]
     groups = sorted({(int(r["group_size"]), r["group"], int(r["seed"])) for r in rows})
     if not groups:
         return "(no finished rows yet)"
-    out = ["| method | " + " | ".join(f"{g} seed {sd}" for _, g, sd in groups) + " | mean |"]
-    out.append("|---|" + "---|" * (len(groups) + 1))
+    out = ["| method | " + " | ".join(f"{g} seed {sd}" for _, g, sd in groups) + " | mean | above one sphere |"]
+    out.append("|---|" + "---|" * (len(groups) + 2))
+    single = {(r["group"], int(r["seed"])): r for r in rows if r["row"] == "dsvdd-soft"}
     for key, label in ROWS.items():
         rs = {(r["group"], int(r["seed"])): r for r in rows if r["row"] == key}
         if not rs:
             continue
-        cells, alone, plus = [], [], []
+        cells, alone, plus, wins = [], [], [], [0, 0, 0]
         for _, g, sd in groups:
             r = rs.get((g, sd))
             if r is None or r["auroc"] == "nan":
@@ -373,8 +375,14 @@ def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().
             alone.append(float(a))
             plus += [float(b)] if b else []
             cells.append(f"{float(a):.4f}" + (f" / {float(b):.4f}" if b else ""))
+            one = single.get((g, sd))
+            if one is not None and key != "dsvdd-soft":  # the same group, seed and autoencoder
+                wins[0] += float(a) > float(auroc_of(one, rule))
+                wins[1] += bool(b) and float(b) > float(one[f"auroc_{rule}+recon"])
+                wins[2] += 1
         mean = f"{np.mean(alone):.4f}" + (f" / {np.mean(plus):.4f}" if len(plus) == len(alone) and plus else "")
-        out.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
+        won = (f"{wins[0]} / {wins[1]}" if plus else f"{wins[0]}") + f" of {wins[2]}" if wins[2] else ""
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {mean} | {won} |")
     return "\n".join(out)
 
 
