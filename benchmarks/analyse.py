@@ -59,7 +59,7 @@ def auroc(y, s) -> float:
     return float(roc_auc_score(np.asarray(y), np.asarray(s)))
 
 
-def ensemble_table(models: dict, rule: str) -> str:
+def ensemble_table(models: dict, rule: str, wanted=None) -> str:
     """One line per group and seed; a column pair per multi-sphere row (and setting, where it differs
     from the shortest one, quality.py's defaults): its AUROC and mean R_k^2, and the AUROC of its score
     plus one sphere's (each standardised by its training mean and spread)."""
@@ -68,10 +68,12 @@ def ensemble_table(models: dict, rule: str) -> str:
     for (group, seed, row, setting), blob in models.items():
         extra = setting[len(base) + 1 :] if setting.startswith(base) else setting
         by_run[(group, seed)][f"{row} {extra}".strip()] = blob
-    multi = sorted({r for runs in by_run.values() for r in runs if r != SINGLE})
+    multi = sorted({r for runs in by_run.values() for r in runs if r != SINGLE and (not wanted or r in wanted)})
     head = "| group | seed | one sphere (R^2) | " + " | ".join(f"{r} (mean R_k^2) | + one sphere" for r in multi) + " |"
     out = [head, "|---|---|---|" + "---|---|" * len(multi)]
     for (group, seed), rows in sorted(by_run.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
+        if not any(r in rows for r in multi):
+            continue
         single = rows.get(SINGLE)
         s1 = min_scores(single, rule) if single is not None else None
         y = next(iter(rows.values()))["y_test"]
@@ -162,6 +164,7 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--rule", default="ratio", choices=("margin", "ratio", "distance"))
     ap.add_argument("--setting", default=None, help="only models run with this quality.py setting")
+    ap.add_argument("--rows", default="", help="multi-sphere columns to show, e.g. 'mr-finch,mr-finch finch_level=-2'")
     ap.add_argument("--finch-levels", action="store_true", help="FINCH's levels on the cached autoencoders")
     ap.add_argument("--epochs", type=int, default=150, help="with --finch-levels: autoencoders of this many epochs")
     ap.add_argument(
@@ -177,7 +180,7 @@ def main() -> None:
     if not models:
         sys.exit(f"no kept models in {a.scores} (quality.py keeps them in scores/ next to its CSV)")
     print(f"{len(models)} models from {a.scores}; rule {a.rule}\n")
-    print(ensemble_table(models, a.rule) + "\n")
+    print(ensemble_table(models, a.rule, [r for r in a.rows.split(",") if r]) + "\n")
     print(class_table(models, a.rule, a.data_root))
 
 
