@@ -96,9 +96,11 @@ def class_table(models: dict, rule: str, data_root: str) -> str:
 
     out = []
     splits = {}
-    for (group, seed, row, _), blob in sorted(models.items()):
+    base = min((k[3] for k in models), key=len)
+    for (group, seed, row, setting), blob in sorted(models.items()):
         if row == SINGLE:
             continue
+        row = f"{row} {setting[len(base) + 1 :] if setting.startswith(base) else setting}".strip()
         classes = tuple(int(c) for c in group.split("-"))
         if classes not in splits:
             cfg = DataConfig(dataset="mnist", root=data_root, download=False, normal_classes=classes)
