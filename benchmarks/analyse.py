@@ -48,6 +48,17 @@ def load(folder: Path) -> dict[tuple[str, int, str, str], dict]:
     return out
 
 
+def label(row: str, setting: str, base: str) -> str:
+    """A model's column name: its row, plus its setting where it differs from ``base`` (the defaults)."""
+    return f"{row} {setting[len(base) + 1 :] if setting.startswith(base) else setting}".strip()
+
+
+def composition(clusters: np.ndarray, n_clusters: int, y: np.ndarray, classes) -> np.ndarray:
+    """(n_clusters, len(classes)) counts of the points of each true class in each cluster."""
+    index = clusters * len(classes) + np.searchsorted(classes, y)
+    return np.bincount(index, minlength=n_clusters * len(classes)).reshape(n_clusters, len(classes))
+
+
 def min_scores(blob: dict, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Test and training scores min_k of the per-sphere score by ``rule``."""
     return tuple(sphere_scores(blob[k], blob["radii"], rule).min(dim=1)[0] for k in ("d_test", "d_train"))
@@ -66,8 +77,7 @@ def ensemble_table(models: dict, rule: str, wanted=None) -> str:
     base = min((k[3] for k in models), key=len)
     by_run = defaultdict(dict)
     for (group, seed, row, setting), blob in models.items():
-        extra = setting[len(base) + 1 :] if setting.startswith(base) else setting
-        by_run[(group, seed)][f"{row} {extra}".strip()] = blob
+        by_run[(group, seed)][label(row, setting, base)] = blob
     multi = sorted({r for runs in by_run.values() for r in runs if r != SINGLE and (not wanted or r in wanted)})
     head = "| group | seed | one sphere (R^2) | " + " | ".join(f"{r} (mean R_k^2) | + one sphere" for r in multi) + " |"
     out = [head, "|---|---|---|" + "---|---|" * len(multi)]
@@ -100,7 +110,7 @@ def class_table(models: dict, rule: str, data_root: str) -> str:
     for (group, seed, row, setting), blob in sorted(models.items()):
         if row == SINGLE:
             continue
-        row = f"{row} {setting[len(base) + 1 :] if setting.startswith(base) else setting}".strip()
+        row = label(row, setting, base)
         classes = tuple(int(c) for c in group.split("-"))
         if classes not in splits:
             cfg = DataConfig(dataset="mnist", root=data_root, download=False, normal_classes=classes)
@@ -113,10 +123,8 @@ def class_table(models: dict, rule: str, data_root: str) -> str:
             keep = normal | (split.y_test == c)
             per.append(f"{c}: {auroc(split.y_test[keep] == c, test.numpy()[keep]):.3f}")
         nearest = sphere_scores(blob["d_train"], blob["radii"], rule).argmin(dim=1).numpy()
-        comp = []
-        for k in range(blob["radii"].numel()):
-            counts = [int(np.sum((nearest == k) & (split.y_train == c))) for c in classes]
-            comp.append("/".join(map(str, counts)))
+        table = composition(nearest, blob["radii"].numel(), split.y_train, classes)
+        comp = ["/".join(map(str, counts)) for counts in table]
         out.append(
             f"| {group.replace('-', ',')} | {seed} | {row} | {', '.join(per)} | "
             f"{' ; '.join(comp)} (classes {'/'.join(map(str, classes))}) |"
@@ -148,9 +156,7 @@ def finch_levels(ae_folder: Path, data_root: str, epochs: int, settings: str) ->
         impure, comp = [], ""
         for level in range(f.partitions_.shape[1]):
             lab = f.partitions_[:, level]
-            table = np.array(
-                [[np.sum((lab == k) & (split.y_train == c)) for c in classes] for k in range(lab.max() + 1)]
-            )
+            table = composition(lab, int(lab.max()) + 1, split.y_train, classes)
             impure.append(int(table.sum() - table.max(1).sum()))
             comp = " ; ".join("/".join(map(str, row)) for row in table)
         out.append(

@@ -39,8 +39,8 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     t = timed(lambda: [a @ b for _ in range(reps)])
     return 2 * n**3 * reps / t / 1e9
@@ -236,6 +236,8 @@ def main() -> None:
             f"{100 * achieved / ceiling:.1f}% of the 2048^3 fp32 matmul's {ceiling:.0f} GFLOP/s",
         )
     )
+    if a.bf16:
+        rows.append(("2048^3 matmul, bf16", f"{matmul_gflops(dtype=torch.bfloat16):.0f} GFLOP/s", "fp32 above"))
 
     print(
         f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
