@@ -7,7 +7,9 @@ Prints two markdown tables:
 
 1. per group and training seed, the test AUROC (``--rule``) of one sphere, of each multi-sphere row,
    and of each multi-sphere row combined with one sphere (both scores standardised by their training
-   mean and spread, then added: a label-free ensemble, measured here, not a toolkit setting);
+   mean and spread, then added: what ``svdd.score_single=1`` scores); with --recon, also each of
+   these plus the cached autoencoder's reconstruction error (``svdd.score_recon=1``); the last line
+   holds the means over the groups and seeds that have every column;
 2. per multi-sphere model, the AUROC against each anomaly class alone and the training points'
    composition by cluster (true classes, for diagnosis only): which anomalies a failing model lets in,
    and whether its clusters cut through a class.
@@ -22,6 +24,7 @@ Not part of CI.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -70,33 +73,82 @@ def auroc(y, s) -> float:
     return float(roc_auc_score(np.asarray(y), np.asarray(s)))
 
 
-def ensemble_table(models: dict, rule: str, wanted=None) -> str:
-    """One line per group and seed; a column pair per multi-sphere row (and setting, where it differs
-    from the shortest one, quality.py's defaults): its AUROC and mean R_k^2, and the AUROC of its score
-    plus one sphere's (each standardised by its training mean and spread)."""
+def combined(test: list, train: list) -> torch.Tensor:
+    """What the detector scores with several columns (svdd.score_single / score_recon = 1): the test
+    columns, each standardised by its training mean and spread, added."""
+    stats = score_stats(torch.stack(train, dim=1))
+    return combined_scores(torch.stack(test, dim=1), stats, torch.ones(len(test)))
+
+
+def recon_errors(ae_folder: Path, group: str, seed: int, data_root: str, key: str) -> tuple[torch.Tensor, ...]:
+    """Test and training reconstruction errors of the autoencoder quality.py cached for ``group`` and
+    ``seed`` (``key``: the cache name's epochs-and-settings part, e.g. e150-wd0.0005-m50-l0.01)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality import load_group
+
+    from toolkit.data import as_tensor
+    from toolkit.engines import reconstruction_error
+    from toolkit.nets import build_autoencoder, fast_layout
+
+    path = ae_folder / f"ae-{group}-s{seed}-{key}.pt"
+    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=float(key.rsplit("-l", 1)[1])), "cpu")
+    ae.load_state_dict(torch.load(path, weights_only=True)["state"])
+    x, prep, split = load_group(tuple(int(c) for c in group.split("-")), data_root)
+    xt = fast_layout(prep(as_tensor(split.x_test)), "cpu")
+    with torch.inference_mode():
+        return tuple(torch.cat([reconstruction_error(ae.eval(), b) for b in v.split(4096)]) for v in (xt, x))
+
+
+def ensemble_table(models: dict, rule: str, wanted=None, recon=None) -> str:
+    """One line per group and seed; per multi-sphere row (and setting, where it differs from the
+    shortest one, quality.py's defaults): its AUROC and mean R_k^2, and the AUROC of its score plus one
+    sphere's (each standardised by its training mean and spread). With ``recon`` (a callable (group,
+    seed) -> (test, training) reconstruction errors), also each of those plus the reconstruction error.
+    The last line: means over the lines that have every column."""
     base = min((k[3] for k in models), key=len)
     by_run = defaultdict(dict)
     for (group, seed, row, setting), blob in models.items():
         by_run[(group, seed)][label(row, setting, base)] = blob
     multi = sorted({r for runs in by_run.values() for r in runs if r != SINGLE and (not wanted or r in wanted)})
-    head = "| group | seed | one sphere (R^2) | " + " | ".join(f"{r} (mean R_k^2) | + one sphere" for r in multi) + " |"
-    out = [head, "|---|---|---|" + "---|---|" * len(multi)]
+    names = ["one sphere"] + (["one sphere + recon"] if recon else [])
+    for r in multi:
+        names += [r, f"{r} + one sphere"] + ([f"{r} + recon", f"{r} + one sphere + recon"] if recon else [])
+    out = ["| group | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    full = []
     for (group, seed), rows in sorted(by_run.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
         if not any(r in rows for r in multi):
             continue
         single = rows.get(SINGLE)
         s1 = min_scores(single, rule) if single is not None else None
         y = next(iter(rows.values()))["y_test"]
-        cells = [f"{auroc(y, s1[0]):.4f} ({float(single['radii'].pow(2).mean()):.3f})" if s1 else ""]
+        r_err = recon(group, seed) if recon else None
+        values, notes = [auroc(y, s1[0]) if s1 else None], [single["radii"].pow(2).mean() if s1 else None]
+        if recon:
+            values.append(auroc(y, combined([s1[0], r_err[0]], [s1[1], r_err[1]])) if s1 else None)
+            notes.append(None)
         for r in multi:
+            n = 4 if recon else 2
             if r not in rows:
-                cells += ["", ""]
+                values += [None] * n
+                notes += [None] * n
                 continue
             test, train = min_scores(rows[r], rule)
-            cells.append(f"{auroc(y, test):.4f} ({float(rows[r]['radii'].pow(2).mean()):.3f})")
-            both = "" if s1 is None else combined_scores(test, s1[0], score_stats(train, s1[1]), 1.0)
-            cells.append("" if s1 is None else f"{auroc(y, both):.4f}")
+            values += [auroc(y, test), auroc(y, combined([test, s1[0]], [train, s1[1]])) if s1 else None]
+            if recon:
+                values.append(auroc(y, combined([test, r_err[0]], [train, r_err[1]])))
+                both = combined([test, s1[0], r_err[0]], [train, s1[1], r_err[1]]) if s1 else None
+                values.append(auroc(y, both) if s1 else None)
+            notes += [rows[r]["radii"].pow(2).mean()] + [None] * (n - 1)
+        cells = [
+            "" if v is None else f"{v:.4f}" + ("" if note is None else f" ({float(note):.3f})")
+            for v, note in zip(values, notes, strict=True)
+        ]
         out.append(f"| {group.replace('-', ',')} | {seed} | " + " | ".join(cells) + " |")
+        if all(v is not None for v in values):
+            full.append(values)
+    if full:
+        means = np.mean(np.array(full), axis=0)
+        out.append(f"| mean of {len(full)} | | " + " | ".join(f"{v:.4f}" for v in means) + " |")
     return "\n".join(out)
 
 
@@ -174,9 +226,10 @@ def main() -> None:
     ap.add_argument("--setting", default=None, help="only models run with this quality.py setting")
     ap.add_argument("--rows", default="", help="multi-sphere columns to show, e.g. 'mr-finch,mr-finch finch_level=-2'")
     ap.add_argument("--finch-levels", action="store_true", help="FINCH's levels on the cached autoencoders")
-    ap.add_argument("--epochs", type=int, default=150, help="with --finch-levels: autoencoders of this many epochs")
+    ap.add_argument("--epochs", type=int, default=150, help="--finch-levels, --recon: the autoencoders' epochs")
+    ap.add_argument("--ae-settings", default="wd0.0005-m50-l0.01", help="the autoencoder cache key's settings part")
     ap.add_argument(
-        "--ae-settings", default="wd0.0005-m50-l0.01", help="with --finch-levels: the cache key's settings part"
+        "--recon", action="store_true", help="also each score plus the cached autoencoder's reconstruction error"
     )
     a = ap.parse_args()
     if a.finch_levels:
@@ -188,7 +241,11 @@ def main() -> None:
     if not models:
         sys.exit(f"no kept models in {a.scores} (quality.py keeps them in scores/ next to its CSV)")
     print(f"{len(models)} models from {a.scores}; rule {a.rule}\n")
-    print(ensemble_table(models, a.rule, [r for r in a.rows.split(",") if r]) + "\n")
+    recon = None
+    if a.recon:
+        ae_folder, key = Path(a.scores).parent / "ae", f"e{a.epochs}-{a.ae_settings}"
+        recon = functools.cache(lambda group, seed: recon_errors(ae_folder, group, seed, a.data_root, key))
+    print(ensemble_table(models, a.rule, [r for r in a.rows.split(",") if r], recon) + "\n")
     print(class_table(models, a.rule, a.data_root))
 
 

@@ -150,7 +150,8 @@ def auroc_by_rule(y, d_test, radii, recon_test, d_train, recon_train, prefix: st
         s_train = sphere_scores(d_train, radii, rule).min(dim=1)[0]
         out[f"auroc_{prefix}{rule}"] = roc_auc_score(y, s_test.numpy())
         if recon_test is not None:  # the detector's own combination (svdd.score_recon = 1)
-            combined = combined_scores(s_test, recon_test, score_stats(s_train, recon_train), 1.0)
+            stats = score_stats(torch.stack([s_train, recon_train], dim=1))
+            combined = combined_scores(torch.stack([s_test, recon_test], dim=1), stats, torch.ones(2))
             out[f"auroc_{prefix}{rule}+recon"] = roc_auc_score(y, combined.numpy())
     return out
 

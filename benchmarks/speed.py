@@ -197,7 +197,7 @@ def main() -> None:
     rows.append(("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", ""))
 
     recon = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu").eval()
-    stats = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    stats, weights = torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.ones(2)
 
     def score(with_recon: bool):
         with torch.inference_mode():
@@ -205,7 +205,7 @@ def main() -> None:
                 xb = fast_layout(prep(x_raw[s : s + 4096]), "cpu")
                 sc = scores(enc(xb), centres, radii, "ratio")[0]
                 if with_recon:
-                    combined_scores(sc, reconstruction_error(recon, xb), stats, 1.0)
+                    combined_scores(torch.stack([sc, reconstruction_error(recon, xb)], dim=1), stats, weights)
 
     rows.append(
         ("scoring (preprocess + encode + min over spheres)", f"{n / timed(lambda: score(False)):,.0f} img/s", "")

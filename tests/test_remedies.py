@@ -64,6 +64,7 @@ def test_reassign_moves_points_to_their_nearest_sphere_in_place():
         ({"svdd.radius_update": "step"}, "accepted"),
         ({"svdd.recon_weight": -1.0}, ">= 0"),
         ({"svdd.score_recon": -0.5}, "score_recon=-0.5 must be >= 0"),
+        ({"svdd.score_single": -1.0}, "score_single=-1.0 must be >= 0"),
         ({"svdd.radius_update": "batch", "dist.backend": "gloo", "dist.nproc_per_node": 2}, "several processes"),
     ],
 )
@@ -99,14 +100,20 @@ def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
 
 
-def test_combined_scores_standardise_both_terms():
+def test_combined_scores_standardise_every_column():
     s, r = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 10.0, 40.0])
-    stats = score_stats(s, r)
+    stats = score_stats(torch.stack([s, r], dim=1))
     spread_r = float(np.std([10.0, 10.0, 40.0], ddof=1))
-    assert torch.allclose(stats, torch.tensor([2.0, 1.0, 20.0, spread_r]))
-    assert torch.allclose(combined_scores(s, r, stats, 0.5), (s - 2.0) + 0.5 * (r - 20.0) / spread_r)
-    flat = score_stats(torch.ones(3), r)  # a constant column: floored spread, finite scores
-    assert torch.isfinite(combined_scores(torch.ones(3), r, flat, 1.0)).all()
+    assert torch.allclose(stats, torch.tensor([[2.0, 20.0], [1.0, spread_r]]))
+    want = (s - 2.0) + 0.5 * (r - 20.0) / spread_r
+    assert torch.allclose(combined_scores(torch.stack([s, r], dim=1), stats, torch.tensor([1.0, 0.5])), want)
+    # three columns, checked against the obvious loop
+    parts = torch.randn(50, 3, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.1], dtype=torch.float64)
+    w = torch.tensor([1.0, 2.0, 0.5])
+    slow = sum(w[c] * (parts[:, c] - parts[:, c].mean()) / parts[:, c].std() for c in range(3))
+    assert torch.allclose(combined_scores(parts, score_stats(parts), w), slow)
+    flat = score_stats(torch.stack([torch.ones(3), r], dim=1))  # a constant column: floored spread, finite
+    assert torch.isfinite(combined_scores(torch.stack([torch.ones(3), r], dim=1), flat, torch.ones(2))).all()
 
 
 def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
@@ -122,8 +129,9 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         sphere = scores(det.encoder_(xb), det.head_.centres, det.head_.radii, det.head_.rule)[0]
         recon = reconstruction_error(det.recon_, xb)
-    assert torch.allclose(det.score_stats_, score_stats(sphere, recon))
-    want = combined_scores(sphere, recon, det.score_stats_, 2.0).numpy()
+    parts = torch.stack([sphere, recon], dim=1)
+    assert torch.allclose(det.score_stats_, score_stats(parts))
+    want = combined_scores(parts, det.score_stats_, torch.tensor([1.0, 2.0])).numpy()
     s_normal = det.decision_function(x[normal])
     np.testing.assert_allclose(s_normal, want, rtol=1e-5, atol=1e-5)
     assert abs(s_normal.mean()) < 1e-4  # both terms standardised on the training data: mean 0
@@ -133,6 +141,55 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
     assert loaded.threshold_ == det.threshold_
+
+
+def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
+    from toolkit.pipeline import Context, _fit_stages
+
+    d = load_digits()
+    x = torch.from_numpy(d.data.astype(np.float32))
+    normal = torch.from_numpy(np.isin(d.target, (0, 1, 3)))
+    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_single": 0.5, "svdd.score_recon": 2.0})
+    dets, info, _ = _fit_stages(cfg, x[normal], Context(progress=False), baseline=True)
+    multi, single = dets["multi"], dets["single"]
+    # the one-sphere term is the very model the baseline trained (same seed, same data order)
+    assert multi.single_encoder_ is single.encoder_
+    assert single.single_head_ is None and single.resolved_config().svdd.score_single == 0.0
+    assert single.n_clusters_ == 1 and multi.single_head_.num_clusters == 1
+    with torch.inference_mode():
+        xb = multi.preprocessor_(x[normal])
+        columns = [
+            scores(multi.encoder_(xb), multi.head_.centres, multi.head_.radii, multi.head_.rule)[0],
+            scores(single.encoder_(xb), single.head_.centres, single.head_.radii, single.head_.rule)[0],
+            reconstruction_error(multi.recon_, xb),
+        ]
+    parts = torch.stack(columns, dim=1)
+    assert torch.allclose(multi.score_stats_, score_stats(parts))
+    want = combined_scores(parts, multi.score_stats_, torch.tensor([1.0, 0.5, 2.0])).numpy()
+    s_normal = multi.decision_function(x[normal])
+    np.testing.assert_allclose(s_normal, want, rtol=1e-5, atol=1e-5)
+    assert np.median(multi.decision_function(x[~normal])) > np.median(s_normal)
+    assert np.mean(multi.predict(x[normal])) == pytest.approx(0.1, abs=0.02)  # the (1 - nu) quantile
+    loaded = MultiRadiusDeepSVDD.load(multi.save(tmp_path / "det.pt"))
+    assert loaded.single_head_.num_clusters == 1 and loaded.threshold_ == multi.threshold_
+    np.testing.assert_array_equal(loaded.decision_function(x[:200]), multi.decision_function(x[:200]))
+    # without the reconstruction term: two columns, the multi-sphere score first
+    cfg2 = apply_overrides(cfg, {"svdd.score_recon": 0.0})
+    alone = _fit_stages(cfg2, x[normal], Context(progress=False), baseline=False)[0]
+    assert set(alone) == {"multi"} and alone["multi"].recon_ is None
+    assert alone["multi"].score_stats_.shape == (2, 2)
+
+
+def test_detector_files_from_before_the_one_sphere_term_still_load(tmp_path):
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY).fit(x[d.target < 3])
+    path = det.save(tmp_path / "det.pt")
+    p = torch.load(path, weights_only=True)
+    p["score_stats"] = p["score_stats"].T.reshape(-1)  # the old flat (4,): sphere mean, spread, recon mean, spread
+    torch.save(p, path)
+    old = MultiRadiusDeepSVDD.load(path)
+    np.testing.assert_array_equal(old.decision_function(x[:100]), det.decision_function(x[:100]))
 
 
 def test_recon_weight_needs_the_decoder():

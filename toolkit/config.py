@@ -105,6 +105,7 @@ class SVDDConfig(OptimConfig):
     shared_radius: bool = False  # one radius for all spheres (quantile over every point's own distance)
     reassign: bool = False  # after each epoch move every training point to its nearest sphere (by `score`)
     recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
+    score_single: float = 0.0  # > 0: + this x the standardised score of one sphere trained from the same AE
     score_recon: float = 0.0  # > 0: score = standardised sphere score + this x standardised AE reconstruction error
     holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
     patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
@@ -117,6 +118,7 @@ class SVDDConfig(OptimConfig):
             f"svdd.radius_update={self.radius_update!r} is unknown; accepted: {RADIUS_UPDATES}",
         )
         _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
+        _check(self.score_single >= 0, f"svdd.score_single={self.score_single} must be >= 0 (0 = no one-sphere term)")
         _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
         _check(
             0.0 <= self.holdout_fraction < 0.5,

@@ -16,7 +16,7 @@ from . import config as C
 from .data import Preprocessor, as_tensor
 from .engines import reconstruction_error
 from .nets import build_autoencoder, build_encoder, fast_layout
-from .svdd import SphereHead, combined_scores, scores
+from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
 
@@ -42,8 +42,10 @@ class MultiRadiusDeepSVDD:
     After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``threshold_`` (a score above it is outside every
     sphere: 0 for the margin rule, 1 for the ratio rule; the (1 - nu) quantile of the training scores for
     the distance rule and combined scores), ``labels_`` (pseudo-label of each training point),
-    ``n_clusters_``; with ``svdd.score_recon`` > 0 also ``recon_`` (the pretrained autoencoder) and
-    ``score_stats_`` (training mean and spread of the sphere scores and reconstruction errors).
+    ``n_clusters_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
+    one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 ``recon_`` (the
+    pretrained autoencoder); with either, ``score_stats_`` (2, C): the training mean and spread of each
+    score column (multi-sphere score, then the one-sphere score, then the reconstruction error).
     """
 
     def __init__(self, config: C.Config | None = None, *, device: str = "auto", **overrides: Any) -> None:
@@ -87,21 +89,71 @@ class MultiRadiusDeepSVDD:
         encoder: nn.Module,
         head: SphereHead,
         labels: Tensor,
-        threshold: float,
+        *,
         recon: nn.Module | None = None,
+        single: tuple[nn.Module, SphereHead] | None = None,
+        threshold: float | None = None,
         score_stats: Tensor | None = None,
     ) -> MultiRadiusDeepSVDD:
-        if (recon is None) != (score_stats is None) or (recon is not None) != (cfg.svdd.score_recon > 0):
-            raise ValueError("svdd.score_recon > 0 needs the autoencoder and the score statistics, and only then")
+        """A detector from trained parts; ``threshold`` and ``score_stats`` as saved, or (None) left for
+        :meth:`_calibrate` to compute on the training data."""
+        if (recon is not None) != (cfg.svdd.score_recon > 0):
+            raise ValueError("svdd.score_recon > 0 needs the pretrained autoencoder, and only then")
+        if (single is not None) != (cfg.svdd.score_single > 0):
+            raise ValueError("svdd.score_single > 0 needs the one-sphere encoder and head, and only then")
         device = head.centres.device
         det = cls(cfg, device=str(device))
         det.arch_, det.input_shape_ = arch, tuple(in_shape)
         det.preprocessor_, det.encoder_, det.head_ = prep, fast_layout(encoder.eval(), device), head
         det.recon_ = None if recon is None else fast_layout(recon.eval(), device)
-        det.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
+        det.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
+        det.single_head_ = None if single is None else single[1].to(device)
         det.labels_ = labels.detach().cpu().numpy()
-        det.threshold_ = float(threshold)
+        if score_stats is not None and score_stats.dim() == 1:  # files from before score_single: (4,) flat
+            score_stats = score_stats.view(2, 2).T.contiguous()
+        det.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
+        if threshold is not None:
+            det.threshold_ = float(threshold)
         return det
+
+    def _weights(self) -> Tensor:
+        """The weight of each score column: 1 for the multi-sphere score, then the configured ones."""
+        svdd = self.resolved_config().svdd
+        single, recon = self.single_head_ is not None, self.recon_ is not None
+        return torch.tensor([1.0] + [svdd.score_single] * single + [svdd.score_recon] * recon)
+
+    def _parts(self, xb: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, C) score columns of preprocessed ``xb`` and the nearest sphere (B,) of the multi-sphere
+        score."""
+        s, k = scores(self.encoder_(xb), self.head_.centres, self.head_.radii, self.head_.rule)
+        parts = [s]
+        if self.single_head_ is not None:
+            parts.append(self.single_head_(self.single_encoder_(xb)))
+        if self.recon_ is not None:
+            parts.append(reconstruction_error(self.recon_, xb))
+        return torch.stack(parts, dim=1), k
+
+    def _combine(self, parts: Tensor) -> Tensor:
+        return parts[:, 0] if parts.shape[1] == 1 else combined_scores(parts, self.score_stats_, self._weights())
+
+    @torch.inference_mode()
+    def _calibrate(self, x: Tensor, batch_size: int = 4096) -> MultiRadiusDeepSVDD:
+        """From preprocessed training data ``x``: the standardisation statistics of combined scores, and
+        the score above which ``predict`` calls a point anomalous: "outside every sphere" for the margin
+        (0) and ratio (1) rules alone; for the distance rule, which has no sphere boundary, and for
+        combined scores, the (1 - nu) quantile of the training scores (a share nu of the normal data
+        flagged, as a contamination rate)."""
+        for m in (self.encoder_, self.single_encoder_, self.recon_):
+            if m is not None:
+                m.eval()
+        parts = torch.cat([self._parts(xb)[0] for xb in x.split(batch_size)])
+        self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
+        if parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
+            self.threshold_ = OUTSIDE[self.head_.rule]
+        else:
+            nu = self.resolved_config().svdd.nu
+            self.threshold_ = float(torch.quantile(self._combine(parts).float().cpu(), 1.0 - nu))
+        return self
 
     @property
     def centers_(self) -> np.ndarray:
@@ -125,24 +177,22 @@ class MultiRadiusDeepSVDD:
     # -------------------------------------------------------------- scoring
     @torch.inference_mode()
     def score_with_clusters(self, X: np.ndarray | Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Scores min_k(||phi(x) - c_k||^2 - R_k^2) (or the configured ``svdd.score`` rule, plus the
-        standardised reconstruction error with ``svdd.score_recon``) and the cluster k attaining the
-        minimum."""
+        """Scores min_k(||phi(x) - c_k||^2 - R_k^2) (or the configured ``svdd.score`` rule; with
+        ``svdd.score_single`` / ``svdd.score_recon``, plus the weighted, standardised one-sphere score /
+        reconstruction error) and the cluster k attaining the minimum."""
         self._check_fitted()
         x = as_tensor(X)
         if tuple(x.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {self.input_shape_}")
         device = self.head_.centres.device
-        self.encoder_.eval()
+        for m in (self.encoder_, self.single_encoder_, self.recon_):
+            if m is not None:
+                m.eval()
         out_s, out_k = [], []
-        weight = self.resolved_config().svdd.score_recon
         for s in range(0, x.shape[0], batch_size):
             xb = fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device)
-            sc, k = scores(self.encoder_(xb), self.head_.centres, self.head_.radii, self.head_.rule)
-            if self.recon_ is not None:
-                r = reconstruction_error(self.recon_, xb)
-                sc = combined_scores(sc, r, self.score_stats_, weight)
-            out_s.append(sc.cpu())
+            parts, k = self._parts(xb)
+            out_s.append(self._combine(parts).cpu())
             out_k.append(k.cpu())
         return torch.cat(out_s).numpy(), torch.cat(out_k).numpy()
 
@@ -173,6 +223,13 @@ class MultiRadiusDeepSVDD:
         }
         if self.recon_ is not None:
             payload["autoencoder"] = {k: v.detach().cpu() for k, v in self.recon_.state_dict().items()}
+        if self.single_head_ is not None:
+            payload["single"] = {
+                "encoder": {k: v.detach().cpu() for k, v in self.single_encoder_.state_dict().items()},
+                "centres": self.single_head_.centres.detach().cpu(),
+                "radii": self.single_head_.radii.detach().cpu(),
+            }
+        if self.score_stats_ is not None:
             payload["score_stats"] = self.score_stats_.detach().cpu()
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -202,11 +259,16 @@ class MultiRadiusDeepSVDD:
         prep = Preprocessor()
         prep.load_state_dict(p["preprocessor"])
         head = SphereHead(p["centres"], p["radii"], rule=cfg.svdd.score)
-        recon = None
+        recon, single = None, None
         if "autoencoder" in p:
             recon = build_autoencoder(p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak)
             recon.load_state_dict(p["autoencoder"])
             recon = recon.to(device)
+        if "single" in p:
+            single_encoder = build_encoder(p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak)
+            single_encoder.load_state_dict(p["single"]["encoder"])
+            single_head = SphereHead(p["single"]["centres"], p["single"]["radii"], rule=cfg.svdd.score)
+            single = (single_encoder.to(device), single_head.to(device))
         return cls._from_parts(
             cfg,
             p["arch"],
@@ -215,7 +277,8 @@ class MultiRadiusDeepSVDD:
             encoder.to(device),
             head.to(device),
             p["labels"],
-            threshold=p["threshold"],
             recon=recon,
+            single=single,
+            threshold=p["threshold"],
             score_stats=p.get("score_stats"),
         )

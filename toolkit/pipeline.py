@@ -48,7 +48,7 @@ from .handlers import (
 from .monitor import scalar_layout, write_story
 from .nets import build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
-from .svdd import OUTSIDE, SphereHead, combined_scores, init_centres, nearest_sphere, score_stats, svdd_loss
+from .svdd import SphereHead, init_centres, nearest_sphere, svdd_loss
 
 EVAL_BATCH = 4096
 log = logging.getLogger("toolkit")
@@ -266,25 +266,6 @@ def holdout_mask(labels: Tensor, fraction: float, seed: int) -> Tensor:
     return rank < torch.floor(fraction * counts[labels].to(torch.float64)).long()
 
 
-def calibrate(
-    head: SphereHead, encoder: nn.Module, x: Tensor, nu: float, recon_errors: Tensor | None = None, weight: float = 0.0
-) -> tuple[float, Tensor | None]:
-    """The score above which ``predict`` calls a point anomalous, and the standardisation statistics when
-    the training data's reconstruction errors ``recon_errors`` join the score (``svdd.score_recon``).
-    "Outside every sphere" for the margin (0) and ratio (1) rules alone; for the distance rule, which
-    has no sphere boundary, and for a combined score, the (1 - nu) quantile of the training points'
-    scores (a share nu of the normal data flagged, as a contamination rate)."""
-    if recon_errors is None and head.rule in OUTSIDE:
-        return OUTSIDE[head.rule], None
-    with torch.inference_mode():
-        s = head(embed(encoder, x))
-        stats = None
-        if recon_errors is not None:
-            stats = score_stats(s, recon_errors)
-            s = combined_scores(s, recon_errors, stats, weight)
-    return float(torch.quantile(s.float().cpu(), 1.0 - nu)), stats
-
-
 def fit(
     cfg: C.Config, x_train: np.ndarray | Tensor, *, ctx: Context | None = None
 ) -> tuple[MultiRadiusDeepSVDD, dict[str, Any]]:
@@ -364,16 +345,13 @@ def _fit_stages(
     if ctx.tb is not None:
         _log_clustering(ctx.tb.writer, cinfo)
 
-    # ---- SVDD, multi-radius and (optionally) one sphere, each from a copy of the pretrained encoder
+    # ---- SVDD: one sphere first when the multi-radius score or the baseline needs it, then multi-radius;
+    # each from a copy of the pretrained encoder, with the seed reset (so the order changes nothing)
     variants = {"multi": labels}
-    if baseline:
-        variants["single"] = torch.zeros_like(labels)
-    recon, recon_errors = None, None  # the pretrained autoencoder, frozen, when its error joins the score
-    if cfg.svdd.score_recon > 0:
-        recon = copy.deepcopy(ae).eval()
-        with torch.inference_mode():
-            recon_errors = torch.cat([reconstruction_error(recon, b) for b in x.split(EVAL_BATCH)])
-    detectors = {}
+    if baseline or cfg.svdd.score_single > 0:
+        variants = {"single": torch.zeros_like(labels), **variants}
+    recon = copy.deepcopy(ae).eval() if cfg.svdd.score_recon > 0 else None  # frozen, for the score
+    detectors, single = {}, None
     for name, lab in variants.items():
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
@@ -408,10 +386,16 @@ def _fit_stages(
                     "info": json.dumps(info[name]),
                 },
             )
-        threshold, stats = calibrate(head, encoder, x, cfg.svdd.nu, recon_errors, cfg.svdd.score_recon)
-        detectors[name] = MultiRadiusDeepSVDD._from_parts(
-            cfg, arch, in_shape, prep, encoder, head, lab, threshold, recon=recon, score_stats=stats
-        )
+        if name == "single":
+            single = (encoder, head)
+            if not baseline:
+                continue
+        parts = (cfg, arch, in_shape, prep, encoder, head, lab)
+        with_single = single if (name == "multi" and cfg.svdd.score_single > 0) else None
+        if name == "single" and cfg.svdd.score_single > 0:  # the baseline: one sphere, without itself
+            cfg_single = C.apply_overrides(cfg, {"svdd.score_single": 0.0})
+            parts = (cfg_single, *parts[1:])
+        detectors[name] = MultiRadiusDeepSVDD._from_parts(*parts, recon=recon, single=with_single)._calibrate(x)
     return detectors, info, ae.encoder
 
 

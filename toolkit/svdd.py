@@ -138,18 +138,21 @@ def nearest_sphere(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margi
     return scores(z, centres, radii, rule)[1]
 
 
-def score_stats(s: Tensor, r: Tensor) -> Tensor:
-    """(4,) mean and spread of the training data's sphere scores ``s`` and reconstruction errors ``r``:
-    what :func:`combined_scores` standardises by (spreads floored, so a constant column cannot divide by 0)."""
-    tiny = torch.finfo(s.dtype).eps
-    return torch.stack([s.mean(), s.std().clamp(min=tiny), r.mean(), r.std().clamp(min=tiny)])
+def score_stats(parts: Tensor) -> Tensor:
+    """(2, C): the mean (row 0) and spread (row 1) over the training data of each score column of
+    ``parts`` (N, C), what :func:`combined_scores` standardises by (spreads floored, so a constant column
+    cannot divide by 0)."""
+    tiny = torch.finfo(parts.dtype).eps
+    return torch.stack([parts.mean(dim=0), parts.std(dim=0).clamp(min=tiny)])
 
 
-def combined_scores(s: Tensor, r: Tensor, stats: Tensor, weight: float) -> Tensor:
-    """Sphere score and reconstruction error, each standardised by its training mean and spread, added
-    with ``weight`` on the reconstruction term: the two see different failures (a digit of another class
-    mapped inside a sphere is often badly reconstructed), and standardising puts them on one scale."""
-    return (s - stats[0]) / stats[1] + weight * (r - stats[2]) / stats[3]
+def combined_scores(parts: Tensor, stats: Tensor, weights: Tensor) -> Tensor:
+    """(N,) sum over columns c of weights[c] * (parts[:, c] - mean_c) / spread_c.
+
+    The columns are scores that see different failures (the multi-sphere score; one sphere's score,
+    which cannot be fooled by a digit of another class mapped into some class's sphere; the
+    reconstruction error, high for a badly reconstructed digit); standardising puts them on one scale."""
+    return ((parts - stats[0]) / stats[1]) @ weights.to(parts)
 
 
 class SphereHead(nn.Module):
