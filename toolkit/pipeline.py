@@ -488,7 +488,9 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     tb = None
     if rank == 0:
         tb = TensorboardLogger(log_dir=str(folder.path))
-        tb.writer.add_custom_scalars(scalar_layout(["multi", "single"] if cfg.baseline else ["multi"]))
+        tb.writer.add_custom_scalars(
+            scalar_layout(["multi", "single"] if cfg.baseline or cfg.svdd.score_single > 0 else ["multi"])
+        )
     t0 = time.perf_counter()
     with StopRequest() as stop:
         ctx = Context(
