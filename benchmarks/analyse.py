@@ -8,8 +8,8 @@ Prints two markdown tables:
 1. per group and training seed, the test AUROC (``--rule``) of one sphere, of each multi-sphere row,
    and of each multi-sphere row combined with one sphere (both scores standardised by their training
    mean and spread, then added: what ``svdd.score_single=1`` scores); with --recon, also each of
-   these plus the cached autoencoder's reconstruction error (``svdd.score_recon=1``); the last line
-   holds the means over the groups and seeds that have every column;
+   these plus the cached autoencoder's reconstruction error (``svdd.score_recon=1``); the last lines
+   hold the means per group size and over all, of the groups and seeds that have every column;
 2. per multi-sphere model, the AUROC against each anomaly class alone and the training points'
    composition by cluster (true classes, for diagnosis only): which anomalies a failing model lets in,
    and whether its clusters cut through a class.
@@ -104,7 +104,8 @@ def ensemble_table(models: dict, rule: str, wanted=None, recon=None) -> str:
     shortest one, quality.py's defaults): its AUROC and mean R_k^2, and the AUROC of its score plus one
     sphere's (each standardised by its training mean and spread). With ``recon`` (a callable (group,
     seed) -> (test, training) reconstruction errors), also each of those plus the reconstruction error.
-    The last line: means over the lines that have every column."""
+    The last lines: means per group size and over all, of the lines that have every column, and how
+    many of them are above one sphere scored the same way (with the error for the "+ recon" columns)."""
     base = min((k[3] for k in models), key=len)
     by_run = defaultdict(dict)
     for (group, seed, row, setting), blob in models.items():
@@ -145,10 +146,16 @@ def ensemble_table(models: dict, rule: str, wanted=None, recon=None) -> str:
         ]
         out.append(f"| {group.replace('-', ',')} | {seed} | " + " | ".join(cells) + " |")
         if all(v is not None for v in values):
-            full.append(values)
-    if full:
-        means = np.mean(np.array(full), axis=0)
-        out.append(f"| mean of {len(full)} | | " + " | ".join(f"{v:.4f}" for v in means) + " |")
+            full.append((len(group.split("-")), values))
+    for size in sorted({n for n, _ in full}) + ([None] if full else []):
+        chosen = [v for n, v in full if size is None or n == size]
+        means = np.mean(np.array(chosen), axis=0)
+        what = f"mean, all {len(chosen)}" if size is None else f"mean, {size} classes ({len(chosen)})"
+        out.append(f"| {what} | | " + " | ".join(f"{v:.4f}" for v in means) + " |")
+    if full:  # each column against one sphere scored the same way (with or without the error)
+        base = [int(bool(recon) and name.endswith("+ recon")) for name in names]
+        wins = [sum(v[j] > v[b] for _, v in full) for j, b in enumerate(base)]
+        out.append(f"| above one sphere (of {len(full)}) | | " + " | ".join(map(str, wins)) + " |")
     return "\n".join(out)
 
 

@@ -295,7 +295,8 @@ def _fit_stages(
     eval_raw: tuple[Tensor, Tensor] | None = None,
     true_classes: np.ndarray | None = None,
 ) -> tuple[dict[str, MultiRadiusDeepSVDD], dict[str, Any], nn.Module]:
-    """Pretrain once; train the multi-radius model and, with ``baseline``, one sphere from the same AE.
+    """Pretrain once; train the multi-radius model and, with ``baseline`` or ``svdd.score_single``, one
+    sphere from the same AE (the baseline detector, and the multi-radius score's one-sphere term).
     Finished stages are recorded in the run folder and taken from it on resume. Returns the detectors,
     what happened (for results.json) and the pretrained encoder."""
     in_shape = tuple(x_raw.shape[1:])
