@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
 from toolkit.nets import build_autoencoder, fast_layout  # noqa: E402
-from toolkit.svdd import combined_scores, own_sq_distances, scores, soft_boundary_loss  # noqa: E402
+from toolkit.svdd import own_sq_distances, soft_boundary_loss  # noqa: E402
 
 NORMAL = (0, 1, 3)
 
@@ -196,23 +196,34 @@ def main() -> None:
         z = torch.cat([enc(x[s : s + 4096]) for s in range(0, n, 4096)]).numpy()
     rows.append(("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", ""))
 
-    recon = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu").eval()
-    stats, weights = torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.ones(2)
+    # scoring through the detector itself (raw images in: preprocessing, encoders, combination)
+    from toolkit.config import Config, apply_overrides
+    from toolkit.detector import MultiRadiusDeepSVDD
+    from toolkit.svdd import SphereHead
 
-    def score(with_recon: bool):
-        with torch.inference_mode():
-            for s in range(0, n, 4096):
-                xb = fast_layout(prep(x_raw[s : s + 4096]), "cpu")
-                sc = scores(enc(xb), centres, radii, "ratio")[0]
-                if with_recon:
-                    combined_scores(torch.stack([sc, reconstruction_error(recon, xb)], dim=1), stats, weights)
-
-    rows.append(
-        ("scoring (preprocess + encode + min over spheres)", f"{n / timed(lambda: score(False)):,.0f} img/s", "")
-    )
-    rows.append(
-        ("scoring + reconstruction error (svdd.score_recon)", f"{n / timed(lambda: score(True)):,.0f} img/s", "")
-    )
+    recon = build_autoencoder("lenet28", (1, 28, 28))
+    single = (build_autoencoder("lenet28", (1, 28, 28)).encoder, SphereHead(torch.randn(1, 32), torch.ones(1), "ratio"))
+    for name, extra in (
+        ("scoring (preprocess + encode + min over spheres)", {}),
+        ("scoring + reconstruction error (svdd.score_recon)", {"svdd.score_recon": 1.0}),
+        (
+            "scoring + one sphere + reconstruction error (the MNIST recipe)",
+            {"svdd.score_single": 1.0, "svdd.score_recon": 1.0},
+        ),
+    ):
+        cfg = apply_overrides(Config(), extra)
+        det = MultiRadiusDeepSVDD._from_parts(
+            cfg,
+            "lenet28",
+            (1, 28, 28),
+            prep,
+            enc,
+            SphereHead(centres, radii, "ratio"),
+            labels,
+            recon=recon if "svdd.score_recon" in extra else None,
+            single=single if "svdd.score_single" in extra else None,
+        )._calibrate(x[:4096])
+        rows.append((name, f"{n / timed(lambda det=det: det.decision_function(x_raw)):,.0f} img/s", ""))
 
     if not a.no_pyod:
         try:

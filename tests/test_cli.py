@@ -32,7 +32,8 @@ def test_results_json(run_dir):
 
     res = json.loads((run_dir / "results.json").read_text())
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
-    assert cfg.svdd.score_recon == 1.0  # the digits recipe adds the reconstruction error to the score
+    # the digits recipe adds one sphere's score and the reconstruction error to the multi-sphere score
+    assert cfg.svdd.score_single == 1.0 and cfg.svdd.score_recon == 1.0
     saved = np.load(run_dir / "scores.npz")
     split = load_split(cfg.data, cfg.seed)
     k = len(res["clustering"]["sizes"])

@@ -16,6 +16,7 @@ TINY = {
     "pretrain.epochs": 3,
     "svdd.epochs": 4,
     "svdd.warmup_epochs": 2,
+    "svdd.score_single": 0.0,
     "svdd.score_recon": 0.0,
 }  # the sphere score alone
 

@@ -121,6 +121,8 @@ def test_recipe_registers_its_own_clusterer_and_runs_end_to_end(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["clustering"]["clusterer"] == "gmm" and len(res["clustering"]["sizes_before"]) == 3
     assert "single" not in res and 0 <= res["multi"]["test_auroc"] <= 1
+    # no baseline, but the recipe's score holds one sphere's: trained, and reported with the multi-radius model
+    assert len(res["multi"]["one_sphere"]["radii"]) == 1
 
 
 def test_loading_a_recipe_twice_re_registers_without_clash():

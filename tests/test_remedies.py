@@ -84,7 +84,8 @@ def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
         "svdd.shared_radius": True,
         "svdd.reassign": True,
         "svdd.recon_weight": 0.1,
-        "svdd.score_recon": 0.0,  # the sphere score alone (the digits recipe adds the reconstruction error)
+        "svdd.score_single": 0.0,  # the sphere score alone (the digits recipe adds one sphere's score
+        "svdd.score_recon": 0.0,  # and the reconstruction error)
     }
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     r = det.radii_
@@ -120,7 +121,8 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
     normal = np.isin(d.target, (0, 1, 3))
-    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score_recon": 2.0})
+    settings = {**TINY, "svdd.score_recon": 2.0, "svdd.score_single": 0.0}
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings)
     det.fit(x[normal])
     # the pretrained autoencoder scores the reconstruction, not the SVDD-trained encoder
     first = (next(det.recon_.encoder.parameters()), next(det.encoder_.parameters()))
@@ -183,7 +185,8 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
 def test_detector_files_from_before_the_one_sphere_term_still_load(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
-    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY).fit(x[d.target < 3])
+    settings = {**TINY, "svdd.score_single": 0.0}  # the sphere score and the reconstruction error
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[d.target < 3])
     path = det.save(tmp_path / "det.pt")
     p = torch.load(path, weights_only=True)
     p["score_stats"] = p["score_stats"].T.reshape(-1)  # the old flat (4,): sphere mean, spread, recon mean, spread

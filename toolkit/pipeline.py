@@ -397,6 +397,8 @@ def _fit_stages(
             cfg_single = C.apply_overrides(cfg, {"svdd.score_single": 0.0})
             parts = (cfg_single, *parts[1:])
         detectors[name] = MultiRadiusDeepSVDD._from_parts(*parts, recon=recon, single=with_single)._calibrate(x)
+    if not baseline and "single" in info:  # no baseline detector: the sphere is the multi-radius score's term
+        info["multi"]["one_sphere"] = info.pop("single")
     return detectors, info, ae.encoder
 
 
