@@ -133,6 +133,12 @@ class MultiRadiusDeepSVDD:
             parts.append(reconstruction_error(self.recon_, xb))
         return torch.stack(parts, dim=1), k
 
+    def _eval(self) -> None:
+        """Every net that scores in evaluation mode (BatchNorm with its running statistics)."""
+        for m in (self.encoder_, self.single_encoder_, self.recon_):
+            if m is not None:
+                m.eval()
+
     def _combine(self, parts: Tensor) -> Tensor:
         return parts[:, 0] if parts.shape[1] == 1 else combined_scores(parts, self.score_stats_, self._weights())
 
@@ -143,9 +149,7 @@ class MultiRadiusDeepSVDD:
         (0) and ratio (1) rules alone; for the distance rule, which has no sphere boundary, and for
         combined scores, the (1 - nu) quantile of the training scores (a share nu of the normal data
         flagged, as a contamination rate)."""
-        for m in (self.encoder_, self.single_encoder_, self.recon_):
-            if m is not None:
-                m.eval()
+        self._eval()
         parts = torch.cat([self._parts(xb)[0] for xb in x.split(batch_size)])
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
         if parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
@@ -185,9 +189,7 @@ class MultiRadiusDeepSVDD:
         if tuple(x.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {self.input_shape_}")
         device = self.head_.centres.device
-        for m in (self.encoder_, self.single_encoder_, self.recon_):
-            if m is not None:
-                m.eval()
+        self._eval()
         out_s, out_k = [], []
         for s in range(0, x.shape[0], batch_size):
             xb = fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device)
