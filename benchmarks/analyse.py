@@ -8,7 +8,8 @@ Prints two markdown tables:
 1. per group and training seed, the test AUROC (``--rule``) of one sphere, of each multi-sphere row,
    and of each multi-sphere row combined with one sphere (both scores standardised by their training
    mean and spread, then added: what ``svdd.score_single=1`` scores); with --recon, also each of
-   these plus the cached autoencoder's reconstruction error (``svdd.score_recon=1``); the last lines
+   these plus the cached autoencoder's reconstruction error (``svdd.score_recon=1``; other weights
+   with --single-weight and --recon-weight); the last lines
    hold the means per group size and over all, of the groups and seeds that have every column;
 2. per multi-sphere model, the AUROC against each anomaly class alone and the training points'
    composition by cluster (true classes, for diagnosis only): which anomalies a failing model lets in,
@@ -73,11 +74,12 @@ def auroc(y, s) -> float:
     return float(roc_auc_score(np.asarray(y), np.asarray(s)))
 
 
-def combined(test: list, train: list) -> torch.Tensor:
-    """What the detector scores with several columns (svdd.score_single / score_recon = 1): the test
-    columns, each standardised by its training mean and spread, added."""
+def combined(test: list, train: list, weights: list) -> torch.Tensor:
+    """What the detector scores with several columns (svdd.score_single / score_recon = the weights after
+    the first, which is 1): the test columns, each standardised by its training mean and spread, weighted
+    and added."""
     stats = score_stats(torch.stack(train, dim=1))
-    return combined_scores(torch.stack(test, dim=1), stats, torch.ones(len(test)))
+    return combined_scores(torch.stack(test, dim=1), stats, torch.tensor(weights))
 
 
 def recon_errors(ae_folder: Path, group: str, seed: int, data_root: str, key: str) -> tuple[torch.Tensor, ...]:
@@ -99,7 +101,7 @@ def recon_errors(ae_folder: Path, group: str, seed: int, data_root: str, key: st
         return tuple(torch.cat([reconstruction_error(ae.eval(), b) for b in v.split(4096)]) for v in (xt, x))
 
 
-def ensemble_table(models: dict, rule: str, wanted=None, recon=None) -> str:
+def ensemble_table(models: dict, rule: str, wanted=None, recon=None, w_single=1.0, w_recon=1.0) -> str:
     """One line per group and seed; per multi-sphere row (and setting, where it differs from the
     shortest one, quality.py's defaults): its AUROC and mean R_k^2, and the AUROC of its score plus one
     sphere's (each standardised by its training mean and spread). With ``recon`` (a callable (group,
@@ -125,7 +127,7 @@ def ensemble_table(models: dict, rule: str, wanted=None, recon=None) -> str:
         r_err = recon(group, seed) if recon else None
         values, notes = [auroc(y, s1[0]) if s1 else None], [single["radii"].pow(2).mean() if s1 else None]
         if recon:
-            values.append(auroc(y, combined([s1[0], r_err[0]], [s1[1], r_err[1]])) if s1 else None)
+            values.append(auroc(y, combined([s1[0], r_err[0]], [s1[1], r_err[1]], [1, w_recon])) if s1 else None)
             notes.append(None)
         for r in multi:
             n = 4 if recon else 2
@@ -134,10 +136,12 @@ def ensemble_table(models: dict, rule: str, wanted=None, recon=None) -> str:
                 notes += [None] * n
                 continue
             test, train = min_scores(rows[r], rule)
-            values += [auroc(y, test), auroc(y, combined([test, s1[0]], [train, s1[1]])) if s1 else None]
+            values += [auroc(y, test), auroc(y, combined([test, s1[0]], [train, s1[1]], [1, w_single])) if s1 else None]
             if recon:
-                values.append(auroc(y, combined([test, r_err[0]], [train, r_err[1]])))
-                both = combined([test, s1[0], r_err[0]], [train, s1[1], r_err[1]]) if s1 else None
+                values.append(auroc(y, combined([test, r_err[0]], [train, r_err[1]], [1, w_recon])))
+                both = (
+                    combined([test, s1[0], r_err[0]], [train, s1[1], r_err[1]], [1, w_single, w_recon]) if s1 else None
+                )
                 values.append(auroc(y, both) if s1 else None)
             notes += [rows[r]["radii"].pow(2).mean()] + [None] * (n - 1)
         cells = [
@@ -238,6 +242,10 @@ def main() -> None:
     ap.add_argument(
         "--recon", action="store_true", help="also each score plus the cached autoencoder's reconstruction error"
     )
+    ap.add_argument("--single-weight", type=float, default=1.0, help="the one-sphere term's weight (svdd.score_single)")
+    ap.add_argument(
+        "--recon-weight", type=float, default=1.0, help="the reconstruction term's weight (svdd.score_recon)"
+    )
     a = ap.parse_args()
     if a.finch_levels:
         print(finch_levels(Path(a.scores).parent / "ae", a.data_root, a.epochs, a.ae_settings))
@@ -247,12 +255,13 @@ def main() -> None:
         models = {k: v for k, v in models.items() if k[3] == a.setting}
     if not models:
         sys.exit(f"no kept models in {a.scores} (quality.py keeps them in scores/ next to its CSV)")
-    print(f"{len(models)} models from {a.scores}; rule {a.rule}\n")
+    print(f"{len(models)} models from {a.scores}; rule {a.rule}; weights {a.single_weight} / {a.recon_weight}\n")
     recon = None
     if a.recon:
         ae_folder, key = Path(a.scores).parent / "ae", f"e{a.epochs}-{a.ae_settings}"
         recon = functools.cache(lambda group, seed: recon_errors(ae_folder, group, seed, a.data_root, key))
-    print(ensemble_table(models, a.rule, [r for r in a.rows.split(",") if r], recon) + "\n")
+    wanted = [r for r in a.rows.split(",") if r]
+    print(ensemble_table(models, a.rule, wanted, recon, a.single_weight, a.recon_weight) + "\n")
     print(class_table(models, a.rule, a.data_root))
 
 
