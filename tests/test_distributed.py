@@ -1,6 +1,7 @@
 """Two processes on the gloo backend (CPU) against one process, same recipe and seed."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert r.returncode == 0, r.stderr
     r1, r2 = (json.loads((d / "results.json").read_text()) for d in (one, two))
     assert (r1["processes"], r2["processes"]) == (1, 2)
+    if "OMP_NUM_THREADS" not in os.environ:  # each spawned process takes its share of the cores
+        assert r2["threads_per_process"] == max(1, r1["threads_per_process"] // 2)
     l1, l2 = (torch.load(d / "stages" / "clustering.pt", weights_only=True)["labels"] for d in (one, two))
     # Stated tolerances (docs/distributed.md): each rank normalises its half-batch with its own
     # BatchNorm statistics (SyncBatchNorm needs CUDA), so the runs are close, not identical.
@@ -69,3 +72,10 @@ def test_unchanged_under_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "results.json").read_text())["processes"] == 2
     assert r.stdout.count("Multi-Radius Deep SVDD") == 1  # rank 0 alone reports
+
+
+@pytest.mark.parametrize("threads,nproc,want", [(2, 2, 1), (1, 4, 1), (16, 4, 4), (8, 3, 2), (6, 1, 6)])
+def test_spawned_cpu_processes_share_the_cores(threads, nproc, want):
+    from toolkit.pipeline import threads_per_process
+
+    assert threads_per_process(threads, nproc) == want

@@ -476,12 +476,22 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     return results
 
 
+def threads_per_process(threads: int, nproc: int) -> int:
+    """Each of ``nproc`` CPU processes on a machine gets its share of the ``threads`` one process would
+    use (at least 1): N spawned processes with every core each oversubscribe the cores (measured four
+    times slower on 2 cores, docs/distributed.md). torchrun sets OMP_NUM_THREADS itself, and a set
+    OMP_NUM_THREADS is left alone."""
+    return max(1, threads // max(1, nproc))
+
+
 def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None, torchrun: bool) -> None:
     """One process's share of the run (the only process, or one rank under idist.Parallel)."""
     from ignite.handlers import TensorboardLogger
 
     rank, world = idist.get_rank(), idist.get_world_size()
     device = idist.device() if cfg.dist.backend else resolve_device(cfg.device)
+    if world > 1 and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(threads_per_process(torch.get_num_threads(), idist.get_nproc_per_node()))
     folder = RunFolder(cfg.run_dir)
     if torchrun:  # every process ran run(): rank 0 alone sets up the folder
         if rank == 0:
@@ -532,6 +542,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
         "normal_classes": list(cfg.data.normal_classes),
         "device": str(device),
         "processes": world,
+        "threads_per_process": torch.get_num_threads() if device.type == "cpu" else None,
         "n_test": int(split.x_test.shape[0]),
         "n_test_anomalies": int(split.is_anomaly_test.sum()),
         "seconds": time.perf_counter() - t0,
