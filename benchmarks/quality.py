@@ -20,9 +20,11 @@ d/R^2, distance d), each alone and plus the standardised reconstruction error, w
 statistics as trained and recomputed over the training data (bn_), and the test AUROC every
 --eval-every epochs (the curve). Each trained model's squared distances to every centre (test and
 training points) and its radii are kept in scores/ next to the CSV, for analyses the CSV cannot
-answer. Every finished row is appended at once; rerunning the same command skips what the CSV
-already holds. Prints a markdown table: mean and standard deviation of test AUROC
-per group size, clusters found, wall time. Not part of CI.
+answer, with the reconstruction errors; from them, `--summary --rule ratio+single+recon` (or any
+rule plus `+single`) scores the multi-sphere rows as ``svdd.score_single=1`` does, adding the one
+sphere of the same group, seed and setting. Every finished row is appended at once; rerunning the
+same command skips what the CSV already holds. Prints a markdown table: mean and standard deviation
+of test AUROC per group size, clusters found, wall time. Not part of CI.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import copy
 import csv
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -86,7 +89,9 @@ def load_group(group, root):
     return fast_layout(prep(x_raw), "cpu"), prep, split
 
 
-def shared_autoencoder(group, seed, opt: OptimConfig, leak: float, x, cache: Path | None, eval_data=None):
+def shared_autoencoder(
+    group, seed, opt: OptimConfig, leak: float, x, cache: Path | None, eval_data=None, must_exist: bool = False
+):
     """The group's autoencoder for ``seed``, trained once and kept in ``cache`` (keyed by every setting
     that changes it), so later rows and later runs start from the very same weights."""
     key = f"ae-{'-'.join(map(str, group))}-s{seed}-e{opt.epochs}-wd{opt.weight_decay:g}"
@@ -98,6 +103,8 @@ def shared_autoencoder(group, seed, opt: OptimConfig, leak: float, x, cache: Pat
         blob = torch.load(path, weights_only=True)
         ae.load_state_dict(blob["state"])
         return ae, float(blob["seconds"])
+    if must_exist:
+        raise FileNotFoundError(f"no cached autoencoder {path}: run the rows of this setting first")
     t0 = time.perf_counter()
     pretrain(ae, x, opt, seed=seed, ctx=Context(progress=False, eval_data=eval_data, eval_every=10))
     seconds = time.perf_counter() - t0
@@ -253,24 +260,84 @@ def run_group(group, seed, args, done, writer, f):
             d_train = all_sq_distances(embed(encoder, x), head.centres)
             extra |= auroc_by_rule(y, d_test, head.radii, recon_test, d_train, recon_train, prefix)
             if not prefix and cache is not None:  # for analyses the CSV cannot answer (ensembles, per-class)
-                save_distances(cache.parent / "scores", group, seed, row, setting, d_test, d_train, head.radii, y)
+                recon = (recon_test, recon_train)
+                save_distances(
+                    cache.parent / "scores", group, seed, row, setting, d_test, d_train, head.radii, y, recon
+                )
         extra["curve"] = " ".join(f"{t['epoch']}:{t['auroc']:.4f}" for t in history.tests)
         auroc = extra[f"auroc_{cfg.score}"]
         record(row, auroc, head.num_clusters, ae_seconds + time.perf_counter() - t0, extra)
 
 
-def save_distances(folder: Path, group, seed: int, row: str, setting: str, d_test, d_train, radii, y) -> Path:
-    """A trained row's squared distances to every centre (test and training points), its radii and
-    the test labels (1 = anomaly), as trained, in ``folder`` (one file per group, seed, row and setting)."""
+def distances_path(folder: Path, group, seed: int, row: str, setting: str) -> Path:
     import hashlib
 
     tag = hashlib.sha1(setting.encode()).hexdigest()[:8]
-    path = folder / f"{'-'.join(map(str, group))}-s{seed}-{row}-{tag}.pt"
+    return folder / f"{'-'.join(map(str, group))}-s{seed}-{row}-{tag}.pt"
+
+
+def save_distances(folder: Path, group, seed, row, setting, d_test, d_train, radii, y, recon=None) -> Path:
+    """A trained row's squared distances to every centre (test and training points), its radii, the
+    test labels (1 = anomaly) and the autoencoder's reconstruction errors (test, training), as trained,
+    in ``folder`` (one file per group, seed, row and setting)."""
+    path = distances_path(folder, group, seed, row, setting)
     folder.mkdir(parents=True, exist_ok=True)
     blob = {"d_test": d_test, "d_train": d_train, "radii": radii, "y_test": torch.as_tensor(np.asarray(y))}
+    if recon is not None:
+        blob |= {"recon_test": recon[0], "recon_train": recon[1]}
     torch.save(blob | {"setting": setting}, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
     return path
+
+
+def add_single_columns(rows: list[dict[str, str]], folder: Path, args) -> int:
+    """For every multi-sphere CSV row whose model and whose group's one-sphere model (same seed and
+    setting) were kept in ``folder``: the test AUROC of each rule plus the one-sphere score, and plus
+    both it and the reconstruction error (what ``svdd.score_single=1`` and the recipes score), as
+    ``auroc_{rule}+single`` and ``auroc_{rule}+single+recon``, in memory. Files kept before the
+    reconstruction errors were get them from the cached autoencoder once (written back). Returns the
+    number of rows it filled."""
+    from sklearn.metrics import roc_auc_score
+
+    filled = 0
+    for r in rows:
+        group, seed = tuple(json.loads(r["group"])), int(r["seed"])
+        if not r["row"].startswith("mr-"):
+            continue
+        paths = [distances_path(folder, group, seed, row, r["setting"]) for row in (r["row"], "dsvdd-soft")]
+        if not all(p.is_file() for p in paths):
+            continue
+        multi, single = kept_with_recon(paths[0], group, seed, args), torch.load(paths[1], weights_only=True)
+        for rule in RULES:
+            m_test, m_train = (
+                sphere_scores(multi[k], multi["radii"], rule).min(dim=1)[0] for k in ("d_test", "d_train")
+            )
+            o_test, o_train = (sphere_scores(single[k], single["radii"], rule)[:, 0] for k in ("d_test", "d_train"))
+            cols = [(m_test, m_train), (o_test, o_train), (multi["recon_test"], multi["recon_train"])]
+            for name, use in ((f"{rule}+single", cols[:2]), (f"{rule}+single+recon", cols)):
+                stats = score_stats(torch.stack([train for _, train in use], dim=1))
+                both = combined_scores(torch.stack([test for test, _ in use], dim=1), stats, torch.ones(len(use)))
+                r[f"auroc_{name}"] = f"{roc_auc_score(multi['y_test'].numpy(), both.numpy()):.5f}"
+        filled += 1
+    return filled
+
+
+def kept_with_recon(path: Path, group, seed: int, args) -> dict:
+    """A kept file, with the reconstruction errors of its group's cached autoencoder added (and saved)
+    if it was kept before they were."""
+    blob = torch.load(path, weights_only=True)
+    if "recon_test" not in blob:
+        x, prep, split = load_group(group, args.data_root)
+        xt = fast_layout(prep(as_tensor(split.x_test)), "cpu")
+        ae_opt = schedule(args.epochs_scale, args.ae_milestones, args.ae_weight_decay)
+        ae, _ = shared_autoencoder(group, seed, ae_opt, args.leak, x, path.parent.parent / "ae", must_exist=True)
+        with torch.inference_mode():
+            blob["recon_test"], blob["recon_train"] = (
+                torch.cat([reconstruction_error(ae.eval(), b) for b in v.split(4096)]) for v in (xt, x)
+            )
+        torch.save(blob, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    return blob
 
 
 def read_csv(path: Path, seeds=None) -> list[dict[str, str]]:
@@ -280,18 +347,35 @@ def read_csv(path: Path, seeds=None) -> list[dict[str, str]]:
     return [r for r in rows if seeds is None or int(r["seed"]) in seeds]
 
 
-def auroc_of(row: dict[str, str], rule: str) -> str:
-    """A CSV row's test AUROC by scoring ``rule``; rows with one score only (autoencoder, PyOD) by it."""
-    return row.get(f"auroc_{rule}") or row["auroc"]
+def column(row: dict[str, str], rule: str) -> str | None:
+    """A row's test AUROC by ``rule``, if it has one. A one-sphere row is its own one-sphere term, so for
+    a ``+single`` rule it gives the rule without it."""
+    found = row.get(f"auroc_{rule}")
+    if not found and "+single" in rule and not row["row"].startswith("mr-"):
+        found = row.get(f"auroc_{rule.replace('+single', '')}")
+    return found or None
 
 
-def table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score, seeds=None) -> str:
+def auroc_of(row: dict[str, str], rule: str) -> str | None:
+    """A CSV row's test AUROC by scoring ``rule``; rows with one score only (autoencoder, PyOD) by it. A
+    multi-sphere row without its ``+single`` column (its distances were not kept) has none: missing,
+    never a stand-in."""
+    if row["auroc"] == "nan":  # a failed clustering
+        return "nan"
+    found = column(row, rule)
+    if found is None and "+single" in rule and row["row"].startswith("mr-"):
+        return None
+    return found or row["auroc"]
+
+
+def table(csv_rows: list[dict], setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
     """Mean +- spread of test AUROC per group size for the rows run with ``setting``, Deep SVDD models
     scored by ``rule`` (the CSV holds every rule; rows without one, such as the autoencoder's, by their
     own score); below it, the AUROC of every scoring rule (mean over all groups and seeds)."""
-    rows = [r for r in read_csv(path, seeds) if r["setting"] == setting and r["row"] in rows_wanted]
+    rows = [dict(r) for r in csv_rows if r["setting"] == setting and r["row"] in rows_wanted]
     for r in rows:
         r["auroc"] = auroc_of(r, rule)
+    rows = [r for r in rows if r["auroc"] is not None]
     if not rows:
         return "(no finished rows yet)"
     sizes = sorted({int(r["group_size"]) for r in rows})
@@ -350,12 +434,12 @@ def rules_table(path: Path, columns=("margin", "ratio", "distance", "ratio+recon
     return "\n".join(out)
 
 
-def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().score, seeds=None) -> str:
+def group_table(csv_rows: list[dict], setting: str, rows_wanted, rule: str = SVDDConfig().score) -> str:
     """One column per group: each row's test AUROC by ``rule`` and, after the slash, by ``rule`` plus
     the standardised reconstruction error (what ``svdd.score_recon=1`` scores), for the rows run with
     ``setting``: the table to read when there are few groups per size. The last column counts the
     models above the soft-boundary sphere of the same group and seed (by ``rule`` / with the error)."""
-    rows = [r for r in read_csv(path, seeds) if r["setting"] == setting and r["row"] in rows_wanted]
+    rows = [r for r in csv_rows if r["setting"] == setting and r["row"] in rows_wanted]
     groups = sorted({(int(r["group_size"]), r["group"], int(r["seed"])) for r in rows})
     if not groups:
         return "(no finished rows yet)"
@@ -369,17 +453,18 @@ def group_table(path: Path, setting: str, rows_wanted, rule: str = SVDDConfig().
         cells, alone, plus, wins = [], [], [], [0, 0, 0]
         for _, g, sd in groups:
             r = rs.get((g, sd))
+            r = None if r is None or auroc_of(r, rule) is None else r
             if r is None or r["auroc"] == "nan":
                 cells.append("" if r is None else "failed")
                 continue
-            a, b = auroc_of(r, rule), r.get(f"auroc_{rule}+recon")
+            a, b = auroc_of(r, rule), column(r, f"{rule}+recon")
             alone.append(float(a))
             plus += [float(b)] if b else []
             cells.append(f"{float(a):.4f}" + (f" / {float(b):.4f}" if b else ""))
             one = single.get((g, sd))
             if one is not None and key != "dsvdd-soft":  # the same group, seed and autoencoder
                 wins[0] += float(a) > float(auroc_of(one, rule))
-                wins[1] += bool(b) and float(b) > float(one[f"auroc_{rule}+recon"])
+                wins[1] += bool(b) and float(b) > float(column(one, f"{rule}+recon"))
                 wins[2] += 1
         mean = f"{np.mean(alone):.4f}" + (f" / {np.mean(plus):.4f}" if len(plus) == len(alone) and plus else "")
         won = (f"{wins[0]} / {wins[1]}" if plus else f"{wins[0]}") + f" of {wins[2]}" if wins[2] else ""
@@ -416,8 +501,9 @@ def main() -> None:
     ap.add_argument(
         "--rule",
         default=SVDDConfig().score,
-        choices=[*RULES, *(f"{r}+recon" for r in RULES)],
-        help="scoring rule of the main table (+recon: plus the standardised reconstruction error)",
+        choices=[f"{r}{c}" for c in ("", "+recon", "+single", "+single+recon") for r in RULES],
+        help="scoring rule of the main table (+recon: plus the standardised reconstruction error; +single: "
+        "multi-sphere rows plus their one sphere's standardised score, from the kept distances, with --summary)",
     )
     ap.add_argument("--summary", action="store_true", help="only print the tables of what the CSV holds")
     args = ap.parse_args()
@@ -432,9 +518,13 @@ def main() -> None:
     if args.summary:  # the main table of this command's setting, then every setting by rule
         setting = svdd_settings(args)[1]
         seeds = None if args.seeds is None else set(ints(args.seeds))
-        print(table(Path(args.csv), setting, args.rows, args.rule, seeds) + "\n")
+        rows = read_csv(Path(args.csv), seeds)
+        if "+single" in args.rule:
+            n = add_single_columns(rows, Path(args.csv).parent / "scores", args)
+            print(f"(+single: {n} multi-sphere rows had their model and the one sphere's kept in scores/)\n")
+        print(table(rows, setting, args.rows, args.rule) + "\n")
         print(f"By group ({args.rule} / {args.rule} + reconstruction error):\n")
-        print(group_table(Path(args.csv), setting, args.rows, args.rule, seeds) + "\n")
+        print(group_table(rows, setting, args.rows, args.rule) + "\n")
         print(rules_table(Path(args.csv), seeds=seeds))
         return
     args.seeds = args.seeds or "0"
@@ -463,7 +553,7 @@ def main() -> None:
         for group in groups:
             for seed in ints(args.seeds):
                 run_group(group, seed, args, done, writer, f)
-    print(table(path, setting, args.rows, args.rule))
+    print(table(read_csv(path), setting, args.rows, args.rule))
     print(f"\n({time.perf_counter() - t0:.0f} s this call; CSV: {path}; rerun the same command to continue)")
 
 
