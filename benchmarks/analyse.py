@@ -35,8 +35,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from toolkit.svdd import combined_scores, score_stats, sphere_scores  # noqa: E402
+from quality import combined, load_group, min_scores  # noqa: E402
+from quality import recon_errors as errors_of  # noqa: E402
+
+from toolkit.svdd import sphere_scores  # noqa: E402
 
 SINGLE = "dsvdd-soft"
 
@@ -63,42 +67,23 @@ def composition(clusters: np.ndarray, n_clusters: int, y: np.ndarray, classes) -
     return np.bincount(index, minlength=n_clusters * len(classes)).reshape(n_clusters, len(classes))
 
 
-def min_scores(blob: dict, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Test and training scores min_k of the per-sphere score by ``rule``."""
-    return tuple(sphere_scores(blob[k], blob["radii"], rule).min(dim=1)[0] for k in ("d_test", "d_train"))
-
-
 def auroc(y, s) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(np.asarray(y), np.asarray(s)))
 
 
-def combined(test: list, train: list, weights: list) -> torch.Tensor:
-    """What the detector scores with several columns (svdd.score_single / score_recon = the weights after
-    the first, which is 1): the test columns, each standardised by its training mean and spread, weighted
-    and added."""
-    stats = score_stats(torch.stack(train, dim=1))
-    return combined_scores(torch.stack(test, dim=1), stats, torch.tensor(weights))
-
-
 def recon_errors(ae_folder: Path, group: str, seed: int, data_root: str, key: str) -> tuple[torch.Tensor, ...]:
     """Test and training reconstruction errors of the autoencoder quality.py cached for ``group`` and
     ``seed`` (``key``: the cache name's epochs-and-settings part, e.g. e150-wd0.0005-m50-l0.01)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from quality import load_group
-
     from toolkit.data import as_tensor
-    from toolkit.engines import reconstruction_error
     from toolkit.nets import build_autoencoder, fast_layout
 
     path = ae_folder / f"ae-{group}-s{seed}-{key}.pt"
     ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=float(key.rsplit("-l", 1)[1])), "cpu")
     ae.load_state_dict(torch.load(path, weights_only=True)["state"])
     x, prep, split = load_group(tuple(int(c) for c in group.split("-")), data_root)
-    xt = fast_layout(prep(as_tensor(split.x_test)), "cpu")
-    with torch.inference_mode():
-        return tuple(torch.cat([reconstruction_error(ae.eval(), b) for b in v.split(4096)]) for v in (xt, x))
+    return errors_of(ae, fast_layout(prep(as_tensor(split.x_test)), "cpu"), x)
 
 
 def ensemble_table(models: dict, rule: str, wanted=None, recon=None, w_single=1.0, w_recon=1.0) -> str:
@@ -197,9 +182,6 @@ def class_table(models: dict, rule: str, data_root: str) -> str:
 
 
 def finch_levels(ae_folder: Path, data_root: str, epochs: int, settings: str) -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from quality import load_group
-
     from plugins.finch import FinchClusterer
     from toolkit.nets import build_autoencoder, embed, fast_layout
 

@@ -146,6 +146,26 @@ def svdd_settings(args) -> tuple[SVDDConfig, str]:
     return cfg, ";".join(parts)
 
 
+def recon_errors(ae, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The autoencoder's reconstruction error of every point of each preprocessed tensor in ``xs``."""
+    ae.eval()
+    with torch.inference_mode():
+        return tuple(torch.cat([reconstruction_error(ae, b) for b in v.split(4096)]) for v in xs)
+
+
+def min_scores(blob: dict, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test and training scores (min_k of the per-sphere score by ``rule``) of a kept model."""
+    return tuple(sphere_scores(blob[k], blob["radii"], rule).min(dim=1)[0] for k in ("d_test", "d_train"))
+
+
+def combined(test: list, train: list, weights=None) -> torch.Tensor:
+    """What the detector scores with several columns (``svdd.score_single`` / ``score_recon``: the
+    weights after the first, which is 1; all 1 by default): the test columns, each standardised by its
+    training mean and spread, weighted and added."""
+    weights = torch.ones(len(test)) if weights is None else torch.tensor(weights, dtype=torch.float32)
+    return combined_scores(torch.stack(test, dim=1), score_stats(torch.stack(train, dim=1)), weights)
+
+
 def auroc_by_rule(y, d_test, radii, recon_test, d_train, recon_train, prefix: str = "") -> dict[str, float]:
     """Test AUROC of every scoring rule from the same trained model, alone and added to the
     reconstruction error (both standardised by their training-set mean and spread)."""
@@ -153,13 +173,11 @@ def auroc_by_rule(y, d_test, radii, recon_test, d_train, recon_train, prefix: st
 
     out = {}
     for rule in RULES:
-        s_test = sphere_scores(d_test, radii, rule).min(dim=1)[0]
-        s_train = sphere_scores(d_train, radii, rule).min(dim=1)[0]
+        s_test, s_train = min_scores({"d_test": d_test, "d_train": d_train, "radii": radii}, rule)
         out[f"auroc_{prefix}{rule}"] = roc_auc_score(y, s_test.numpy())
         if recon_test is not None:  # the detector's own combination (svdd.score_recon = 1)
-            stats = score_stats(torch.stack([s_train, recon_train], dim=1))
-            combined = combined_scores(torch.stack([s_test, recon_test], dim=1), stats, torch.ones(2))
-            out[f"auroc_{prefix}{rule}+recon"] = roc_auc_score(y, combined.numpy())
+            both = combined([s_test, recon_test], [s_train, recon_train])
+            out[f"auroc_{prefix}{rule}+recon"] = roc_auc_score(y, both.numpy())
     return out
 
 
@@ -188,9 +206,7 @@ def run_group(group, seed, args, done, writer, f):
     ae_opt = schedule(args.epochs_scale, args.ae_milestones, args.ae_weight_decay)
     cache = None if args.no_cache else Path(args.csv).parent / "ae"
     ae, ae_seconds = shared_autoencoder(group, seed, ae_opt, args.leak, x, cache)
-    ae.eval()
-    with torch.inference_mode():
-        recon_test, recon_train = (torch.cat([reconstruction_error(ae, b) for b in v.split(4096)]) for v in (xt, x))
+    recon_test, recon_train = recon_errors(ae, xt, x)
     z = embed(ae.encoder, x)
 
     def record(row, auroc, clusters, seconds, extra=None):
@@ -309,14 +325,9 @@ def add_single_columns(rows: list[dict[str, str]], folder: Path, args) -> int:
             continue
         multi, single = kept_with_recon(paths[0], group, seed, args), torch.load(paths[1], weights_only=True)
         for rule in RULES:
-            m_test, m_train = (
-                sphere_scores(multi[k], multi["radii"], rule).min(dim=1)[0] for k in ("d_test", "d_train")
-            )
-            o_test, o_train = (sphere_scores(single[k], single["radii"], rule)[:, 0] for k in ("d_test", "d_train"))
-            cols = [(m_test, m_train), (o_test, o_train), (multi["recon_test"], multi["recon_train"])]
+            cols = [min_scores(multi, rule), min_scores(single, rule), (multi["recon_test"], multi["recon_train"])]
             for name, use in ((f"{rule}+single", cols[:2]), (f"{rule}+single+recon", cols)):
-                stats = score_stats(torch.stack([train for _, train in use], dim=1))
-                both = combined_scores(torch.stack([test for test, _ in use], dim=1), stats, torch.ones(len(use)))
+                both = combined([test for test, _ in use], [train for _, train in use])
                 r[f"auroc_{name}"] = f"{roc_auc_score(multi['y_test'].numpy(), both.numpy()):.5f}"
         filled += 1
     return filled
@@ -331,10 +342,7 @@ def kept_with_recon(path: Path, group, seed: int, args) -> dict:
         xt = fast_layout(prep(as_tensor(split.x_test)), "cpu")
         ae_opt = schedule(args.epochs_scale, args.ae_milestones, args.ae_weight_decay)
         ae, _ = shared_autoencoder(group, seed, ae_opt, args.leak, x, path.parent.parent / "ae", must_exist=True)
-        with torch.inference_mode():
-            blob["recon_test"], blob["recon_train"] = (
-                torch.cat([reconstruction_error(ae.eval(), b) for b in v.split(4096)]) for v in (xt, x)
-            )
+        blob["recon_test"], blob["recon_train"] = recon_errors(ae, xt, x)
         torch.save(blob, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
     return blob

@@ -139,8 +139,8 @@ class MultiRadiusDeepSVDD:
             if m is not None:
                 m.eval()
 
-    def _combine(self, parts: Tensor) -> Tensor:
-        return parts[:, 0] if parts.shape[1] == 1 else combined_scores(parts, self.score_stats_, self._weights())
+    def _combine(self, parts: Tensor, weights: Tensor) -> Tensor:
+        return parts[:, 0] if parts.shape[1] == 1 else combined_scores(parts, self.score_stats_, weights)
 
     @torch.inference_mode()
     def _calibrate(self, x: Tensor, batch_size: int = 4096) -> MultiRadiusDeepSVDD:
@@ -156,7 +156,7 @@ class MultiRadiusDeepSVDD:
             self.threshold_ = OUTSIDE[self.head_.rule]
         else:
             nu = self.resolved_config().svdd.nu
-            self.threshold_ = float(torch.quantile(self._combine(parts).float().cpu(), 1.0 - nu))
+            self.threshold_ = float(torch.quantile(self._combine(parts, self._weights()).float().cpu(), 1.0 - nu))
         return self
 
     @property
@@ -190,11 +190,12 @@ class MultiRadiusDeepSVDD:
             raise ValueError(f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {self.input_shape_}")
         device = self.head_.centres.device
         self._eval()
+        weights = self._weights()
         out_s, out_k = [], []
         for s in range(0, x.shape[0], batch_size):
             xb = fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device)
             parts, k = self._parts(xb)
-            out_s.append(self._combine(parts).cpu())
+            out_s.append(self._combine(parts, weights).cpu())
             out_k.append(k.cpu())
         return torch.cat(out_s).numpy(), torch.cat(out_k).numpy()
 

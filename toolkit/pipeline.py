@@ -351,8 +351,7 @@ def _fit_stages(
     variants = {"multi": labels}
     if baseline or cfg.svdd.score_single > 0:
         variants = {"single": torch.zeros_like(labels), **variants}
-    recon = copy.deepcopy(ae).eval() if cfg.svdd.score_recon > 0 else None  # frozen, for the score
-    detectors, single = {}, None
+    trained = {}  # name -> (encoder, head, labels)
     for name, lab in variants.items():
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
@@ -387,17 +386,18 @@ def _fit_stages(
                     "info": json.dumps(info[name]),
                 },
             )
-        if name == "single":
-            single = (encoder, head)
-            if not baseline:
-                continue
-        parts = (cfg, arch, in_shape, prep, encoder, head, lab)
-        with_single = single if (name == "multi" and cfg.svdd.score_single > 0) else None
-        if name == "single" and cfg.svdd.score_single > 0:  # the baseline: one sphere, without itself
-            cfg_single = C.apply_overrides(cfg, {"svdd.score_single": 0.0})
-            parts = (cfg_single, *parts[1:])
-        detectors[name] = MultiRadiusDeepSVDD._from_parts(*parts, recon=recon, single=with_single)._calibrate(x)
-    if not baseline and "single" in info:  # no baseline detector: the sphere is the multi-radius score's term
+        trained[name] = (encoder, head, lab)
+
+    recon = copy.deepcopy(ae).eval() if cfg.svdd.score_recon > 0 else None  # frozen, for the score
+
+    def detector(config: C.Config, name: str, single=None) -> MultiRadiusDeepSVDD:
+        parts = (config, arch, in_shape, prep, *trained[name])
+        return MultiRadiusDeepSVDD._from_parts(*parts, recon=recon, single=single)._calibrate(x)
+
+    detectors = {"multi": detector(cfg, "multi", trained["single"][:2] if cfg.svdd.score_single > 0 else None)}
+    if baseline:  # one sphere on its own: never its own one-sphere term
+        detectors["single"] = detector(C.apply_overrides(cfg, {"svdd.score_single": 0.0}), "single")
+    elif "single" in info:  # no baseline detector: the sphere is the multi-radius score's term
         info["multi"]["one_sphere"] = info.pop("single")
     return detectors, info, ae.encoder
 
