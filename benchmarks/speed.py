@@ -4,7 +4,10 @@ implementations, on MNIST with normal classes {0, 1, 3} (18,796 training images)
     python benchmarks/speed.py --data-root ../shared/data [--epochs 2]
 
 Rows: images/s of pretraining and SVDD epochs (toolkit: preprocessed tensors sliced in memory; naive: a
-torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser), FINCH
+torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser; the reference
+way: the naive feed with the plain layer sequences in the default memory layout, as the reference
+implementations run; plain layers: toolkit/layers.py's fused forms off), the CIFAR-10 nets on random
+batches, FINCH
 clustering seconds, scoring images/s, and the pretraining step's achieved GFLOP/s against a large fp32
 matrix product timed in the same run. --compile and --bf16 add rows for torch.compile and for CPU
 bfloat16 autocast (probes of what would help; neither is a toolkit setting). Prints a markdown table. Not part of CI.
@@ -27,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
+from toolkit.layers import UpConvTranspose2d  # noqa: E402
 from toolkit.nets import build_autoencoder, fast_layout  # noqa: E402
 from toolkit.svdd import own_sq_distances, soft_boundary_loss  # noqa: E402
 
@@ -47,11 +51,14 @@ def matmul_gflops(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float
 
 
 def ae_flops_per_image(ae: torch.nn.Module) -> float:
-    """Forward multiply-adds of conv/linear layers x 2, times 3 for forward + backward."""
+    """Forward multiply-adds of conv/linear layers x 2, times 3 for forward + backward: the nominal count
+    of the architecture's plain layers (the fused decoder layers do about a third of theirs)."""
     flops = 0
 
     def hook(m, inp, out):
         nonlocal flops
+        if isinstance(m, UpConvTranspose2d):  # counted at the upsampled size, as the plain layers compute
+            inp = (inp[0].repeat_interleave(2, -1).repeat_interleave(2, -2),)
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             k = (
                 m.kernel_size[0]
@@ -97,9 +104,12 @@ def main() -> None:
     def amp(on: bool):
         return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
-    def pretrain_epochs(batches_fn, compiled: bool = False, bf16: bool = False) -> float:
+    def pretrain_epochs(
+        batches_fn, compiled: bool = False, bf16: bool = False, fused: bool = True, layout: bool = True
+    ) -> float:
         torch.manual_seed(0)
-        ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28)), "cpu")
+        ae = build_autoencoder("lenet28", (1, 28, 28), fused=fused)
+        ae = fast_layout(ae, "cpu") if layout else ae
         opt = torch.optim.Adam(ae.parameters(), lr=1e-4, weight_decay=1e-6)
         ae.train()
         if compiled:
@@ -136,10 +146,20 @@ def main() -> None:
     raw_u8 = ds.data.numpy()[keep]
     loader = torch.utils.data.DataLoader(Naive(), batch_size=200, shuffle=True, num_workers=a.workers)
     naive_pre = pretrain_epochs(lambda: iter(loader))
+    reference_pre = pretrain_epochs(lambda: iter(loader), fused=False, layout=False)
     rows += [
         ("pretraining, toolkit feed", f"{toolkit_pre:,.0f} img/s", ""),
         ("pretraining, naive DataLoader feed", f"{naive_pre:,.0f} img/s", f"toolkit {toolkit_pre / naive_pre:.2f}x"),
+        (
+            "pretraining, naive feed, plain layers, default layout (the reference way)",
+            f"{reference_pre:,.0f} img/s",
+            f"toolkit {toolkit_pre / reference_pre:.2f}x",
+        ),
     ]
+    plain_pre = pretrain_epochs(lambda: (b[1] for b in tk), fused=False)
+    rows.append(
+        ("pretraining, toolkit feed, plain layers", f"{plain_pre:,.0f} img/s", f"fused {toolkit_pre / plain_pre:.2f}x")
+    )
     if a.compile:
         compiled = pretrain_epochs(lambda: (b[1] for b in tk), compiled=True)
         rows.append(
@@ -154,20 +174,43 @@ def main() -> None:
         note = f"{half / toolkit_pre:.2f}x fp32"
         rows.append(("pretraining, toolkit feed, bf16 autocast", f"{half:,.0f} img/s", note))
 
+    # the CIFAR-10 nets (no CIFAR here: random 3x32x32 batches, which cost what real ones do)
+    def lenet32_steps(fused: bool, steps: int = 4) -> float:
+        torch.manual_seed(0)
+        ae = fast_layout(build_autoencoder("lenet32", (3, 32, 32), fused=fused), "cpu")
+        opt = torch.optim.Adam(ae.parameters(), lr=1e-4)
+        xb = fast_layout(torch.rand(200, 3, 32, 32), "cpu")
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            reconstruction_error(ae, xb).mean().backward()
+            opt.step()
+
+        step()  # warm-up
+        return steps * 200 / timed(lambda: [step() for _ in range(steps)])
+
+    l32, l32_plain = lenet32_steps(True), lenet32_steps(False)
+    rows += [
+        ("pretraining, LeNet-32 nets (CIFAR-10 shape)", f"{l32:,.0f} img/s", "random batches of 200"),
+        ("pretraining, LeNet-32 nets, plain layers", f"{l32_plain:,.0f} img/s", f"fused {l32 / l32_plain:.2f}x"),
+    ]
+
     # SVDD epochs (soft-boundary, 3 clusters by true class just for timing)
     labels = torch.from_numpy(np.searchsorted(NORMAL, ds.targets.numpy()[keep]))
     enc = fast_layout(build_autoencoder("lenet28", (1, 28, 28)).encoder, "cpu")
+    plain_enc = build_autoencoder("lenet28", (1, 28, 28), fused=False).encoder  # the reference way's net
     centres = torch.randn(3, 32)
     radii = torch.ones(3)
-    opt = torch.optim.Adam(enc.parameters(), lr=1e-4, weight_decay=1e-6)
 
-    def svdd_run(batches, bf16: bool = False):
-        enc.train()
+    def svdd_run(batches, bf16: bool = False, plain: bool = False):
+        net = plain_enc if plain else enc
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-6)
+        net.train()
         for _ in range(a.epochs):
             for xb, lb in batches():
                 opt.zero_grad(set_to_none=True)
                 with amp(bf16):
-                    z = enc(xb).float()
+                    z = net(xb).float()
                 soft_boundary_loss(own_sq_distances(z, centres, lb), lb, radii, 0.1).backward()
                 opt.step()
 
@@ -180,9 +223,15 @@ def main() -> None:
 
     loader_l = torch.utils.data.DataLoader(NaiveL(), batch_size=200, shuffle=True, num_workers=a.workers)
     svdd_naive = a.epochs * n / timed(lambda: svdd_run(lambda: iter(loader_l)))
+    svdd_reference = a.epochs * n / timed(lambda: svdd_run(lambda: iter(loader_l), plain=True))
     rows += [
         ("SVDD, toolkit feed", f"{svdd_tk:,.0f} img/s", ""),
         ("SVDD, naive DataLoader feed", f"{svdd_naive:,.0f} img/s", f"toolkit {svdd_tk / svdd_naive:.2f}x"),
+        (
+            "SVDD, naive feed, plain layers, default layout (the reference way)",
+            f"{svdd_reference:,.0f} img/s",
+            f"toolkit {svdd_tk / svdd_reference:.2f}x",
+        ),
     ]
     if a.bf16:
         half = a.epochs * n / timed(lambda: svdd_run(lambda: ((b[1], b[2]) for b in tks), bf16=True))

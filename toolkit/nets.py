@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ConfigError
+from .layers import UpConvTranspose2d, pool_norm_act
 
 EMBED_BATCH = 4096
 
@@ -27,86 +28,77 @@ def _bn1d(c: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(c, eps=1e-4, affine=False)
 
 
-def _block(x: Tensor, bn: nn.BatchNorm2d, leak: float, training: bool) -> Tensor:
-    """max_pool(leaky_relu(bn(x))). In evaluation mode BatchNorm is a per-channel affine map with a
-    positive scale and leaky ReLU is increasing, so both commute with the max: pooling first gives the
-    same values with a quarter of the element-wise work (faster scoring). In training the batch
-    statistics are taken before pooling, as the architecture defines."""
-    if training:
-        return F.max_pool2d(F.leaky_relu(bn(x), leak), 2)
-    return F.leaky_relu(bn(F.max_pool2d(x, 2)), leak)
-
-
 class LeNet28Encoder(nn.Module):
     """1x28x28 -> 8 then 4 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (32)."""
 
-    def __init__(self, rep_dim: int = 32, leak: float = 0.1) -> None:
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = True) -> None:
         super().__init__()
-        self.rep_dim, self.leak = rep_dim, leak
+        self.rep_dim, self.leak, self.fused = rep_dim, leak, fused
         self.conv1, self.bn1 = nn.Conv2d(1, 8, 5, bias=False, padding=2), _bn2d(8)
         self.conv2, self.bn2 = nn.Conv2d(8, 4, 5, bias=False, padding=2), _bn2d(4)
         self.fc1 = nn.Linear(4 * 7 * 7, rep_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = _block(self.conv1(x), self.bn1, self.leak, self.training)
-        x = _block(self.conv2(x), self.bn2, self.leak, self.training)
+        x = pool_norm_act(self.conv1(x), self.bn1, self.leak, self.fused)
+        x = pool_norm_act(self.conv2(x), self.bn2, self.leak, self.fused)
         return self.fc1(x.flatten(1))
 
 
 class LeNet28Decoder(nn.Module):
-    def __init__(self, rep_dim: int = 32, leak: float = 0.1) -> None:
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = True) -> None:
         super().__init__()
         if rep_dim % 16:
             raise ValueError(f"lenet28 needs rep_dim divisible by 16, got {rep_dim}")
         self.rep_dim, self.leak = rep_dim, leak
-        self.deconv1, self.bn3 = nn.ConvTranspose2d(rep_dim // 16, 4, 5, bias=False, padding=2), _bn2d(4)
-        self.deconv2, self.bn4 = nn.ConvTranspose2d(4, 8, 5, bias=False, padding=3), _bn2d(8)
-        self.deconv3 = nn.ConvTranspose2d(8, 1, 5, bias=False, padding=2)
+        # each transposed convolution follows a nearest x2 upsampling, folded into it (layers.py)
+        self.deconv1, self.bn3 = UpConvTranspose2d(rep_dim // 16, 4, 5, padding=2, fused=fused), _bn2d(4)
+        self.deconv2, self.bn4 = UpConvTranspose2d(4, 8, 5, padding=3, fused=fused), _bn2d(8)
+        self.deconv3 = UpConvTranspose2d(8, 1, 5, padding=2, fused=fused)
 
     def forward(self, z: Tensor) -> Tensor:
         x = F.leaky_relu(z.view(z.shape[0], self.rep_dim // 16, 4, 4), self.leak)
-        x = F.interpolate(x, scale_factor=2)
-        x = F.interpolate(F.leaky_relu(self.bn3(self.deconv1(x)), self.leak), scale_factor=2)
-        x = F.interpolate(F.leaky_relu(self.bn4(self.deconv2(x)), self.leak), scale_factor=2)
-        return torch.sigmoid(self.deconv3(x))
+        x = F.leaky_relu(self.bn3(self.deconv1(x)), self.leak)  # 4x4 -> 8x8
+        x = F.leaky_relu(self.bn4(self.deconv2(x)), self.leak)  # -> 14x14
+        return torch.sigmoid(self.deconv3(x))  # -> 28x28
 
 
 class LeNet32Encoder(nn.Module):
     """3x32x32 -> 32, 64, 128 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (128)."""
 
-    def __init__(self, rep_dim: int = 128, leak: float = 0.1) -> None:
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = True) -> None:
         super().__init__()
-        self.rep_dim, self.leak = rep_dim, leak
+        self.rep_dim, self.leak, self.fused = rep_dim, leak, fused
         self.conv1, self.bn1 = nn.Conv2d(3, 32, 5, bias=False, padding=2), _bn2d(32)
         self.conv2, self.bn2 = nn.Conv2d(32, 64, 5, bias=False, padding=2), _bn2d(64)
         self.conv3, self.bn3 = nn.Conv2d(64, 128, 5, bias=False, padding=2), _bn2d(128)
         self.fc1 = nn.Linear(128 * 4 * 4, rep_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = _block(self.conv1(x), self.bn1, self.leak, self.training)
-        x = _block(self.conv2(x), self.bn2, self.leak, self.training)
-        x = _block(self.conv3(x), self.bn3, self.leak, self.training)
+        x = pool_norm_act(self.conv1(x), self.bn1, self.leak, self.fused)
+        x = pool_norm_act(self.conv2(x), self.bn2, self.leak, self.fused)
+        x = pool_norm_act(self.conv3(x), self.bn3, self.leak, self.fused)
         return self.fc1(x.flatten(1))
 
 
 class LeNet32Decoder(nn.Module):
-    def __init__(self, rep_dim: int = 128, leak: float = 0.1) -> None:
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = True) -> None:
         super().__init__()
         if rep_dim % 16:
             raise ValueError(f"lenet32 needs rep_dim divisible by 16, got {rep_dim}")
         self.rep_dim, self.leak = rep_dim, leak
         self.bn0 = _bn1d(rep_dim)
         self.deconv1, self.bn4 = nn.ConvTranspose2d(rep_dim // 16, 128, 5, bias=False, padding=2), _bn2d(128)
-        self.deconv2, self.bn5 = nn.ConvTranspose2d(128, 64, 5, bias=False, padding=2), _bn2d(64)
-        self.deconv3, self.bn6 = nn.ConvTranspose2d(64, 32, 5, bias=False, padding=2), _bn2d(32)
-        self.deconv4 = nn.ConvTranspose2d(32, 3, 5, bias=False, padding=2)
+        # deconv2-4 follow a nearest x2 upsampling, folded into them (layers.py)
+        self.deconv2, self.bn5 = UpConvTranspose2d(128, 64, 5, padding=2, fused=fused), _bn2d(64)
+        self.deconv3, self.bn6 = UpConvTranspose2d(64, 32, 5, padding=2, fused=fused), _bn2d(32)
+        self.deconv4 = UpConvTranspose2d(32, 3, 5, padding=2, fused=fused)
 
     def forward(self, z: Tensor) -> Tensor:
         x = F.leaky_relu(self.bn0(z).view(z.shape[0], self.rep_dim // 16, 4, 4), self.leak)
-        x = F.interpolate(F.leaky_relu(self.bn4(self.deconv1(x)), self.leak), scale_factor=2)
-        x = F.interpolate(F.leaky_relu(self.bn5(self.deconv2(x)), self.leak), scale_factor=2)
-        x = F.interpolate(F.leaky_relu(self.bn6(self.deconv3(x)), self.leak), scale_factor=2)
-        return torch.sigmoid(self.deconv4(x))
+        x = F.leaky_relu(self.bn4(self.deconv1(x)), self.leak)  # 4x4
+        x = F.leaky_relu(self.bn5(self.deconv2(x)), self.leak)  # -> 8x8
+        x = F.leaky_relu(self.bn6(self.deconv3(x)), self.leak)  # -> 16x16
+        return torch.sigmoid(self.deconv4(x))  # -> 32x32
 
 
 def _mlp(sizes: list[int], leak: float) -> list[nn.Module]:
@@ -163,15 +155,22 @@ def resolve_arch(arch: str, in_shape: tuple[int, ...]) -> str:
 
 
 def build_autoencoder(
-    arch: str, in_shape: tuple[int, ...], rep_dim: int = 0, hidden: tuple[int, ...] = (32,), leak: float = 0.1
+    arch: str,
+    in_shape: tuple[int, ...],
+    rep_dim: int = 0,
+    hidden: tuple[int, ...] = (32,),
+    leak: float = 0.1,
+    fused: bool = True,
 ) -> Autoencoder:
-    """The autoencoder for ``in_shape``; its ``encoder`` is the network phi that Deep SVDD trains."""
+    """The autoencoder for ``in_shape``; its ``encoder`` is the network phi that Deep SVDD trains.
+    ``fused=False`` runs the LeNet nets' layers as the plain sequences that layers.py speeds up (same
+    function and parameters; kept as the reference for tests and benchmarks)."""
     arch = resolve_arch(arch, in_shape)
     rep_dim = rep_dim or DEFAULT_REP_DIM[arch]
     if arch == "lenet28":
-        return Autoencoder(LeNet28Encoder(rep_dim, leak), LeNet28Decoder(rep_dim, leak))
+        return Autoencoder(LeNet28Encoder(rep_dim, leak, fused), LeNet28Decoder(rep_dim, leak, fused))
     if arch == "lenet32":
-        return Autoencoder(LeNet32Encoder(rep_dim, leak), LeNet32Decoder(rep_dim, leak))
+        return Autoencoder(LeNet32Encoder(rep_dim, leak, fused), LeNet32Decoder(rep_dim, leak, fused))
     d = math.prod(in_shape)
     return Autoencoder(MLPEncoder(d, hidden, rep_dim, leak), MLPDecoder(in_shape, hidden, rep_dim, leak))
 

@@ -1,0 +1,131 @@
+"""The fast layer forms compute what the plain layer sequences compute: outputs, gradients and
+BatchNorm state, checked in float64 (where float summation order cannot hide a wrong formula)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.layers import UpConvTranspose2d, channel_stats, pool_norm_act, upsample_conv_transpose2d
+from toolkit.nets import build_autoencoder
+
+CL = torch.channels_last
+
+
+def _plain(x, bn, leak):
+    return F.max_pool2d(F.leaky_relu(bn(x), leak), 2)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CL])
+@pytest.mark.parametrize("momentum", [0.1, None])  # None: the cumulative average refresh_batchnorm uses
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])  # odd sizes: pooling drops the last row / column
+def test_pool_norm_act_matches_the_plain_sequence(layout, momentum, hw):
+    torch.manual_seed(0)
+    bns = [nn.BatchNorm2d(5, eps=1e-4, affine=False, momentum=momentum).double() for _ in range(2)]
+    outs, grads = [], []
+    for fused, bn in zip((True, False), bns, strict=True):
+        torch.manual_seed(1)
+        for _ in range(3):  # several steps, so the running statistics are compared after updates
+            x = (torch.randn(6, 5, *hw, dtype=torch.float64) * 2 + 3).contiguous(memory_format=layout)
+            x.requires_grad_()
+            y = pool_norm_act(x, bn, 0.1) if fused else _plain(x, bn, 0.1)
+            g = torch.randn_like(y)
+            y.backward(g)
+        outs.append(y.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-10)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bns[0], name), getattr(bns[1], name), rtol=1e-12, atol=0)
+    assert grads[0].is_contiguous(memory_format=layout)
+
+
+def test_pool_norm_act_float32_and_evaluation_mode():
+    torch.manual_seed(0)
+    bn_a, bn_b = (nn.BatchNorm2d(8, eps=1e-4, affine=False) for _ in range(2))
+    x = torch.randn(16, 8, 12, 12).contiguous(memory_format=CL)
+    torch.testing.assert_close(pool_norm_act(x, bn_a, 0.1), _plain(x, bn_b, 0.1), rtol=1e-5, atol=1e-5)
+    for name in ("running_mean", "running_var"):
+        torch.testing.assert_close(getattr(bn_a, name), getattr(bn_b, name), rtol=1e-6, atol=1e-7)
+    bn_b.load_state_dict(bn_a.state_dict())
+    bn_a.eval(), bn_b.eval()
+    assert torch.equal(pool_norm_act(x, bn_a, 0.1), _plain(x, bn_b, 0.1))  # pooling first is exact
+    # the plain sequence where the fused form does not apply: fused=False, affine BatchNorm
+    bn_c, bn_d = nn.BatchNorm2d(8), nn.BatchNorm2d(8)
+    assert torch.equal(pool_norm_act(x, bn_c, 0.1), _plain(x, bn_d, 0.1))
+    bn_e, bn_f = (nn.BatchNorm2d(8, affine=False) for _ in range(2))
+    assert torch.equal(pool_norm_act(x, bn_e, 0.1, fused=False), _plain(x, bn_f, 0.1))
+
+
+def test_channel_stats_are_batchnorms_and_keep_precision_far_from_zero():
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64) * 1e-3 + 1e3  # mean >> std: one-pass formulas fail
+    for t in (x, x.contiguous(memory_format=CL)):
+        mean, var = channel_stats(t)
+        torch.testing.assert_close(mean, t.mean((0, 2, 3)))
+        torch.testing.assert_close(var, t.var((0, 2, 3), correction=0), rtol=1e-9, atol=0)
+    xf = x.float()  # float32: compared with the exact variance of the float32 values
+    mean, var = channel_stats(xf)
+    torch.testing.assert_close(var.double(), xf.double().var((0, 2, 3), correction=0), rtol=1e-5, atol=0)
+
+
+def test_pool_norm_act_refuses_a_single_value_per_channel():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        pool_norm_act(torch.randn(1, 2, 1, 1), nn.BatchNorm2d(2, affine=False), 0.1)
+
+
+@pytest.mark.parametrize(
+    "cin, cout, hw, k, padding",
+    [(2, 4, (4, 4), 5, 2), (4, 8, (8, 8), 5, 3), (8, 1, (14, 14), 5, 2), (3, 2, (5, 7), 5, 1), (3, 2, (6, 6), 3, 0)],
+)
+def test_upsample_conv_transpose2d_is_upsample_then_transposed_conv(cin, cout, hw, k, padding):
+    torch.manual_seed(0)
+    x = torch.randn(3, cin, *hw, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(cin, cout, k, k, dtype=torch.float64, requires_grad=True)
+    g = None
+    results = []
+    for fast in (True, False):
+        y = (
+            upsample_conv_transpose2d(x, w, padding)
+            if fast
+            else F.conv_transpose2d(F.interpolate(x, scale_factor=2), w, padding=padding)
+        )
+        g = torch.randn_like(y) if g is None else g
+        gx, gw = torch.autograd.grad(y, (x, w), g)
+        results.append((y, gx, gw))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_upsample_conv_transpose2d_refuses_an_odd_output():
+    with pytest.raises(ValueError, match="even output size"):
+        upsample_conv_transpose2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4), 1)
+
+
+def test_up_conv_transpose_loads_a_plain_transposed_convs_weights():
+    plain = nn.ConvTranspose2d(4, 8, 5, bias=False, padding=3)
+    up = UpConvTranspose2d(4, 8, 5, padding=3)
+    up.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(up(x), plain(F.interpolate(x, scale_factor=2)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch, shape", [("lenet28", (1, 28, 28)), ("lenet32", (3, 32, 32))])
+def test_fused_nets_train_as_the_plain_nets(arch, shape):
+    """Same weights, same batch: equal reconstructions, gradients and BatchNorm state after a step."""
+    torch.manual_seed(0)
+    fast = build_autoencoder(arch, shape).double()
+    plain = build_autoencoder(arch, shape, fused=False).double()
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.rand(6, *shape, dtype=torch.float64).contiguous(memory_format=CL)
+    fast, plain = fast.to(memory_format=CL), plain.to(memory_format=CL)
+    for net in (fast, plain):
+        net.train()
+        ((net(x) - x) ** 2).sum().backward()
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-10)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-8, atol=1e-10, msg=name)
+    for (name, b), c in zip(fast.named_buffers(), plain.buffers(), strict=True):
+        torch.testing.assert_close(b, c, rtol=1e-10, atol=0, msg=name)
+    fast.eval(), plain.eval()
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-10)
