@@ -129,3 +129,17 @@ def test_fused_nets_train_as_the_plain_nets(arch, shape):
         torch.testing.assert_close(b, c, rtol=1e-10, atol=0, msg=name)
     fast.eval(), plain.eval()
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CL])
+@pytest.mark.parametrize("hw", [(28, 28), (7, 7), (6, 9)])
+def test_max_pool_2x2_is_max_pool2d(layout, hw):
+    from toolkit.layers import max_pool_2x2
+
+    x = torch.randn(3, 4, *hw).contiguous(memory_format=layout)
+    x[0, 0, :2, :2] = 1.0  # a tie
+    with torch.inference_mode():
+        assert torch.equal(max_pool_2x2(x), F.max_pool2d(x, 2))
+    xg = x.clone().requires_grad_()
+    max_pool_2x2(xg).sum().backward()  # with gradients: max_pool2d's (a tie's gradient goes to one input)
+    assert xg.grad[0, 0, :2, :2].sum() == 1.0
