@@ -90,15 +90,23 @@ def load_group(group, root):
 
 
 def shared_autoencoder(
-    group, seed, opt: OptimConfig, leak: float, x, cache: Path | None, eval_data=None, must_exist: bool = False
+    group,
+    seed,
+    opt: OptimConfig,
+    leak: float,
+    x,
+    cache: Path | None,
+    eval_data=None,
+    must_exist: bool = False,
+    fused: bool = True,
 ):
     """The group's autoencoder for ``seed``, trained once and kept in ``cache`` (keyed by every setting
     that changes it), so later rows and later runs start from the very same weights."""
     key = f"ae-{'-'.join(map(str, group))}-s{seed}-e{opt.epochs}-wd{opt.weight_decay:g}"
-    key += f"-m{'_'.join(map(str, opt.milestones))}-l{leak:g}"
+    key += f"-m{'_'.join(map(str, opt.milestones))}-l{leak:g}" + ("" if fused else "-plain")
     path = None if cache is None else cache / f"{key}.pt"
     torch.manual_seed(seed)
-    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak), "cpu")
+    ae = fast_layout(build_autoencoder("lenet28", (1, 28, 28), leak=leak, fused=fused), "cpu")
     if path is not None and path.is_file():
         blob = torch.load(path, weights_only=True)
         ae.load_state_dict(blob["state"])
@@ -142,6 +150,7 @@ def svdd_settings(args) -> tuple[SVDDConfig, str]:
     parts += [f"ae_m={'_'.join(map(str, args.ae_milestones))}", f"m={'_'.join(map(str, args.svdd_milestones))}"]
     parts += [f"wd={args.svdd_weight_decay:g}", *(f"{k}={v}" for k, v in sorted(over.items()))]
     parts += [f"finch_level={args.finch_level}"] if args.finch_level is not None else []
+    parts += ["layers=plain"] if args.plain_layers else []
     parts += [f"{k}={v}" for k, v in sorted(args.clustering.items())]
     return cfg, ";".join(parts)
 
@@ -205,7 +214,7 @@ def run_group(group, seed, args, done, writer, f):
     eval_data = TensorBatches(xt, torch.from_numpy(np.asarray(y)), batch_size=4096)
     ae_opt = schedule(args.epochs_scale, args.ae_milestones, args.ae_weight_decay)
     cache = None if args.no_cache else Path(args.csv).parent / "ae"
-    ae, ae_seconds = shared_autoencoder(group, seed, ae_opt, args.leak, x, cache)
+    ae, ae_seconds = shared_autoencoder(group, seed, ae_opt, args.leak, x, cache, fused=not args.plain_layers)
     recon_test, recon_train = recon_errors(ae, xt, x)
     z = embed(ae.encoder, x)
 
@@ -505,6 +514,11 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=10, help="test AUROC every this many epochs (the curve)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--no-cache", action="store_true", help="do not keep the autoencoders next to the CSV")
+    ap.add_argument(
+        "--plain-layers",
+        action="store_true",
+        help="run the LeNet layers as the plain sequences (toolkit/layers.py's fused forms off): a control",
+    )
     ap.add_argument("--csv", default=str(ROOT / "runs" / "bench" / "quality.csv"))
     ap.add_argument(
         "--rule",

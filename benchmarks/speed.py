@@ -1,7 +1,7 @@
 """Speed benchmark: the toolkit's in-memory training feed against the naive feed of the reference
 implementations, on MNIST with normal classes {0, 1, 3} (18,796 training images).
 
-    python benchmarks/speed.py --data-root ../shared/data [--epochs 2]
+    python benchmarks/speed.py --data-root ../shared/data [--epochs 2] [--repeats 3]
 
 Rows: images/s of pretraining and SVDD epochs (toolkit: preprocessed tensors sliced in memory; naive: a
 torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser; the reference
@@ -79,8 +79,6 @@ def ae_flops_per_image(ae: torch.nn.Module) -> float:
 
 
 def main() -> None:
-    import torchvision
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--epochs", type=int, default=2)
@@ -90,7 +88,31 @@ def main() -> None:
     ap.add_argument(
         "--bf16", action="store_true", help="also time both stages under CPU bfloat16 autocast (a probe, not a setting)"
     )
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="run every timing this many times, one column each (the spread)"
+    )
     a = ap.parse_args()
+    runs = [measure(a) for _ in range(max(1, a.repeats))]
+    n, rows = runs[0]
+    print(
+        f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{n} MNIST training images of classes {NORMAL}; {a.epochs} epoch(s) per timing, batch 200\n"
+    )
+    if len(runs) == 1:
+        print("| what | speed | note |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r[0]} | {r[1]} | {r[2]} |")
+        return
+    print("| what | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |")
+    print("|---" * (len(runs) + 1) + "|")
+    for i, r in enumerate(rows):
+        cells = [f"{run[1][i][1]} ({run[1][i][2]})" if run[1][i][2] else run[1][i][1] for run in runs]
+        print(f"| {r[0]} | " + " | ".join(cells) + " |")
+
+
+def measure(a) -> tuple[int, list[tuple[str, str, str]]]:
+    """One run of every timing: (training images, rows of what, speed, note)."""
+    import torchvision
 
     ds = torchvision.datasets.MNIST(a.data_root, train=True, download=False)
     keep = np.isin(ds.targets.numpy(), NORMAL)
@@ -299,13 +321,7 @@ def main() -> None:
     if a.bf16:
         rows.append(("2048^3 matmul, bf16", f"{matmul_gflops(dtype=torch.bfloat16):.0f} GFLOP/s", "fp32 above"))
 
-    print(
-        f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"{n} MNIST training images of classes {NORMAL}; {a.epochs} epoch(s) per timing, batch 200\n"
-    )
-    print("| what | speed | note |\n|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    return n, rows
 
 
 if __name__ == "__main__":

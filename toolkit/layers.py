@@ -18,8 +18,6 @@ so trained and saved models are unaffected. ``benchmarks/speed.py`` times them.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -125,18 +123,17 @@ def pool_norm_act(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, leak: float, f
     return _PoolNormAct.apply(x, mean, var, bn.eps, leak)
 
 
-@functools.cache
-def _phase_taps(k: int, padding: int) -> tuple[Tensor, int, int]:
+def _phase_taps(k: int, padding: int, like: Tensor) -> tuple[Tensor, int, int]:
     """A[r, d - lo, t] = 1 where tap t of the stride-1 correlation over the x2-upsampled input reads input
     offset d for output phase r (output index 2q + r reads input q + d); lo and hi bound d."""
     shift = k - 1 - padding  # the transposed convolution's padding, as a correlation's
-    d = [[(r + t - shift) // 2 for t in range(k)] for r in (0, 1)]
-    lo, hi = min(map(min, d)), max(map(max, d))
-    a = torch.zeros(2, hi - lo + 1, k)
-    for r in (0, 1):
-        for t in range(k):
-            a[r, d[r][t] - lo, t] = 1.0
-    return a, lo, hi
+    lo, hi = -shift // 2, (k - shift) // 2
+    d = torch.div(
+        torch.arange(2, device=like.device)[:, None] + torch.arange(k, device=like.device) - shift,
+        2,
+        rounding_mode="floor",
+    )
+    return F.one_hot(d - lo, hi - lo + 1).transpose(1, 2).to(like.dtype), lo, hi
 
 
 def upsample_conv_transpose2d(x: Tensor, weight: Tensor, padding: int) -> Tensor:
@@ -148,8 +145,7 @@ def upsample_conv_transpose2d(x: Tensor, weight: Tensor, padding: int) -> Tensor
     cin, cout, k, k2 = weight.shape
     if k != k2:
         raise ValueError(f"upsample_conv_transpose2d takes square kernels, got {k}x{k2}")
-    a, lo, hi = _phase_taps(k, padding)
-    a = a.to(weight)
+    a, lo, hi = _phase_taps(k, padding, weight)
     corr = weight.flip(-1, -2).transpose(0, 1)  # (out, in, k, k): a transposed convolution's correlation kernel
     kernel = torch.einsum("rdt,uev,oitv->oruide", a, a, corr).reshape(cout * 4, cin, a.shape[1], a.shape[1])
     h, w = x.shape[-2:]
