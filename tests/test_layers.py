@@ -143,3 +143,12 @@ def test_max_pool_2x2_is_max_pool2d(layout, hw):
     xg = x.clone().requires_grad_()
     max_pool_2x2(xg).sum().backward()  # with gradients: max_pool2d's (a tie's gradient goes to one input)
     assert xg.grad[0, 0, :2, :2].sum() == 1.0
+
+
+def test_pool_norm_act_without_running_statistics_uses_the_batch_in_evaluation_too():
+    torch.manual_seed(0)
+    bn_a, bn_b = (nn.BatchNorm2d(3, affine=False, track_running_stats=False).double() for _ in range(2))
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    for train in (True, False):
+        bn_a.train(train), bn_b.train(train)
+        torch.testing.assert_close(pool_norm_act(x, bn_a, 0.1), _plain(x, bn_b, 0.1), rtol=1e-12, atol=1e-12)

@@ -5,15 +5,15 @@ so trained and saved models are unaffected. ``benchmarks/speed.py`` times them.
 
 1. ``max_pool2d(leaky_relu(batch_norm(x)), 2)`` in training (:func:`pool_norm_act`). BatchNorm without
    affine parameters has a positive scale per channel, and leaky ReLU is increasing, so both commute
-   with the max (float rounding is monotone too, so the outputs are equal bit for bit). The batch
-   statistics are still those of the whole ``x``, but the normalisation, the activation and their
+   with the max (float rounding is monotone too: with the same statistics, the same values). The
+   batch statistics are still those of the whole ``x``, but the normalisation, the activation and their
    gradients run on the pooled quarter of the tensor, and one hand-written backward replaces four.
    Where two inputs of a window round to the same normalised value, max-pooling's gradient may go to
    the other of the two: an equally valid subgradient. Used on the CPU, where it was measured
    (BatchNorm on 8 channels in channels-last layout is slow there); elsewhere the plain sequence runs.
 2. Nearest x2 upsampling followed by a stride-1 transposed convolution (:class:`UpConvTranspose2d`):
-   a sub-pixel convolution at the input's resolution, which skips the upsampled tensor and does about
-   a third of the multiply-adds (exact up to float summation order).
+   a sub-pixel convolution at the input's resolution, which skips the upsampled tensor and does a
+   third to two thirds of the multiply-adds, by the padding (exact up to float summation order).
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def pool_norm_act(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, leak: float, f
     """``max_pool2d(leaky_relu(bn(x), leak), 2)`` for a BatchNorm2d without affine parameters, with
     its running statistics updated as ``bn(x)`` would. In evaluation mode BatchNorm is a fixed
     per-channel map, pooled first as well. ``fused=False`` runs the plain sequence in training."""
-    if not bn.training:
+    batch_stats = bn.training or bn.running_mean is None  # as BatchNorm decides
+    if not batch_stats:
         return F.leaky_relu(bn(max_pool_2x2(x)), leak)
     if not fused or bn.affine or x.device.type != "cpu" or x.dtype not in _FUSED_DTYPES:
         return F.max_pool2d(F.leaky_relu(bn(x), leak), 2)
@@ -119,7 +120,8 @@ def pool_norm_act(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, leak: float, f
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
     with torch.no_grad():
         mean, var = channel_stats(x)
-    _update_running_stats(bn, mean, var, n)
+    if bn.training:
+        _update_running_stats(bn, mean, var, n)
     return _PoolNormAct.apply(x, mean, var, bn.eps, leak)
 
 
