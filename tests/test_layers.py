@@ -1,6 +1,7 @@
 """The fast layer forms compute what the plain layer sequences compute: outputs, gradients and
 BatchNorm state, checked in float64 (where float summation order cannot hide a wrong formula)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,3 +153,27 @@ def test_pool_norm_act_without_running_statistics_uses_the_batch_in_evaluation_t
     for train in (True, False):
         bn_a.train(train), bn_b.train(train)
         torch.testing.assert_close(pool_norm_act(x, bn_a, 0.1), _plain(x, bn_b, 0.1), rtol=1e-12, atol=1e-12)
+
+
+def test_net_fused_setting_reaches_the_trained_and_the_loaded_nets(tmp_path):
+    """--net.fused=False trains the plain sequences and a saved detector comes back with them."""
+    from toolkit import MultiRadiusDeepSVDD
+    from toolkit.config import default_recipe, load_recipe
+
+    torch.manual_seed(0)
+    x = torch.rand(60, 1, 28, 28)
+    settings = {
+        "net.arch": "lenet28",
+        "net.rep_dim": 0,
+        "net.fused": False,
+        "pretrain.epochs": 1,
+        "svdd.epochs": 1,
+        "svdd.warmup_epochs": 1,
+    }
+    settings |= {"svdd.score_single": 0.0, "svdd.score_recon": 1.0, "clustering.name": "single"}
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    for d in (det, loaded):
+        assert d.encoder_.fused is False
+        assert all(m.fused is False for m in d.recon_.modules() if isinstance(m, UpConvTranspose2d))
+    np.testing.assert_allclose(loaded.decision_function(x), det.decision_function(x), rtol=1e-5)

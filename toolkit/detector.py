@@ -257,18 +257,19 @@ class MultiRadiusDeepSVDD:
             raise DetectorFileError(f"{str(path)!r} is not a detector file of format {FORMAT!r}")
         cfg = C.from_dict(json.loads(p["config"]))
         in_shape = tuple(p["input_shape"])
-        encoder = build_encoder(p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak)
+        net = (p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak, cfg.net.fused)
+        encoder = build_encoder(*net)
         encoder.load_state_dict(p["encoder"])
         prep = Preprocessor()
         prep.load_state_dict(p["preprocessor"])
         head = SphereHead(p["centres"], p["radii"], rule=cfg.svdd.score)
         recon, single = None, None
         if "autoencoder" in p:
-            recon = build_autoencoder(p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak)
+            recon = build_autoencoder(*net)
             recon.load_state_dict(p["autoencoder"])
             recon = recon.to(device)
         if "single" in p:
-            single_encoder = build_encoder(p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak)
+            single_encoder = build_encoder(*net)
             single_encoder.load_state_dict(p["single"]["encoder"])
             single_head = SphereHead(p["single"]["centres"], p["single"]["radii"], rule=cfg.svdd.score)
             single = (single_encoder.to(device), single_head.to(device))

@@ -176,9 +176,14 @@ def build_autoencoder(
 
 
 def build_encoder(
-    arch: str, in_shape: tuple[int, ...], rep_dim: int = 0, hidden: tuple[int, ...] = (32,), leak: float = 0.1
+    arch: str,
+    in_shape: tuple[int, ...],
+    rep_dim: int = 0,
+    hidden: tuple[int, ...] = (32,),
+    leak: float = 0.1,
+    fused: bool = True,
 ) -> nn.Module:
-    return build_autoencoder(arch, in_shape, rep_dim, hidden, leak).encoder
+    return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused).encoder
 
 
 def fast_layout(obj, device: torch.device):

@@ -314,7 +314,7 @@ def _fit_stages(
 
     # ---- pretraining
     t0 = time.perf_counter()
-    ae = build_autoencoder(arch, in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak).to(ctx.device)
+    ae = build_autoencoder(arch, in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak, cfg.net.fused).to(ctx.device)
     ae = fast_layout(ae, ctx.device)
     if (done := _stage(ctx, "pretrain")) is not None:
         ae.load_state_dict(done["autoencoder"])
