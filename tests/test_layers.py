@@ -177,3 +177,20 @@ def test_net_fused_setting_reaches_the_trained_and_the_loaded_nets(tmp_path):
         assert d.encoder_.fused is False
         assert all(m.fused is False for m in d.recon_.modules() if isinstance(m, UpConvTranspose2d))
     np.testing.assert_allclose(loaded.decision_function(x), det.decision_function(x), rtol=1e-5)
+
+
+def test_fused_and_plain_nets_stay_together_over_training_steps():
+    """Twenty Adam steps on MNIST-shaped batches in float64: the two forms end at the same weights,
+    so any difference between runs in float32 is rounding, not a different computation."""
+    torch.manual_seed(0)
+    nets = [build_autoencoder("lenet28", (1, 28, 28), fused=f).double().to(memory_format=CL) for f in (True, False)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.Adam(n.parameters(), lr=1e-3) for n in nets]
+    for _ in range(20):
+        x = torch.rand(16, 1, 28, 28, dtype=torch.float64).contiguous(memory_format=CL)
+        for net, opt in zip(nets, opts, strict=True):
+            opt.zero_grad()
+            ((net(x) - x) ** 2).sum((1, 2, 3)).mean().backward()
+            opt.step()
+    for (name, p), q in zip(nets[0].state_dict().items(), nets[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-9, msg=name)
