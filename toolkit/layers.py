@@ -44,7 +44,7 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     mean = m.mean(dims)
     d = m - mean.view(shape)
     s = d.sum(dims)
-    return mean + s / n, (d.square().sum(dims) - s * s / n) / n
+    return mean + s / n, (d.square_().sum(dims) - s * s / n) / n  # d is ours: squared in place
 
 
 @torch.no_grad()
