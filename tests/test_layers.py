@@ -194,3 +194,20 @@ def test_fused_and_plain_nets_stay_together_over_training_steps():
             opt.step()
     for (name, p), q in zip(nets[0].state_dict().items(), nets[1].state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (64,)), ("lenet28", (1, 28, 28))])
+def test_evaluation_outputs_do_not_depend_on_the_batch_size(arch, shape):
+    """Why nets.EVAL_BATCH may be chosen for speed alone: embeddings and reconstructions come out the
+    same bit for bit in batches of 256 and 4096."""
+    from toolkit.nets import embed, fast_layout
+
+    torch.manual_seed(0)
+    ae = fast_layout(build_autoencoder(arch, shape), "cpu").train()
+    for _ in range(3):  # non-trivial BatchNorm running statistics
+        ae(fast_layout(torch.rand(64, *shape), "cpu"))
+    x = fast_layout(torch.rand(1000, *shape), "cpu")
+    assert torch.equal(embed(ae.encoder, x, 4096), embed(ae.encoder, x, 256))
+    with torch.inference_mode():
+        ae.eval()
+        assert torch.equal(ae(x), torch.cat([ae(b) for b in x.split(256)]))

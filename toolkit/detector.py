@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from . import config as C
 from .data import Preprocessor, as_tensor
 from .engines import reconstruction_error
-from .nets import build_autoencoder, build_encoder, fast_layout
+from .nets import EVAL_BATCH, build_autoencoder, build_encoder, fast_layout
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
@@ -143,7 +143,7 @@ class MultiRadiusDeepSVDD:
         return parts[:, 0] if parts.shape[1] == 1 else combined_scores(parts, self.score_stats_, weights)
 
     @torch.inference_mode()
-    def _calibrate(self, x: Tensor, batch_size: int = 4096) -> MultiRadiusDeepSVDD:
+    def _calibrate(self, x: Tensor, batch_size: int = EVAL_BATCH) -> MultiRadiusDeepSVDD:
         """From preprocessed training data ``x``: the standardisation statistics of combined scores, and
         the score above which ``predict`` calls a point anomalous: "outside every sphere" for the margin
         (0) and ratio (1) rules alone; for the distance rule, which has no sphere boundary, and for
@@ -180,7 +180,9 @@ class MultiRadiusDeepSVDD:
 
     # -------------------------------------------------------------- scoring
     @torch.inference_mode()
-    def score_with_clusters(self, X: np.ndarray | Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def score_with_clusters(
+        self, X: np.ndarray | Tensor, batch_size: int = EVAL_BATCH
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Scores min_k(||phi(x) - c_k||^2 - R_k^2) (or the configured ``svdd.score`` rule; with
         ``svdd.score_single`` / ``svdd.score_recon``, plus the weighted, standardised one-sphere score /
         reconstruction error) and the cluster k attaining the minimum."""

@@ -46,11 +46,10 @@ from .handlers import (
     attach_tensorboard,
 )
 from .monitor import scalar_layout, write_story
-from .nets import build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
+from .nets import EVAL_BATCH, build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
 from .svdd import SphereHead, init_centres, nearest_sphere, svdd_loss
 
-EVAL_BATCH = 4096
 log = logging.getLogger("toolkit")
 
 

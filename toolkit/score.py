@@ -76,7 +76,9 @@ def score_to_csv(
     data_root: str | None = None,
     progress: bool = True,
 ) -> int:
-    """Score ``source`` with ``RUN_DIR/detector_MODEL.pt``; write ``out``; return the number of rows."""
+    """Score ``source`` with ``RUN_DIR/detector_MODEL.pt``; write ``out``; return the number of rows.
+    ``batch_size`` rows are read and written at a time; the detector scores them in its own smaller
+    passes (``nets.EVAL_BATCH``)."""
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
@@ -98,7 +100,7 @@ def score_to_csv(
         w = csv.writer(f)
         w.writerow(["id", "score", "is_anomaly", "cluster"])
         for ids, x in batches:
-            s, k = det.score_with_clusters(x, batch_size=batch_size)
+            s, k = det.score_with_clusters(x)
             w.writerows(
                 zip(ids, (f"{v:.6g}" for v in s), (int(v > det.threshold_) for v in s), k.tolist(), strict=True)
             )
