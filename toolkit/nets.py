@@ -179,15 +179,9 @@ def build_autoencoder(
     return Autoencoder(MLPEncoder(d, hidden, rep_dim, leak), MLPDecoder(in_shape, hidden, rep_dim, leak))
 
 
-def build_encoder(
-    arch: str,
-    in_shape: tuple[int, ...],
-    rep_dim: int = 0,
-    hidden: tuple[int, ...] = (32,),
-    leak: float = 0.1,
-    fused: bool = True,
-) -> nn.Module:
-    return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused).encoder
+def build_encoder(*args, **kwargs) -> nn.Module:
+    """``build_autoencoder(*args, **kwargs).encoder`` (same arguments)."""
+    return build_autoencoder(*args, **kwargs).encoder
 
 
 def fast_layout(obj, device: torch.device):
