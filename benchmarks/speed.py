@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
 from toolkit.layers import UpConvTranspose2d  # noqa: E402
-from toolkit.nets import EVAL_BATCH, build_autoencoder, fast_layout  # noqa: E402
+from toolkit.nets import EVAL_BATCH, build_autoencoder, embed, fast_layout  # noqa: E402
 from toolkit.svdd import own_sq_distances, soft_boundary_loss  # noqa: E402
 
 NORMAL = (0, 1, 3)
@@ -265,9 +265,7 @@ def measure(a) -> tuple[int, list[tuple[str, str, str]]]:
     # clustering and scoring
     from plugins.finch import FinchClusterer
 
-    enc.eval()
-    with torch.inference_mode():
-        z = torch.cat([enc(x[s : s + 4096]) for s in range(0, n, 4096)]).numpy()
+    z = embed(enc, x).numpy()  # evaluation mode, inference_mode
     rows.append(("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", ""))
 
     # scoring through the detector itself (raw images in: preprocessing, encoders, combination)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from . import config as C
 from .data import Preprocessor, as_tensor
 from .engines import reconstruction_error
-from .nets import EVAL_BATCH, build_autoencoder, build_encoder, fast_layout
+from .nets import EVAL_BATCH, build_autoencoder, build_encoder, fast_layout, net_options
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
@@ -259,7 +259,7 @@ class MultiRadiusDeepSVDD:
             raise DetectorFileError(f"{str(path)!r} is not a detector file of format {FORMAT!r}")
         cfg = C.from_dict(json.loads(p["config"]))
         in_shape = tuple(p["input_shape"])
-        net = (p["arch"], in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak, cfg.net.fused)
+        net = (p["arch"], in_shape, *net_options(cfg.net))
         encoder = build_encoder(*net)
         encoder.load_state_dict(p["encoder"])
         prep = Preprocessor()

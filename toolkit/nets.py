@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ConfigError
+from .config import ConfigError, NetConfig
 from .layers import UpConvTranspose2d, pool_norm_act
 
 # Rows per forward pass in evaluation. 256 scores 2x faster than 4096 on the CPU (benchmarks/speed.py,
@@ -177,6 +177,11 @@ def build_autoencoder(
         return Autoencoder(LeNet32Encoder(rep_dim, leak, fused), LeNet32Decoder(rep_dim, leak, fused))
     d = math.prod(in_shape)
     return Autoencoder(MLPEncoder(d, hidden, rep_dim, leak), MLPDecoder(in_shape, hidden, rep_dim, leak))
+
+
+def net_options(net: NetConfig) -> tuple:
+    """``build_autoencoder``'s arguments after ``arch`` and ``in_shape``, from a config's ``net``."""
+    return net.rep_dim, net.hidden, net.leak, net.fused
 
 
 def build_encoder(*args, **kwargs) -> nn.Module:

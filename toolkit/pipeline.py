@@ -46,7 +46,7 @@ from .handlers import (
     attach_tensorboard,
 )
 from .monitor import scalar_layout, write_story
-from .nets import EVAL_BATCH, build_autoencoder, embed, fast_layout, refresh_batchnorm, resolve_arch
+from .nets import EVAL_BATCH, build_autoencoder, embed, fast_layout, net_options, refresh_batchnorm, resolve_arch
 from .runfolder import RunFolder, RunFolderError, write_json
 from .svdd import SphereHead, init_centres, nearest_sphere, svdd_loss
 
@@ -313,7 +313,7 @@ def _fit_stages(
 
     # ---- pretraining
     t0 = time.perf_counter()
-    ae = build_autoencoder(arch, in_shape, cfg.net.rep_dim, cfg.net.hidden, cfg.net.leak, cfg.net.fused).to(ctx.device)
+    ae = build_autoencoder(arch, in_shape, *net_options(cfg.net)).to(ctx.device)
     ae = fast_layout(ae, ctx.device)
     if (done := _stage(ctx, "pretrain")) is not None:
         ae.load_state_dict(done["autoencoder"])
