@@ -108,6 +108,8 @@ class SVDDConfig(OptimConfig):
     recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
     score_single: float = 0.0  # > 0: + this x the standardised score of one sphere trained from the same AE
     score_recon: float = 0.0  # > 0: score = standardised sphere score + this x standardised AE reconstruction error
+    score_knn: float = 0.0  # > 0: + this x the standardised mean distance to the knn_k nearest training embeddings
+    knn_k: int = 5  # with score_knn: neighbours of the k-NN term (in the multi-sphere encoder's embedding)
     holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
     patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
 
@@ -121,6 +123,8 @@ class SVDDConfig(OptimConfig):
         _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
         _check(self.score_single >= 0, f"svdd.score_single={self.score_single} must be >= 0 (0 = no one-sphere term)")
         _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
+        _check(self.score_knn >= 0, f"svdd.score_knn={self.score_knn} must be >= 0 (0 = no k-NN term)")
+        _check(self.knn_k >= 1, f"svdd.knn_k={self.knn_k} must be >= 1")
         _check(
             0.0 <= self.holdout_fraction < 0.5,
             f"svdd.holdout_fraction={self.holdout_fraction} must be in [0, 0.5) (0 = no early stopping)",

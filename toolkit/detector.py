@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from . import config as C
 from .data import Preprocessor, as_tensor
 from .engines import reconstruction_error
-from .nets import EVAL_BATCH, build_autoencoder, build_encoder, fast_layout, net_options
+from .knn import knn_distance
+from .nets import EVAL_BATCH, build_autoencoder, build_encoder, embed, fast_layout, net_options
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
@@ -44,8 +45,10 @@ class MultiRadiusDeepSVDD:
     the distance rule and combined scores), ``labels_`` (pseudo-label of each training point),
     ``n_clusters_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
     one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 ``recon_`` (the
-    pretrained autoencoder); with either, ``score_stats_`` (2, C): the training mean and spread of each
-    score column (multi-sphere score, then the one-sphere score, then the reconstruction error).
+    pretrained autoencoder), with ``svdd.score_knn`` > 0 ``knn_reference_`` (the training embeddings that
+    the k-NN term measures against); with any, ``score_stats_`` (2, C): the training mean and spread of
+    each score column (multi-sphere score, then the one-sphere score, the reconstruction error, the k-NN
+    distance; the k-NN distance of a training point leaves the point itself out).
     """
 
     def __init__(self, config: C.Config | None = None, *, device: str = "auto", **overrides: Any) -> None:
@@ -94,6 +97,7 @@ class MultiRadiusDeepSVDD:
         single: tuple[nn.Module, SphereHead] | None = None,
         threshold: float | None = None,
         score_stats: Tensor | None = None,
+        knn_reference: Tensor | None = None,
     ) -> MultiRadiusDeepSVDD:
         """A detector from trained parts; ``threshold`` and ``score_stats`` as saved, or (None) left for
         :meth:`_calibrate` to compute on the training data."""
@@ -109,6 +113,7 @@ class MultiRadiusDeepSVDD:
         det.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
         det.single_head_ = None if single is None else single[1].to(device)
         det.labels_ = labels.detach().cpu().numpy()
+        det.knn_reference_ = None if knn_reference is None else knn_reference.detach().to(device)
         if score_stats is not None and score_stats.dim() == 1:  # files from before score_single: (4,) flat
             score_stats = score_stats.view(2, 2).T.contiguous()
         det.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
@@ -119,18 +124,21 @@ class MultiRadiusDeepSVDD:
     def _weights(self) -> Tensor:
         """The weight of each score column: 1 for the multi-sphere score, then the configured ones."""
         svdd = self.resolved_config().svdd
-        single, recon = self.single_head_ is not None, self.recon_ is not None
-        return torch.tensor([1.0] + [svdd.score_single] * single + [svdd.score_recon] * recon)
+        single, recon, knn = (v is not None for v in (self.single_head_, self.recon_, self.knn_reference_))
+        return torch.tensor([1.0] + [svdd.score_single] * single + [svdd.score_recon] * recon + [svdd.score_knn] * knn)
 
-    def _parts(self, xb: Tensor) -> tuple[Tensor, Tensor]:
+    def _parts(self, xb: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
         """(B, C) score columns of preprocessed ``xb`` and the nearest sphere (B,) of the multi-sphere
-        score."""
-        s, k = scores(self.encoder_(xb), self.head_.centres, self.head_.radii, self.head_.rule)
+        score; ``knn=False`` leaves the k-NN column out (calibration adds its leave-one-out form)."""
+        z = self.encoder_(xb)
+        s, k = scores(z, self.head_.centres, self.head_.radii, self.head_.rule)
         parts = [s]
         if self.single_head_ is not None:
             parts.append(self.single_head_(self.single_encoder_(xb)))
         if self.recon_ is not None:
             parts.append(reconstruction_error(self.recon_, xb))
+        if knn and self.knn_reference_ is not None:
+            parts.append(knn_distance(z, self.knn_reference_, self.resolved_config().svdd.knn_k))
         return torch.stack(parts, dim=1), k
 
     def _eval(self) -> None:
@@ -150,7 +158,12 @@ class MultiRadiusDeepSVDD:
         combined scores, the (1 - nu) quantile of the training scores (a share nu of the normal data
         flagged, as a contamination rate)."""
         self._eval()
-        parts = torch.cat([self._parts(xb)[0] for xb in x.split(batch_size)])
+        parts = torch.cat([self._parts(xb, knn=False)[0] for xb in x.split(batch_size)])
+        if self.resolved_config().svdd.score_knn > 0:  # each training point's neighbours, itself left out
+            self.knn_reference_ = embed(self.encoder_, x, batch_size)
+            k = self.resolved_config().svdd.knn_k
+            loo = knn_distance(self.knn_reference_, self.knn_reference_, k, exclude_self=True)
+            parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
         if parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
             self.threshold_ = OUTSIDE[self.head_.rule]
@@ -236,6 +249,8 @@ class MultiRadiusDeepSVDD:
             }
         if self.score_stats_ is not None:
             payload["score_stats"] = self.score_stats_.detach().cpu()
+        if self.knn_reference_ is not None:
+            payload["knn_reference"] = self.knn_reference_.detach().cpu()
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -287,4 +302,5 @@ class MultiRadiusDeepSVDD:
             single=single,
             threshold=p["threshold"],
             score_stats=p.get("score_stats"),
+            knn_reference=p.get("knn_reference"),
         )

@@ -1,0 +1,327 @@
+"""Quality against the simple baselines and the controls: test AUROC per group of normal classes, every
+model trained by the library's own run (``toolkit.pipeline.run``, the job behind ``python -m toolkit``).
+
+    python benchmarks/baselines.py --data-root ../shared/data                      # ten groups, seeds 0 and 1
+    python benchmarks/baselines.py --epochs-scale 0.2 --groups '0,9;2,3' --seeds 0
+    python benchmarks/baselines.py --dataset fashion_mnist --data-root ~/data --set svdd.knn_k=10
+    python benchmarks/baselines.py --summary                                       # the tables of what is done
+
+For each group and seed three runs of the dataset's recipe go into ``OUT/DATASET/GROUP/sSEED/``:
+``main`` (the recipe as shipped: autoencoder, one sphere, FINCH spheres), ``null`` (FINCH's labels
+replaced by a random partition with the same cluster sizes: clusterer ``random``) and ``seed2`` (a second
+one-sphere model, SVDD seed + 1000). The controls start from the main run's finished stages (its
+autoencoder; the null run also its one sphere), copied into their folders and taken up by ``--resume``,
+so they differ from the main run only where they should. A run that was interrupted is resumed; a
+finished one is never redone.
+
+Every row is then a score computed from those models' columns, each standardised by its training mean
+and spread and added (the detector's own combination, ``toolkit.svdd.combined_scores``): the recipe's
+score (checked equal to the main detector's ``decision_function``), its parts, the controls, k-NN
+distances on raw pixels (x / 255, flattened) and in each learned embedding (``toolkit.knn``; training
+points leave themselves out), and candidate combinations. ``seconds`` is the training time of the
+models a row uses plus the time to compute its columns. Rows append to ``OUT/DATASET/auroc.csv``;
+``--summary`` prints mean +- spread per group size, the groups where a row beats 1-NN on raw pixels, and
+one column per group. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from toolkit import MultiRadiusDeepSVDD  # noqa: E402
+from toolkit import config as C  # noqa: E402
+from toolkit.data import as_tensor, load_split  # noqa: E402
+from toolkit.engines import reconstruction_error  # noqa: E402
+from toolkit.knn import knn_distance  # noqa: E402
+from toolkit.nets import embed, fast_layout  # noqa: E402
+from toolkit.pipeline import run  # noqa: E402
+from toolkit.runfolder import RunFolder  # noqa: E402
+from toolkit.svdd import combined_scores, score_stats, scores  # noqa: E402
+
+RECIPES = {"mnist": "mnist.py", "fashion_mnist": "fashion_mnist.py", "cifar10": "cifar10.py", "digits": "digits.py"}
+# The ten MNIST groups of docs/results.md (a seeded draw of three groups per size, one more of size 2, ...).
+GROUPS = "0,9;2,3;6,7;0,1,3;2,7,8;5,6,9;6,7,9;0,1,7,9;0,2,4,6;0,3,7,8"
+
+# row -> (label, the columns it adds up, the models it needs trained)
+ROWS = {
+    "knn1-raw": ("1-NN distance, raw pixels", ["knn1_raw"], []),
+    "knn5-raw": ("5-NN mean distance, raw pixels", ["knn5_raw"], []),
+    "ae-recon": ("autoencoder reconstruction error", ["recon"], ["pretrain"]),
+    "knn5-ae": ("5-NN, autoencoder embedding", ["knn5_ae"], ["pretrain"]),
+    "single": ("one sphere", ["single"], ["pretrain", "single"]),
+    "single+recon": ("one sphere + recon", ["single", "recon"], ["pretrain", "single"]),
+    "knn5-single": ("5-NN, one-sphere embedding", ["knn5_single"], ["pretrain", "single"]),
+    "finch": ("FINCH spheres alone", ["multi"], ["pretrain", "multi"]),
+    "knn5-multi": ("5-NN, FINCH-sphere embedding", ["knn5_multi"], ["pretrain", "multi"]),
+    "recipe": ("recipe: FINCH + one sphere + recon", ["multi", "single", "recon"], ["pretrain", "single", "multi"]),
+    "null": ("null control: random partition + one sphere + recon", ["null", "single", "recon"], ["pretrain", "single", "null"]),
+    "ensemble": ("ensemble control: one sphere x 2 seeds + recon", ["single", "seed2", "recon"], ["pretrain", "single", "seed2"]),
+    "recipe+knn": ("recipe + 5-NN (FINCH-sphere embedding)", ["multi", "single", "recon", "knn5_multi"], ["pretrain", "single", "multi"]),
+    "finch+knn": ("FINCH spheres + 5-NN (same embedding)", ["multi", "knn5_multi"], ["pretrain", "multi"]),
+    "single+recon+knn": ("one sphere + recon + 5-NN (one-sphere embedding)", ["single", "recon", "knn5_single"], ["pretrain", "single"]),
+    "recipe+knn-raw": ("recipe + 5-NN raw pixels", ["multi", "single", "recon", "knn5_raw"], ["pretrain", "single", "multi"]),
+    "null+knn": ("null control + 5-NN (random-partition embedding)", ["null", "single", "recon", "knn5_null"], ["pretrain", "single", "null"]),
+}
+FIELDS = ["dataset", "group_size", "group", "seed", "row", "auroc", "seconds", "clusters"]
+
+
+def scaled(cfg: C.Config, scale: float) -> C.Config:
+    """``cfg`` with every epoch count (and the learning-rate milestones and warm-up) times ``scale``."""
+    def n(v: int) -> int:
+        return max(1, round(v * scale))
+
+    over = {}
+    for stage in ("pretrain", "svdd"):
+        opt = getattr(cfg, stage)
+        over[f"{stage}.epochs"] = n(opt.epochs)
+        over[f"{stage}.milestones"] = [n(m) for m in opt.milestones]
+    over["svdd.warmup_epochs"] = n(cfg.svdd.warmup_epochs) if cfg.svdd.warmup_epochs else 0
+    return C.apply_overrides(cfg, over)
+
+
+def parse_value(text: str):
+    """A ``--set`` value as the command line reads it: JSON where it parses (numbers, lists, true), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"True": True, "False": False}.get(text, text)
+
+
+def train(cfg: C.Config, folder: Path, stages_from: Path | None = None, stages=()) -> dict:
+    """The library's run into ``folder`` (skipped when finished, resumed when interrupted); a new
+    control run first gets ``stages`` copied from the finished run in ``stages_from``."""
+    if (folder / "results.json").is_file():
+        return json.loads((folder / "results.json").read_text())
+    started = RunFolder(folder).has_run()
+    if not started:
+        RunFolder(folder).start(cfg, resume=False)
+        for name in stages:
+            dst = RunFolder(folder).stage_path(name)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(RunFolder(stages_from).stage_path(name), dst)
+    print(f"  training {folder} ...", file=sys.stderr, flush=True)
+    return run(C.apply_overrides(cfg, {"resume": True, "run_dir": str(folder)}), progress=False)
+
+
+def train_group(base: C.Config, group, seed: int, where: Path) -> dict[str, dict]:
+    """The main run and the two control runs of one group and seed; their results.json."""
+    cfg = C.apply_overrides(base, {"data.normal_classes": list(group), "seed": seed, "eval_every": 0})
+    main = train(cfg, where / "main")
+    sizes = main["clustering"]["sizes"]
+    null = C.apply_overrides(
+        cfg, {"clustering.name": "random", "clustering.options": {"sizes": sizes}, "baseline": False}
+    )
+    out = {"main": main, "null": train(null, where / "null", where / "main", ("pretrain", "svdd_single"))}
+    seed2 = C.apply_overrides(
+        cfg,
+        {
+            "seed": seed + 1000,
+            "clustering.name": "single",
+            "baseline": False,
+            "svdd.score_single": 0.0,
+            "svdd.score_recon": 0.0,
+        },
+    )
+    out["seed2"] = train(seed2, where / "seed2", where / "main", ("pretrain",))
+    return out
+
+
+@torch.inference_mode()
+def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
+    """Every score column on the training data (k-NN: leave-one-out) and the test data, and the seconds
+    each took, from the group's three detectors."""
+    main = MultiRadiusDeepSVDD.load(where / "main" / "detector_multi.pt")
+    null = MultiRadiusDeepSVDD.load(where / "null" / "detector_multi.pt")
+    seed2 = MultiRadiusDeepSVDD.load(where / "seed2" / "detector_multi.pt")
+    for det in (main, null, seed2):
+        det._eval()
+    xs = {"train": as_tensor(split.x_train), "test": as_tensor(split.x_test)}
+    prep = {s: fast_layout(main.preprocessor_(x), "cpu") for s, x in xs.items()}
+    cols, secs = {"train": {}, "test": {}}, {}
+
+    def put(name, fn):
+        t0 = time.perf_counter()
+        for s in ("train", "test"):
+            cols[s][name] = fn(s).float()
+        secs[name] = time.perf_counter() - t0
+
+    def sphere(det, encoder, head):
+        return lambda s: scores(embed(encoder, prep[s]), head.centres, head.radii, head.rule)[0]
+
+    put("multi", sphere(main, main.encoder_, main.head_))
+    put("single", lambda s: main.single_head_(embed(main.single_encoder_, prep[s])))
+    put("recon", lambda s: torch.cat([reconstruction_error(main.recon_, b) for b in prep[s].split(256)]))
+    put("null", sphere(null, null.encoder_, null.head_))
+    put("seed2", sphere(seed2, seed2.encoder_, seed2.head_))
+    spaces = {
+        "raw": lambda s: xs[s].flatten(1),
+        "ae": lambda s: embed(main.recon_.encoder, prep[s]),
+        "single": lambda s: embed(main.single_encoder_, prep[s]),
+        "multi": lambda s: embed(main.encoder_, prep[s]),
+        "null": lambda s: embed(null.encoder_, prep[s]),
+    }
+    for space, z in spaces.items():
+        for kk in (1, k) if space == "raw" else (k,):
+            ref = z("train")
+            put(
+                f"knn{kk}_{space}",
+                lambda s, ref=ref, kk=kk, z=z: knn_distance(ref, ref, kk, exclude_self=True)
+                if s == "train"
+                else knn_distance(z(s), ref, kk),
+            )
+    recipe = cols["test"]["multi"], cols["test"]["single"], cols["test"]["recon"]
+    want = torch.from_numpy(main.decision_function(split.x_test))
+    got = combined_scores(torch.stack(recipe, 1), main.score_stats_.cpu(), torch.ones(3))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # the benchmark scores as the library does
+    return cols, secs, {"main": main, "null": null}
+
+
+def row_score(cols: dict, names: list[str]) -> torch.Tensor:
+    """One column as it is, several standardised by their training mean and spread and added."""
+    if len(names) == 1:
+        return cols["test"][names[0]]
+    train = torch.stack([cols["train"][n] for n in names], dim=1)
+    test = torch.stack([cols["test"][n] for n in names], dim=1)
+    return combined_scores(test, score_stats(train), torch.ones(len(names)))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The finished rows; a repeated header (two processes that started the file at once) is skipped."""
+    return [r for r in csv.DictReader(open(path)) if r["dataset"] != "dataset"] if path.is_file() else []
+
+
+def summary(rows: list[dict[str, str]], rows_wanted) -> str:
+    """Mean +- standard deviation of test AUROC per group size (over groups and seeds), the groups where
+    the row's seed-mean beats 1-NN on raw pixels, mean wall time; then one column per group."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["row"], {})[(r["group"], int(r["seed"]))] = r
+    ref = by.get("knn1-raw", {})
+    groups = sorted({(int(r["group_size"]), r["group"]) for r in rows})
+    sizes = sorted({s for s, _ in groups})
+    seeds = sorted({int(r["seed"]) for r in rows})
+    head = "| method | " + " | ".join(f"{s} classes" for s in sizes) + " | all | above 1-NN raw (groups) | seconds |"
+    lines = [head, "|---|" + "---|" * (len(sizes) + 4)]
+    per_group = ["| method | " + " | ".join(g for _, g in groups) + " |", "|---|" + "---|" * len(groups)]
+    for key in rows_wanted:
+        got = by.get(key, {})
+        if not got:
+            continue
+        cells = []
+        for s in sizes:
+            a = np.array([float(r["auroc"]) for r in got.values() if int(r["group_size"]) == s])
+            cells.append(f"{a.mean():.3f} +- {a.std():.3f} ({len(a)})" if len(a) else "")
+        a = np.array([float(r["auroc"]) for r in got.values()])
+        gmean = {g: np.mean([float(got[(g, sd)]["auroc"]) for sd in seeds if (g, sd) in got]) for _, g in groups}
+        rmean = {g: np.mean([float(ref[(g, sd)]["auroc"]) for sd in seeds if (g, sd) in ref]) for _, g in groups}
+        both = [g for _, g in groups if (g, seeds[0]) in got or any((g, sd) in got for sd in seeds)]
+        both = [g for g in both if not np.isnan(gmean[g]) and not np.isnan(rmean.get(g, np.nan))]
+        wins = sum(gmean[g] > rmean[g] for g in both)
+        secs = np.mean([float(r["seconds"]) for r in got.values()])
+        lines.append(
+            f"| {ROWS[key][0]} | " + " | ".join(cells) + f" | {a.mean():.3f} | {wins} of {len(both)} | {secs:.0f} |"
+        )
+        per_group.append(
+            f"| {key} | " + " | ".join("" if np.isnan(gmean[g]) else f"{gmean[g]:.3f}" for _, g in groups) + " |"
+        )
+    return "\n".join(lines) + "\n\nBy group (mean over seeds):\n\n" + "\n".join(per_group)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="mnist", choices=sorted(RECIPES))
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--groups", default=GROUPS, help="normal classes per group, ';' between groups")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--epochs-scale", type=float, default=1.0, help="1.0 = the recipe's schedule (the paper's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe setting, as on the CLI")
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "baselines"))
+    ap.add_argument("--summary", action="store_true", help="only print the tables of what the CSV holds")
+    args = ap.parse_args()
+    rows_wanted = [r for r in args.rows.split(",") if r]
+    if unknown := sorted(set(rows_wanted) - set(ROWS)):
+        ap.error(f"unknown rows {unknown}; accepted: {', '.join(ROWS)}")
+    out = Path(args.out) / args.dataset
+    path = out / "auroc.csv"
+    if args.summary:
+        print(summary(read_csv(path), rows_wanted))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    over = {"data.root": args.data_root, "data.download": False}
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            ap.error(f"--set {kv!r}: expected KEY=VALUE, e.g. --set svdd.knn_k=10")
+        over[key] = parse_value(value)
+    recipe = C.load_recipe(ROOT / "recipes" / RECIPES[args.dataset])
+    base = scaled(C.apply_overrides(recipe, {k: v for k, v in over.items() if not k.endswith("epochs")}), args.epochs_scale)
+    base = C.apply_overrides(base, {k: v for k, v in over.items() if k.endswith("epochs")})
+    groups = [tuple(sorted(int(c) for c in g.split(","))) for g in args.groups.split(";") if g]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    print(
+        f"{args.dataset}: groups {groups}, seeds {seeds}, {base.pretrain.epochs} + {base.svdd.epochs} epochs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        file=sys.stderr,
+    )
+    done = {(r["group"], int(r["seed"]), r["row"]) for r in read_csv(path)}
+    out.mkdir(parents=True, exist_ok=True)
+    for group in groups:
+        for seed in seeds:
+            todo = [r for r in rows_wanted if (str(list(group)), seed, r) not in done]
+            if not todo:
+                continue
+            where = out / "-".join(map(str, group)) / f"s{seed}"
+            results = train_group(base, group, seed, where)
+            split = load_split(C.apply_overrides(base, {"data.normal_classes": list(group)}).data, seed)
+            cols, secs, dets = columns(where, split)
+            trained = {
+                "pretrain": results["main"]["pretrain"]["seconds"],
+                "single": results["main"]["single"]["seconds"],
+                "multi": results["main"]["multi"]["seconds"],
+                "null": results["null"]["multi"]["seconds"],
+                "seed2": results["seed2"]["multi"]["seconds"],
+            }
+            y = split.is_anomaly_test
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, FIELDS)
+                if f.tell() == 0:
+                    writer.writeheader()
+                for key in todo:
+                    _, names, models = ROWS[key]
+                    auroc = roc_auc_score(y, row_score(cols, names).numpy())
+                    seconds = sum(trained[m] for m in models) + sum(secs[n] for n in names)
+                    clusters = dets["null" if key.startswith("null") else "main"].n_clusters_
+                    writer.writerow(
+                        {
+                            "dataset": args.dataset,
+                            "group_size": len(group),
+                            "group": str(list(group)),
+                            "seed": seed,
+                            "row": key,
+                            "auroc": f"{auroc:.5f}",
+                            "seconds": f"{seconds:.1f}",
+                            "clusters": clusters if "multi" in models or "null" in models else 1,
+                        }
+                    )
+                    print(f"  {list(group)} seed {seed} {key}: AUROC {auroc:.4f}, {seconds:.0f} s", file=sys.stderr)
+    print(summary(read_csv(path), rows_wanted))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The k-NN distance against a brute-force reference, the k-NN score term of the detector, and the
+random partition that serves as the null control for pseudo-labels."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from toolkit import MultiRadiusDeepSVDD
+from toolkit.config import ConfigError, apply_overrides, default_recipe, load_recipe
+from toolkit.knn import knn_distance
+from toolkit.registry import build_clusterer
+from toolkit.svdd import combined_scores, score_stats, scores
+
+TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2, "svdd.score_single": 0.0}
+
+
+def brute_force(query, reference, k, exclude_self=False):
+    """Every distance by a Python loop, sorted: the slow, obvious way."""
+    out = []
+    for i, q in enumerate(query.tolist()):
+        d = [sum((a - b) ** 2 for a, b in zip(q, r, strict=True)) ** 0.5 for r in reference.tolist()]
+        if exclude_self:
+            d.pop(i)
+        out.append(sum(sorted(d)[:k]) / k)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+@pytest.mark.parametrize("chunk", [1, 5, 1024])
+def test_knn_distance_matches_brute_force(k, chunk):
+    g = torch.Generator().manual_seed(k)
+    ref = torch.randn(23, 4, generator=g, dtype=torch.float64)
+    query = torch.randn(11, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(knn_distance(query, ref, k, chunk=chunk), brute_force(query, ref, k))
+    # leave-one-out on the reference itself: no point is its own neighbour
+    torch.testing.assert_close(
+        knn_distance(ref, ref, k, exclude_self=True, chunk=chunk), brute_force(ref, ref, k, exclude_self=True)
+    )
+
+
+def test_knn_distance_with_duplicate_points_and_float32():
+    ref = torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0]])
+    # the duplicate is a neighbour at distance 0; only the point's own index is left out
+    torch.testing.assert_close(knn_distance(ref, ref, 1, exclude_self=True), torch.tensor([0.0, 0.0, 5.0]))
+    big = torch.randn(300, 784) * 50  # pixel-sized values: the matrix-product form stays close to exact
+    torch.testing.assert_close(
+        knn_distance(big[:20], big[20:], 5), brute_force(big[:20].double(), big[20:].double(), 5).float(), rtol=1e-4, atol=1e-3
+    )
+
+
+def test_knn_distance_refuses_bad_k_and_shapes():
+    x = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match=r"k=4 must be in \[1, 3\]"):
+        knn_distance(x, x, 4, exclude_self=True)
+    with pytest.raises(ValueError, match="takes \\(N, D\\) and \\(M, D\\)"):
+        knn_distance(torch.zeros(4, 3), x, 1)
+
+
+def test_random_partition_has_the_asked_sizes_and_is_seeded():
+    x = np.zeros((100, 2))
+    labels = build_clusterer("random", sizes=[50, 30, 20], random_state=3).fit_predict(x)
+    assert np.bincount(labels).tolist() == [50, 30, 20]
+    again = build_clusterer("random", sizes=[50, 30, 20], random_state=3).fit_predict(x)
+    other = build_clusterer("random", sizes=[50, 30, 20], random_state=4).fit_predict(x)
+    assert np.array_equal(labels, again) and not np.array_equal(labels, other)
+    assert labels[:50].tolist() != [0] * 50  # shuffled, not in blocks
+    assert np.bincount(build_clusterer("random", n_clusters=3).fit_predict(x)).tolist() == [34, 33, 33]
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({}, "one of the two"),
+        ({"n_clusters": 2, "sizes": [1, 1]}, "one of the two"),
+        ({"sizes": [3, 0]}, "positive integers"),
+        ({"n_clusters": 0}, "positive integer"),
+    ],
+)
+def test_random_partition_refuses_bad_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        build_clusterer("random", **options)
+
+
+def test_random_partition_sizes_must_add_up():
+    with pytest.raises(ValueError, match="add up to 5, not to the 6 points"):
+        build_clusterer("random", sizes=[2, 3]).fit_predict(np.zeros((6, 1)))
+
+
+def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    det = MultiRadiusDeepSVDD(
+        load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score_knn": 2.0, "svdd.knn_k": 3}
+    ).fit(x[normal])
+    with torch.inference_mode():
+        xb = det.preprocessor_(torch.from_numpy(x[normal]))
+        z = det.encoder_(xb)
+        sphere = scores(z, det.head_.centres, det.head_.radii, det.head_.rule)[0]
+        recon = det._parts(xb)[0][:, 1]
+    torch.testing.assert_close(det.knn_reference_, z)
+    loo = brute_force(z.double(), z.double(), 3, exclude_self=True).float()
+    train_parts = torch.stack([sphere, recon, loo], dim=1)
+    torch.testing.assert_close(det.score_stats_, score_stats(train_parts), rtol=1e-4, atol=1e-4)
+    # new points are scored against every training point (no point left out)
+    x_new = x[~normal][:50]
+    with torch.inference_mode():
+        z_new = det.encoder_(det.preprocessor_(torch.from_numpy(x_new)))
+        new_parts = det._parts(det.preprocessor_(torch.from_numpy(x_new)))[0]
+    torch.testing.assert_close(new_parts[:, 2], brute_force(z_new.double(), z.double(), 3).float(), rtol=1e-4, atol=1e-4)
+    want = combined_scores(new_parts, det.score_stats_, torch.tensor([1.0, 1.0, 2.0])).numpy()
+    np.testing.assert_allclose(det.decision_function(x_new), want, rtol=1e-5, atol=1e-5)
+    # the threshold is the (1 - nu) quantile of the training scores as calibrated (leave-one-out): a training
+    # point scored later finds itself at distance 0, so fewer than nu of them are flagged then
+    calibrated = combined_scores(train_parts, det.score_stats_, torch.tensor([1.0, 1.0, 2.0]))
+    assert det.threshold_ == pytest.approx(float(torch.quantile(calibrated, 0.9)), rel=1e-4)
+    assert np.mean(det.predict(x[normal])) < 0.1
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
+    assert loaded.threshold_ == det.threshold_
+
+
+@pytest.mark.parametrize("bad", [{"svdd.score_knn": -1.0}, {"svdd.knn_k": 0}])
+def test_bad_knn_settings_are_refused(bad):
+    with pytest.raises(ConfigError):
+        apply_overrides(load_recipe(default_recipe()), bad)

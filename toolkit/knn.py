@@ -1,0 +1,39 @@
+"""k-nearest-neighbour distances as a pure tensor function: the anomaly score of the many-small-spheres
+limit (one sphere per training point), and the simple baseline every deep detector must beat.
+
+``knn_distance(query, reference, k)`` is the mean Euclidean distance of each query row to its ``k``
+nearest reference rows. Rows are compared in blocks of ``chunk`` queries (one matrix product each), so
+memory stays at ``chunk x len(reference)`` whatever the sizes. With ``exclude_self`` the query *is* the
+reference, and each point's zero distance to itself is left out (the leave-one-out score of the
+training data, which a score term is standardised with).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+KNN_CHUNK = 1024
+
+
+def knn_distance(
+    query: Tensor, reference: Tensor, k: int, *, exclude_self: bool = False, chunk: int = KNN_CHUNK
+) -> Tensor:
+    """(N,) mean Euclidean distance of each row of ``query`` (N, D) to its ``k`` nearest rows of
+    ``reference`` (M, D); with ``exclude_self`` (``query`` is ``reference``) a row is not its own
+    neighbour."""
+    if query.dim() != 2 or reference.dim() != 2 or query.shape[1] != reference.shape[1]:
+        raise ValueError(f"knn_distance takes (N, D) and (M, D) rows; got {tuple(query.shape)} and {tuple(reference.shape)}")
+    available = reference.shape[0] - int(exclude_self)
+    if not 1 <= k <= available:
+        raise ValueError(f"k={k} must be in [1, {available}] for {reference.shape[0]} reference rows")
+    ref_sq = reference.pow(2).sum(dim=1)
+    out = []
+    for s in range(0, query.shape[0], chunk):
+        q = query[s : s + chunk]
+        d2 = q.pow(2).sum(dim=1, keepdim=True) + ref_sq - 2.0 * (q @ reference.T)
+        if exclude_self:
+            rows = torch.arange(q.shape[0], device=q.device)
+            d2[rows, rows + s] = float("inf")
+        out.append(d2.topk(k, dim=1, largest=False).values.clamp(min=0).sqrt().mean(dim=1))
+    return torch.cat(out) if out else query.new_zeros(0)
