@@ -11,8 +11,9 @@ from toolkit.nets import build_autoencoder, resolve_arch
     "arch,shape,rep",
     [("lenet28", (1, 28, 28), 32), ("lenet32", (3, 32, 32), 128), ("mlp", (64,), 16)],
 )
-def test_autoencoder_shapes_and_no_bias(arch, shape, rep):
-    ae = build_autoencoder(arch, shape)
+@pytest.mark.parametrize("fused", [False, True])  # default: the plain layer sequences
+def test_autoencoder_shapes_and_no_bias(arch, shape, rep, fused):
+    ae = build_autoencoder(arch, shape, fused=fused)
     x = torch.rand(4, *shape)
     z = ae.encoder(x)
     assert z.shape == (4, rep)
@@ -33,11 +34,12 @@ def test_auto_arch_and_shape_mismatch():
 
 
 @pytest.mark.parametrize("arch, shape", [("lenet28", (1, 28, 28)), ("lenet32", (3, 32, 32))])
-def test_evaluation_pools_first_with_identical_results(arch, shape):
+@pytest.mark.parametrize("fused", [False, True])
+def test_evaluation_pools_first_with_identical_results(arch, shape, fused):
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    enc = build_autoencoder(arch, shape).encoder
+    enc = build_autoencoder(arch, shape, fused=fused).encoder
     enc.train()
     for _ in range(3):  # give BatchNorm non-trivial running statistics
         enc(torch.rand(16, *shape))

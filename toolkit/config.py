@@ -70,7 +70,9 @@ class NetConfig:
     rep_dim: int = 0  # embedding size; 0 = the architecture's default (32 lenet28, 128 lenet32, 16 mlp)
     hidden: tuple[int, ...] = (32,)  # mlp only: hidden widths of the encoder (mirrored in the decoder)
     leak: float = 0.1  # leaky-ReLU slope
-    fused: bool = True  # lenet nets: exact, faster layer forms (toolkit/layers.py); False = the plain sequences
+    # lenet nets: True = exact, faster forms of two layer sequences (toolkit/layers.py), an opt-in CPU speed
+    # setting (other devices run the plain sequences anyway); rounds differently from the plain nets
+    fused: bool = False
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"net.arch={self.arch!r} is unknown; accepted: {ARCHS}")

@@ -1,7 +1,12 @@
 """Exact, faster forms of two layer sequences in the LeNet autoencoders.
 
 Both compute the same function as the plain sequence, with the same parameters and state-dict keys,
-so trained and saved models are unaffected. ``benchmarks/speed.py`` times them.
+so a model trained with either form loads and scores under the other. They are an opt-in speed setting
+for the CPU (``fused=True``, ``--net.fused=True``), off by default: they made training 1.2-1.4x faster on
+two CPU cores (``benchmarks/speed.py`` times them) but were never measured on other devices, float32
+rounds differently in them (a long run drifts from the plain one as a change of seed would), and the
+published models were trained with the plain sequences. Even with ``fused=True``, a tensor on any
+other device runs the plain sequence.
 
 1. ``max_pool2d(leaky_relu(batch_norm(x)), 2)`` in training (:func:`pool_norm_act`). BatchNorm without
    affine parameters has a positive scale per channel, and leaky ReLU is increasing, so both commute
@@ -9,8 +14,8 @@ so trained and saved models are unaffected. ``benchmarks/speed.py`` times them.
    batch statistics are still those of the whole ``x``, but the normalisation, the activation and their
    gradients run on the pooled quarter of the tensor, and one hand-written backward replaces four.
    Where two inputs of a window round to the same normalised value, max-pooling's gradient may go to
-   the other of the two: an equally valid subgradient. Used on the CPU, where it was measured
-   (BatchNorm on 8 channels in channels-last layout is slow there); elsewhere the plain sequence runs.
+   the other of the two: an equally valid subgradient. It pays on the CPU, where BatchNorm on 8
+   channels in channels-last layout is slow.
 2. Nearest x2 upsampling followed by a stride-1 transposed convolution (:class:`UpConvTranspose2d`):
    a sub-pixel convolution at the input's resolution, which skips the upsampled tensor and does a
    third to two thirds of the multiply-adds, by the padding (exact up to float summation order).
@@ -106,10 +111,12 @@ def max_pool_2x2(x: Tensor) -> Tensor:
     return torch.maximum(torch.maximum(q[0], q[1]), torch.maximum(q[2], q[3]))
 
 
-def pool_norm_act(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, leak: float, fused: bool = True) -> Tensor:
+def pool_norm_act(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, leak: float, fused: bool = False) -> Tensor:
     """``max_pool2d(leaky_relu(bn(x), leak), 2)`` for a BatchNorm2d without affine parameters, with
     its running statistics updated as ``bn(x)`` would. In evaluation mode BatchNorm is a fixed
-    per-channel map, pooled first as well. ``fused=False`` runs the plain sequence in training."""
+    per-channel map, pooled first (the same values bit for bit, any ``fused``). In training the fused
+    form runs only with ``fused=True`` on a CPU tensor of float32/64 (where it was measured); otherwise,
+    the plain sequence."""
     batch_stats = bn.training or bn.running_mean is None  # as BatchNorm decides
     if not batch_stats:
         return F.leaky_relu(bn(max_pool_2x2(x)), leak)
@@ -161,15 +168,16 @@ def upsample_conv_transpose2d(x: Tensor, weight: Tensor, padding: int) -> Tensor
 
 
 class UpConvTranspose2d(nn.ConvTranspose2d):
-    """Nearest x2 upsampling followed by this stride-1 transposed convolution, computed by
-    :func:`upsample_conv_transpose2d` (``fused=False``: as the two plain steps). Same parameters and
-    state-dict keys as the ``nn.ConvTranspose2d`` it replaces; no bias, stride 1, no dilation, one group."""
+    """Nearest x2 upsampling followed by this stride-1 transposed convolution: the two plain steps, or
+    with ``fused=True`` and a CPU input, :func:`upsample_conv_transpose2d` (on other devices the plain
+    steps still run: the sub-pixel form was only measured on the CPU). Same parameters and state-dict
+    keys as the ``nn.ConvTranspose2d`` it replaces; no bias, stride 1, no dilation, one group."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, fused: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, fused: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, bias=False, padding=padding)
         self.fused = fused
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if self.fused:
+        if self.fused and x.device.type == "cpu":
             return upsample_conv_transpose2d(x, self.weight, self.padding[0])
         return F.conv_transpose2d(F.interpolate(x, scale_factor=2), self.weight, padding=self.padding)

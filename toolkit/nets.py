@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from .config import ConfigError, NetConfig
 from .layers import UpConvTranspose2d, pool_norm_act
 
-# Rows per forward pass in evaluation. 256 scores 2x faster than 4096 on the CPU (benchmarks/speed.py,
-# stop 12): the large batches' temporaries (100 MB for the first LeNet map) are fresh memory every
+# Rows per forward pass in evaluation. 256 scores 2x faster than 4096 on the CPU (benchmarks/speed.py):
+# the large batches' temporaries (100 MB for the first LeNet map) are fresh memory every
 # time. Evaluation outputs are the same bit for bit at any batch size (tested).
 EVAL_BATCH = 256
 REFRESH_BATCH = 4096  # refresh_batchnorm averages per-batch statistics, so its result depends on this
@@ -35,7 +35,7 @@ def _bn1d(c: int) -> nn.BatchNorm1d:
 class LeNet28Encoder(nn.Module):
     """1x28x28 -> 8 then 4 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (32)."""
 
-    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = True) -> None:
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = False) -> None:
         super().__init__()
         self.rep_dim, self.leak, self.fused = rep_dim, leak, fused
         self.conv1, self.bn1 = nn.Conv2d(1, 8, 5, bias=False, padding=2), _bn2d(8)
@@ -49,7 +49,7 @@ class LeNet28Encoder(nn.Module):
 
 
 class LeNet28Decoder(nn.Module):
-    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = True) -> None:
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = False) -> None:
         super().__init__()
         if rep_dim % 16:
             raise ValueError(f"lenet28 needs rep_dim divisible by 16, got {rep_dim}")
@@ -69,7 +69,7 @@ class LeNet28Decoder(nn.Module):
 class LeNet32Encoder(nn.Module):
     """3x32x32 -> 32, 64, 128 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (128)."""
 
-    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = True) -> None:
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = False) -> None:
         super().__init__()
         self.rep_dim, self.leak, self.fused = rep_dim, leak, fused
         self.conv1, self.bn1 = nn.Conv2d(3, 32, 5, bias=False, padding=2), _bn2d(32)
@@ -85,7 +85,7 @@ class LeNet32Encoder(nn.Module):
 
 
 class LeNet32Decoder(nn.Module):
-    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = True) -> None:
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = False) -> None:
         super().__init__()
         if rep_dim % 16:
             raise ValueError(f"lenet32 needs rep_dim divisible by 16, got {rep_dim}")
@@ -164,11 +164,13 @@ def build_autoencoder(
     rep_dim: int = 0,
     hidden: tuple[int, ...] = (32,),
     leak: float = 0.1,
-    fused: bool = True,
+    fused: bool = False,
 ) -> Autoencoder:
     """The autoencoder for ``in_shape``; its ``encoder`` is the network phi that Deep SVDD trains.
-    ``fused=False`` runs the LeNet nets' layers as the plain sequences that layers.py speeds up (same
-    function and parameters; kept as the reference for tests and benchmarks)."""
+    ``fused=True`` runs two of the LeNet nets' layer sequences in layers.py's exact, faster forms on
+    CPU tensors (same function and parameters, rounded differently; an opt-in CPU speed setting, off
+    by default because the published models were trained without it). On other devices the plain
+    sequences run either way."""
     arch = resolve_arch(arch, in_shape)
     rep_dim = rep_dim or DEFAULT_REP_DIM[arch]
     if arch == "lenet28":
