@@ -1,8 +1,8 @@
 """Where a training step's time goes: torch.profiler over LeNet-28 steps, operators by self CPU time.
 
-    python benchmarks/profile_step.py                      # pretraining step, fused layers
-    python benchmarks/profile_step.py --plain              # the plain layer sequences (layers.py off)
-    python benchmarks/profile_step.py --plain --nchw       # ... in the default memory layout
+    python benchmarks/profile_step.py                      # pretraining step, plain layers (the default)
+    python benchmarks/profile_step.py --fused              # the fused layer forms (--net.fused=True)
+    python benchmarks/profile_step.py --nchw               # plain layers in the default memory layout
     python benchmarks/profile_step.py --stage svdd --batch 200 --steps 20
 
 Random 1x28x28 batches (a step costs what a real one does), channels-last as the pipeline keeps them
@@ -30,7 +30,7 @@ from toolkit.svdd import own_sq_distances, soft_boundary_loss  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=("pretrain", "svdd"), default="pretrain")
-    ap.add_argument("--plain", action="store_true", help="the plain layer sequences (fused=False)")
+    ap.add_argument("--fused", action="store_true", help="toolkit/layers.py's fused forms (net.fused=True, CPU only)")
     ap.add_argument("--nchw", action="store_true", help="the default memory layout instead of channels-last")
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--steps", type=int, default=20)
@@ -39,7 +39,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     layout = (lambda t: t) if a.nchw else (lambda t: fast_layout(t, "cpu"))
-    ae = layout(build_autoencoder("lenet28", (1, 28, 28), fused=not a.plain)).train()
+    ae = layout(build_autoencoder("lenet28", (1, 28, 28), fused=a.fused)).train()
     net = ae if a.stage == "pretrain" else ae.encoder
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-6)
     x = layout(torch.rand(a.batch, 1, 28, 28))
@@ -65,7 +65,7 @@ def main() -> None:
             step()
     events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events) / a.steps / 1e3
-    layers = ("plain" if a.plain else "fused") + (" layers, NCHW" if a.nchw else " layers, channels-last")
+    layers = ("fused" if a.fused else "plain") + (" layers, NCHW" if a.nchw else " layers, channels-last")
     print(f"{a.stage} step, {layers}, batch {a.batch}: {rate:,.0f} img/s unprofiled; ", end="")
     print(f"{total:.1f} ms per step profiled\n")
     print("| operator | input shapes | ms per step | calls per step |\n|---|---|---|---|")
