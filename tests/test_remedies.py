@@ -1,4 +1,4 @@
-"""The multi-sphere remedies of issue 6, each an explicit setting: scoring rule, per-batch or shared
+"""The multi-sphere remedies, each an explicit setting: scoring rule, per-batch or shared
 radius, re-assignment to the nearest sphere, reconstruction loss kept during SVDD training."""
 
 from types import SimpleNamespace
