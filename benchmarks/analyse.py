@@ -182,8 +182,8 @@ def class_table(models: dict, rule: str, data_root: str) -> str:
 
 
 def finch_levels(ae_folder: Path, data_root: str, epochs: int, settings: str) -> str:
-    from plugins.finch import FinchClusterer
     from toolkit.nets import build_autoencoder, embed, fast_layout
+    from toolkit.plugins.finch import FinchClusterer
 
     out = ["| group | seed | clusters per level | impure points per level | coarsest level, by cluster |"]
     out.append("|---|---|---|---|---|")

@@ -80,7 +80,7 @@ def worker(method: str, cache: str, n: int) -> None:
         warnings.simplefilter("ignore")
         from finch import FINCH
 
-        from plugins.finch import finch_partitions
+        from toolkit.plugins.finch import finch_partitions
     t0 = time.perf_counter()
     if method == "toolkit":
         counts = [int(p.max()) + 1 for p in finch_partitions(torch.from_numpy(z), "euclidean")]
@@ -107,7 +107,7 @@ def run_worker(method: str, cache: Path, n: int) -> dict:
 def level_table(z: np.ndarray, y: np.ndarray, min_sizes: list[int]) -> list[str]:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from plugins.finch import choose_level, finch_partitions
+    from toolkit.plugins.finch import choose_level, finch_partitions
 
     parts = finch_partitions(torch.from_numpy(z), "euclidean")
     auto = {m: choose_level(parts, m) for m in min_sizes}

@@ -263,7 +263,7 @@ def measure(a) -> tuple[int, list[tuple[str, str, str]]]:
         rows.append(("SVDD, toolkit feed, bf16 autocast", f"{half:,.0f} img/s", f"{half / svdd_tk:.2f}x fp32"))
 
     # clustering and scoring
-    from plugins.finch import FinchClusterer
+    from toolkit.plugins.finch import FinchClusterer
 
     z = embed(enc, x).numpy()  # evaluation mode, inference_mode
     rows.append(("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", ""))

@@ -1,2 +1,3 @@
-"""Built-in clustering plugins. They register through the ``toolkit.clusterers`` entry-point group
-declared in pyproject.toml, exactly as a third-party package would."""
+"""Built-in clustering plugins, installed as ``toolkit.plugins``. ``toolkit/registry.py`` names them
+(``BUILTINS``) and imports each on first use; third-party clusterers register through the
+``multi_radius_deep_svdd.clusterers`` entry-point group instead (docs/plugins.md)."""

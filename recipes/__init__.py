@@ -1,1 +1,2 @@
-"""Recipe files: each defines ``config = Config(...)``. Run one with ``python -m toolkit recipes/NAME.py``."""
+"""Recipe files, installed as ``toolkit.recipes``: each defines ``config = Config(...)``. Run one by name
+(``python -m toolkit mnist``), or any recipe file by path (``python -m toolkit recipes/mnist.py``)."""

@@ -12,6 +12,7 @@ from toolkit.config import (
     dumps,
     from_dict,
     load_recipe,
+    packaged_recipes,
     to_dict,
 )
 
@@ -19,9 +20,17 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "cifar10"])
-def test_shipped_recipes_load(name):
-    cfg = load_recipe(RECIPES / f"{name}.py")
+def test_shipped_recipes_load_by_name_and_by_path(name):
+    cfg = load_recipe(name)
     assert cfg.name == name and cfg.data.dataset == name
+    assert load_recipe(RECIPES / f"{name}.py") == cfg == load_recipe(str(RECIPES / f"{name}.py"))
+
+
+def test_packaged_recipes_are_the_recipes_folder():
+    found = packaged_recipes()
+    assert set(found) == {p.stem for p in RECIPES.glob("*.py") if not p.name.startswith("_")}
+    assert {"digits", "mnist", "fashion_mnist", "cifar10", "custom_clusterer"} <= set(found)
+    assert all(found[name].read_bytes() == (RECIPES / f"{name}.py").read_bytes() for name in found)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
@@ -34,7 +43,8 @@ def test_paper_recipes_use_the_paper_schedule(name):
     assert cfg.net.arch == ("lenet32" if name == "cifar10" else "lenet28")
 
 
-def test_default_recipe_is_digits():
+def test_default_recipe_is_the_packaged_digits_recipe():
+    assert default_recipe() == packaged_recipes()["digits"]
     assert load_recipe(default_recipe()).data.dataset == "digits"
 
 
@@ -103,6 +113,13 @@ def test_bad_values_are_refused(key, value, match):
 def test_recipe_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_recipe(tmp_path / "nope.py")
+    with pytest.raises(ConfigError, match=r"'nope.py' does not exist; pass a packaged recipe name \(.*mnist"):
+        load_recipe("nope.py")
+    with pytest.raises(ConfigError) as e:
+        load_recipe("nope")
+    msg = str(e.value)
+    assert msg.startswith("unknown recipe 'nope'; packaged recipes: ") and "\n" not in msg
+    assert all(name in msg for name in packaged_recipes()) and "path of a .py file" in msg
     (tmp_path / "r.txt").write_text("x")
     with pytest.raises(ConfigError, match="not a Python file"):
         load_recipe(tmp_path / "r.txt")

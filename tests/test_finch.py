@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-from plugins.finch import FinchClusterer, choose_level, finch_partitions, merge_to
+from toolkit.plugins.finch import FinchClusterer, choose_level, finch_partitions, merge_to
 
 
 def finch_clust(x, metric):

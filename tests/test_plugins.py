@@ -1,5 +1,5 @@
-"""Plugins from anywhere: an installed third-party package, a broken entry point, a recipe's own
-clusterer; and the tidy-up rules every plugin's labels go through."""
+"""Plugins from anywhere: an installed third-party package, a broken entry point, an entry point that
+takes a built-in's name, a recipe's own clusterer; and the tidy-up rules every plugin's labels go through."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import torch
 
 from toolkit.clustering import ClusteringError, agreement, pseudo_labels, singleton_fraction, tidy_labels
 from toolkit.config import ClusteringConfig, load_recipe
-from toolkit.registry import register_clusterer, unregister_clusterer
+from toolkit.registry import ENTRY_POINT_GROUP, register_clusterer, unregister_clusterer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,28 +80,37 @@ def test_plugins_verb_shows_third_party_settings(installed_example):
     assert "agglomerative(n_clusters=3, linkage='ward')" in r.stdout
 
 
-def test_broken_entry_point_only_matters_to_runs_that_use_it(tmp_path):
+def test_broken_or_clashing_entry_point_only_matters_to_runs_that_use_it(tmp_path):
+    assert ENTRY_POINT_GROUP == "multi_radius_deep_svdd.clusterers"
     dist = tmp_path / "broken_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[toolkit.clusterers]\nbroken = no_such_module_xyz:factory\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nbroken = no_such_module_xyz:factory\nkmeans = some_module:not_the_builtin\n"
+    )
     r = py(
         textwrap.dedent("""
         import numpy as np
         from toolkit.registry import RegistryError, available_clusterers, build_clusterer
         assert "broken" in available_clusterers()
         build_clusterer("finch").fit_predict(np.random.rand(50, 3))  # unaffected
-        try:
-            build_clusterer("broken")
-        except RegistryError as e:
-            print(e)
+        for name in ("broken", "kmeans"):
+            try:
+                build_clusterer(name, n_clusters=2)
+            except RegistryError as e:
+                print(e)
     """),
         tmp_path,
     )
     assert r.returncode == 0, r.stderr
-    assert "'broken'" in r.stdout and "no_such_module_xyz" in r.stdout and "failed to load" in r.stdout
+    broken, clash = r.stdout.splitlines()
+    assert "'broken'" in broken and "no_such_module_xyz" in broken and "failed to load" in broken
+    # the built-in is neither replaced nor silently preferred: the run that asks for the name is told why
+    assert "'kmeans' is built in" in clash and "some_module:not_the_builtin (broken-plugin)" in clash
+    assert "rename the entry point" in clash
     r = py(None, tmp_path, "-m", "toolkit", "plugins")
-    assert r.returncode == 0 and "broken: unavailable" in r.stdout and "finch(" in r.stdout
+    assert r.returncode == 0, r.stderr
+    assert "broken: unavailable" in r.stdout and "kmeans: unavailable" in r.stdout and "finch(" in r.stdout
 
 
 def test_recipe_registers_its_own_clusterer_and_runs_end_to_end(tmp_path):
@@ -129,6 +138,7 @@ def test_loading_a_recipe_twice_re_registers_without_clash():
     load_recipe(ROOT / "recipes" / "custom_clusterer.py")
     cfg = load_recipe(ROOT / "recipes" / "custom_clusterer.py")
     assert cfg.clustering.name == "gmm"
+    assert load_recipe("custom_clusterer") == cfg  # by name: the same file, the same registration
 
 
 # ----------------------------------------------------------------------------------------- tidy-up

@@ -1,15 +1,19 @@
 """The clustering registry and the built-in plugins."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
-from plugins.finch import first_neighbours
 from toolkit.clustering import ClusteringError, pseudo_labels, tidy_labels
 from toolkit.config import ClusteringConfig
+from toolkit.plugins.finch import first_neighbours
 from toolkit.registry import (
+    BUILTINS,
     RegistryError,
     available_clusterers,
     build_clusterer,
@@ -25,8 +29,27 @@ def blobs():
     return x.astype(np.float32), y
 
 
-def test_builtins_are_available_through_entry_points():
-    assert {"finch", "kmeans", "hdbscan", "single"} <= set(available_clusterers())
+def test_builtins_are_registered_in_code_and_imported_on_first_use():
+    assert set(BUILTINS) == {"finch", "kmeans", "hdbscan", "single", "random"}
+    assert set(BUILTINS) <= set(available_clusterers())
+    code = (
+        "import sys, toolkit\n"
+        "from toolkit.registry import available_clusterers, get_clusterer_factory\n"
+        "available_clusterers()\n"
+        "assert not [m for m in sys.modules if m.startswith('toolkit.plugins')], 'imported before use'\n"
+        "assert get_clusterer_factory('kmeans').__module__ == 'toolkit.plugins.kmeans'\n"
+        "assert 'toolkit.plugins.finch' not in sys.modules, 'one name imported another'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+def test_builtin_names_are_reserved():
+    with pytest.raises(RegistryError, match="'kmeans' is a built-in clusterer.*pick another name"):
+        register_clusterer("kmeans", lambda: None)
+    build_clusterer("single")  # loaded: now the registry's duplicate-name rule says the same
+    with pytest.raises(RegistryError, match="already registered"):
+        register_clusterer("single", lambda: None)
 
 
 def test_decorator_registers_and_builds():

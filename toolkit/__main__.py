@@ -1,5 +1,7 @@
 """Command line: ``python -m toolkit [run] [RECIPE] [--key=value ...]`` and ``python -m toolkit plugins``.
 
+RECIPE is a packaged recipe's name (``mnist``) or the path of a recipe file (``recipes/mnist.py``).
+
 Overrides take dotted names (``--svdd.epochs=3``) or unambiguous bare names (``--normal_classes=[0,1,3]``);
 each is checked against the recipe's field types. ``--help`` lists every setting with its value.
 """
@@ -24,14 +26,16 @@ from .registry import RegistryError, available_clusterers, clusterer_options
 from .report import ReportError
 from .runfolder import RunFolderError
 
-USAGE = """usage: python -m toolkit [run] [RECIPE.py] [--setting=value ...]
+USAGE = """usage: python -m toolkit [run] [RECIPE] [--setting=value ...]
        python -m toolkit score RUN_DIR INPUT [--out=scores.csv] [--model=multi|single]
        python -m toolkit report RUN_DIR [--projection=tsne|pca]
        python -m toolkit plugins
 
-Runs RECIPE (default: the embedded recipes/digits.py, data shipped with scikit-learn): pretrain the
-autoencoder, cluster its embeddings, train Multi-Radius Deep SVDD (and the one-sphere baseline), and
-write config, TensorBoard events, detectors and results.json into the run folder.
+Runs RECIPE: pretrain the autoencoder, cluster its embeddings, train Multi-Radius Deep SVDD (and the
+one-sphere baseline), and write config, TensorBoard events, detectors and results.json into the run folder.
+RECIPE is a packaged recipe's name: {recipes};
+or the path of a .py file that defines `config = Config(...)`, such as recipes/mnist.py.
+The default is digits (data shipped with scikit-learn).
 """
 
 
@@ -82,8 +86,8 @@ def plugins() -> None:
 def _help(argv: list[str]) -> None:
     recipe = next((a for a in argv if not a.startswith("-")), None)
     cfg = C.load_recipe(recipe or C.default_recipe())
-    print(USAGE)
-    print(f"Settings of {recipe or 'the default recipe'} (type, value):")
+    print(USAGE.format(recipes=", ".join(C.packaged_recipes())))
+    print(f"Settings of {recipe or 'digits, the default recipe'} (type, value):")
     print(C.describe(cfg))
 
 

@@ -9,7 +9,7 @@ python-fire alone accepts typos silently.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib.resources
 import json
 import math
 import runpy
@@ -337,25 +337,41 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
 # --------------------------------------------------------------------------------------------- recipes
 
 
+def packaged_recipes() -> dict[str, Path]:
+    """The recipes installed with the toolkit (``toolkit.recipes``, ``recipes/`` in the repository), by name:
+    found through the package, so ``python -m toolkit mnist`` works from a wheel as from a checkout."""
+    try:
+        root = Path(str(importlib.resources.files("toolkit.recipes")))
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "the packaged recipes (toolkit.recipes) are not installed; install the project (pip install -e .) "
+            "or pass a path to a recipe .py file"
+        ) from None
+    return {p.stem: p for p in sorted(root.glob("*.py")) if not p.name.startswith("_")}
+
+
 def default_recipe() -> Path:
-    """The embedded default recipe, ``recipes/digits.py`` (runs on data shipped with scikit-learn)."""
-    spec = importlib.util.find_spec("recipes")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            p = Path(loc) / "digits.py"
-            if p.is_file():
-                return p
-    p = Path(__file__).resolve().parents[1] / "recipes" / "digits.py"
-    if p.is_file():
-        return p
-    raise ConfigError("the default recipe recipes/digits.py is not installed; pass a recipe path")
+    """The packaged ``digits`` recipe (``recipes/digits.py``): it runs on data shipped with scikit-learn."""
+    return packaged_recipes()["digits"]
 
 
 def load_recipe(path: str | Path) -> Config:
-    """Run a recipe file and return the ``config`` it defines."""
+    """Run a recipe and return the ``config`` it defines. ``path`` is a packaged recipe's name (a string
+    such as ``"mnist"``, no ``/`` and no ``.py``) or the path of any recipe file."""
+    if isinstance(path, str) and Path(path).name == path and not path.endswith(".py"):
+        recipes = packaged_recipes()
+        if path not in recipes:
+            raise ConfigError(
+                f"unknown recipe {path!r}; packaged recipes: {', '.join(recipes)}; "
+                "or pass the path of a .py file that defines `config = Config(...)`"
+            )
+        path = recipes[path]
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"recipe {str(path)!r} does not exist; pass a Python file such as recipes/mnist.py")
+        raise ConfigError(
+            f"recipe {str(path)!r} does not exist; pass a packaged recipe name ({', '.join(packaged_recipes())}) "
+            "or the path of a .py file such as recipes/mnist.py"
+        )
     if p.suffix != ".py":
         raise ConfigError(f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`")
     ns = runpy.run_path(str(p), run_name=f"recipe_{p.stem}")

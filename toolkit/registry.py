@@ -2,19 +2,31 @@
 
 A clusterer is anything built by a factory (a class or a function) whose result has scikit-learn's
 ``fit_predict(X) -> integer labels`` (-1 = noise). Register one with ``@register_clusterer("name")``
-in user code or a recipe, or from a package through the ``toolkit.clusterers`` entry-point group (the
-built-ins in ``plugins/`` use the entry points too). Entry points are loaded lazily, by name, so a
-broken plugin only matters to the runs that ask for it.
+in user code or a recipe, or from a package through the ``multi_radius_deep_svdd.clusterers``
+entry-point group. The built-ins (``toolkit.plugins``, the repository's ``plugins/`` folder) are listed
+in ``BUILTINS`` by name, so they work without installed metadata. Built-ins and entry points alike are
+imported on first use: importing the toolkit stays light, and a broken plugin only matters to the runs
+that ask for it.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib import import_module
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-ENTRY_POINT_GROUP = "toolkit.clusterers"
+ENTRY_POINT_GROUP = "multi_radius_deep_svdd.clusterers"
+
+# name -> "module:attribute"; imported when the name is first asked for. These names are reserved.
+BUILTINS: dict[str, str] = {
+    "finch": "toolkit.plugins.finch:FinchClusterer",
+    "kmeans": "toolkit.plugins.kmeans:KMeansClusterer",
+    "hdbscan": "toolkit.plugins.hdbscan:HDBSCANClusterer",
+    "single": "toolkit.plugins.single:SingleCluster",
+    "random": "toolkit.plugins.random_partition:RandomPartition",
+}
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
@@ -24,8 +36,33 @@ class RegistryError(KeyError):
         return str(self.args[0])
 
 
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points() -> dict[str, list[EntryPoint]]:
+    """Installed entry points by name; one name may be declared by several distributions."""
+    found: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        same = found.setdefault(ep.name, [])
+        if all(ep.value != other.value for other in same):  # one package seen twice on sys.path is one
+            same.append(ep)
+    return found
+
+
+def _declared_by(eps: list[EntryPoint]) -> str:
+    return ", ".join(f"{ep.value} ({ep.dist.name if ep.dist else 'unknown distribution'})" for ep in eps)
+
+
+def _load_builtin(name: str) -> Callable[..., Any]:
+    clash = _entry_points().get(name)
+    if clash:  # a built-in is never replaced behind the user's back
+        raise RegistryError(
+            f"clusterer {name!r} is built in, and the entry point {_declared_by(clash)} in group "
+            f"{ENTRY_POINT_GROUP!r} declares the same name; built-in names ({', '.join(sorted(BUILTINS))}) "
+            "are reserved: rename the entry point"
+        )
+    module, _, attr = BUILTINS[name].partition(":")
+    try:
+        return getattr(import_module(module), attr)
+    except Exception as e:  # e.g. a library the built-in needs is missing: say which and why
+        raise RegistryError(f"clusterer {name!r} ({BUILTINS[name]}) failed to load: {e!r}") from e
 
 
 def _ident(f: Callable[..., Any]) -> tuple[str, str, int]:
@@ -44,6 +81,10 @@ def register_clusterer(name: str, factory: Callable[..., Any] | None = None, *, 
             raise RegistryError(
                 f"a clusterer named {name!r} is already registered ({_ident(_REGISTRY[name])[0]}); pick another name"
             )
+        if not overwrite and name in BUILTINS and name not in _REGISTRY:
+            raise RegistryError(
+                f"{name!r} is a built-in clusterer ({BUILTINS[name]}); pick another name, or pass overwrite=True"
+            )
         _REGISTRY[name] = f
         return f
 
@@ -55,20 +96,27 @@ def unregister_clusterer(name: str) -> None:
 
 
 def available_clusterers() -> list[str]:
-    """Names of every clusterer: registered in this process or declared by an installed entry point."""
-    return sorted(set(_REGISTRY) | set(_entry_points()))
+    """Names of every clusterer: built in, registered in this process, or declared by an installed entry point."""
+    return sorted(set(BUILTINS) | set(_REGISTRY) | set(_entry_points()))
 
 
 def get_clusterer_factory(name: str) -> Callable[..., Any]:
     if name in _REGISTRY:
         return _REGISTRY[name]
-    eps = _entry_points()
-    if name not in eps:
-        raise RegistryError(f"unknown clusterer {name!r}; available: {', '.join(available_clusterers()) or '(none)'}")
-    try:
-        factory = eps[name].load()
-    except Exception as e:  # a broken plugin: say which one and why
-        raise RegistryError(f"clusterer {name!r} ({eps[name].value}) failed to load: {e!r}") from e
+    if name in BUILTINS:
+        factory = _load_builtin(name)
+    else:
+        eps = _entry_points().get(name)
+        if not eps:
+            raise RegistryError(f"unknown clusterer {name!r}; available: {', '.join(available_clusterers())}")
+        if len(eps) > 1:
+            raise RegistryError(
+                f"clusterer {name!r} is declared by several entry points: {_declared_by(eps)}; uninstall or rename one"
+            )
+        try:
+            factory = eps[0].load()
+        except Exception as e:  # a broken plugin: say which one and why
+            raise RegistryError(f"clusterer {name!r} ({eps[0].value}) failed to load: {e!r}") from e
     _REGISTRY[name] = factory
     return factory
 
