@@ -1,5 +1,5 @@
 """Quality against the simple baselines and the controls: test AUROC per group of normal classes, every
-model trained by the library's own run (``toolkit.pipeline.run``, the job behind ``python -m toolkit``).
+model trained by the library's own run (``toolkit.run.run``, the job behind ``python -m toolkit``).
 
     python benchmarks/baselines.py --data-root ../shared/data                      # ten groups, seeds 0 and 1
     python benchmarks/baselines.py --epochs-scale 0.2 --groups '0,9;2,3' --seeds 0
@@ -47,7 +47,7 @@ from toolkit.data import as_tensor, load_split  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
 from toolkit.knn import knn_distance  # noqa: E402
 from toolkit.nets import embed, fast_layout  # noqa: E402
-from toolkit.pipeline import run  # noqa: E402
+from toolkit.run import run  # noqa: E402
 from toolkit.runfolder import RunFolder  # noqa: E402
 from toolkit.svdd import combined_scores, score_stats, scores  # noqa: E402
 
@@ -67,19 +67,61 @@ ROWS = {
     "finch": ("FINCH spheres alone", ["multi"], ["pretrain", "multi"]),
     "knn5-multi": ("5-NN, FINCH-sphere embedding", ["knn5_multi"], ["pretrain", "multi"]),
     "recipe": ("recipe: FINCH + one sphere + recon", ["multi", "single", "recon"], ["pretrain", "single", "multi"]),
-    "null": ("null control: random partition + one sphere + recon", ["null", "single", "recon"], ["pretrain", "single", "null"]),
-    "ensemble": ("ensemble control: one sphere x 2 seeds + recon", ["single", "seed2", "recon"], ["pretrain", "single", "seed2"]),
-    "recipe+knn": ("recipe + 5-NN (FINCH-sphere embedding)", ["multi", "single", "recon", "knn5_multi"], ["pretrain", "single", "multi"]),
+    "null": (
+        "null control: random partition + one sphere + recon",
+        ["null", "single", "recon"],
+        ["pretrain", "single", "null"],
+    ),
+    "ensemble": (
+        "ensemble control: one sphere x 2 seeds + recon",
+        ["single", "seed2", "recon"],
+        ["pretrain", "single", "seed2"],
+    ),
+    "recipe+knn": (
+        "recipe + 5-NN (FINCH-sphere embedding)",
+        ["multi", "single", "recon", "knn5_multi"],
+        ["pretrain", "single", "multi"],
+    ),
     "finch+knn": ("FINCH spheres + 5-NN (same embedding)", ["multi", "knn5_multi"], ["pretrain", "multi"]),
-    "single+recon+knn": ("one sphere + recon + 5-NN (one-sphere embedding)", ["single", "recon", "knn5_single"], ["pretrain", "single"]),
-    "recipe+knn-raw": ("recipe + 5-NN raw pixels", ["multi", "single", "recon", "knn5_raw"], ["pretrain", "single", "multi"]),
-    "null+knn": ("null control + 5-NN (random-partition embedding)", ["null", "single", "recon", "knn5_null"], ["pretrain", "single", "null"]),
+    "single+recon+knn": (
+        "one sphere + recon + 5-NN (one-sphere embedding)",
+        ["single", "recon", "knn5_single"],
+        ["pretrain", "single"],
+    ),
+    "recipe+knn-raw": (
+        "recipe + 5-NN raw pixels",
+        ["multi", "single", "recon", "knn5_raw"],
+        ["pretrain", "single", "multi"],
+    ),
+    "knn5-input": ("5-NN, preprocessed input", ["knn5_input"], []),
+    "recipe+knn-input": (
+        "recipe + 5-NN preprocessed input (svdd.knn_space=input)",
+        ["multi", "single", "recon", "knn5_input"],
+        ["pretrain", "single", "multi"],
+    ),
+    "recipe+knn-ae": (
+        "recipe + 5-NN autoencoder embedding",
+        ["multi", "single", "recon", "knn5_ae"],
+        ["pretrain", "single", "multi"],
+    ),
+    "finch+knn-input": ("FINCH spheres + 5-NN preprocessed input", ["multi", "knn5_input"], ["pretrain", "multi"]),
+    "single+recon+knn-input": (
+        "one sphere + recon + 5-NN preprocessed input",
+        ["single", "recon", "knn5_input"],
+        ["pretrain", "single"],
+    ),
+    "null+knn": (
+        "null control + 5-NN (random-partition embedding)",
+        ["null", "single", "recon", "knn5_null"],
+        ["pretrain", "single", "null"],
+    ),
 }
 FIELDS = ["dataset", "group_size", "group", "seed", "row", "auroc", "seconds", "clusters"]
 
 
 def scaled(cfg: C.Config, scale: float) -> C.Config:
     """``cfg`` with every epoch count (and the learning-rate milestones and warm-up) times ``scale``."""
+
     def n(v: int) -> int:
         return max(1, round(v * scale))
 
@@ -168,6 +210,7 @@ def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
     put("seed2", sphere(seed2, seed2.encoder_, seed2.head_))
     spaces = {
         "raw": lambda s: xs[s].flatten(1),
+        "input": lambda s: prep[s].reshape(prep[s].shape[0], -1),
         "ae": lambda s: embed(main.recon_.encoder, prep[s]),
         "single": lambda s: embed(main.single_encoder_, prep[s]),
         "multi": lambda s: embed(main.encoder_, prep[s]),
@@ -178,9 +221,9 @@ def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
             ref = z("train")
             put(
                 f"knn{kk}_{space}",
-                lambda s, ref=ref, kk=kk, z=z: knn_distance(ref, ref, kk, exclude_self=True)
-                if s == "train"
-                else knn_distance(z(s), ref, kk),
+                lambda s, ref=ref, kk=kk, z=z: (
+                    knn_distance(ref, ref, kk, exclude_self=True) if s == "train" else knn_distance(z(s), ref, kk)
+                ),
             )
     recipe = cols["test"]["multi"], cols["test"]["single"], cols["test"]["recon"]
     want = torch.from_numpy(main.decision_function(split.x_test))
@@ -270,7 +313,9 @@ def main() -> None:
             ap.error(f"--set {kv!r}: expected KEY=VALUE, e.g. --set svdd.knn_k=10")
         over[key] = parse_value(value)
     recipe = C.load_recipe(ROOT / "recipes" / RECIPES[args.dataset])
-    base = scaled(C.apply_overrides(recipe, {k: v for k, v in over.items() if not k.endswith("epochs")}), args.epochs_scale)
+    base = scaled(
+        C.apply_overrides(recipe, {k: v for k, v in over.items() if not k.endswith("epochs")}), args.epochs_scale
+    )
     base = C.apply_overrides(base, {k: v for k, v in over.items() if k.endswith("epochs")})
     groups = [tuple(sorted(int(c) for c in g.split(","))) for g in args.groups.split(";") if g]
     seeds = [int(s) for s in args.seeds.split(",") if s]

@@ -49,7 +49,8 @@ from toolkit.config import ClusteringConfig, DataConfig, OptimConfig, SVDDConfig
 from toolkit.data import Preprocessor, TensorBatches, as_tensor, load_split  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
 from toolkit.nets import build_autoencoder, embed, fast_layout, refresh_batchnorm  # noqa: E402
-from toolkit.pipeline import Context, pretrain, train_svdd  # noqa: E402
+from toolkit.run import RunHooks  # noqa: E402
+from toolkit.stages import pretrain, train_svdd  # noqa: E402
 from toolkit.svdd import all_sq_distances, combined_scores, score_stats, sphere_scores  # noqa: E402
 
 ROWS = {
@@ -114,13 +115,20 @@ def shared_autoencoder(
     if must_exist:
         raise FileNotFoundError(f"no cached autoencoder {path}: run the rows of this setting first")
     t0 = time.perf_counter()
-    pretrain(ae, x, opt, seed=seed, ctx=Context(progress=False, eval_data=eval_data, eval_every=10))
+    pretrain(ae, x, opt, seed=seed, hooks=evaluating(eval_data, 10))
     seconds = time.perf_counter() - t0
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state": ae.state_dict(), "seconds": seconds}, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
     return ae, seconds
+
+
+def evaluating(eval_data, every: int) -> RunHooks:
+    """Hooks that evaluate on preprocessed test batches every ``every`` epochs (the test-AUROC curve)."""
+    hooks = RunHooks(eval_every=every)
+    hooks.eval_data = eval_data
+    return hooks
 
 
 def draw_groups(sizes: list[int], n: int, seed: int) -> list[tuple[int, ...]]:
@@ -275,8 +283,8 @@ def run_group(group, seed, args, done, writer, f):
         torch.manual_seed(seed)
         encoder = copy.deepcopy(ae.encoder)
         decoder = copy.deepcopy(ae.decoder) if cfg.recon_weight > 0 else None
-        ctx = Context(progress=False, eval_data=eval_data, eval_every=args.eval_every)
-        head, history = train_svdd(encoder, x, labels, cfg, seed=seed, ctx=ctx, tag=row, decoder=decoder)
+        hooks = evaluating(eval_data, args.eval_every)
+        head, history = train_svdd(encoder, x, labels, cfg, seed=seed, hooks=hooks, stage=row, decoder=decoder)
         extra = {}
         for prefix in ("", "bn_"):  # as trained, then with BatchNorm statistics recomputed over the data
             if prefix and not cfg.refresh_bn:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_data import make_cifar10, make_mnist
+
+pytestmark = pytest.mark.slow  # the benchmark script end to end, several library runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,7 @@ ARGS = [
 ]
 
 
+@pytest.mark.slow  # two CLI runs, one of them spawning processes
 def test_two_gloo_processes_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     r = cli(*ARGS, f"--run_dir={one}")
@@ -40,11 +41,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 @pytest.mark.parametrize("args,match", [(["--nproc_per_node=2"], "needs a backend"), (["--backend=mpi"], "unknown")])
+@pytest.mark.slow  # the CLI in a subprocess
 def test_bad_distributed_settings(args, match):
     r = cli(*args)
     assert r.returncode == 2 and match in r.stderr
 
 
+@pytest.mark.slow  # a torchrun launch
 def test_unchanged_under_torchrun(tmp_path):
     import subprocess
     import sys
@@ -76,6 +79,6 @@ def test_unchanged_under_torchrun(tmp_path):
 
 @pytest.mark.parametrize("threads,nproc,want", [(2, 2, 1), (1, 4, 1), (16, 4, 4), (8, 3, 2), (6, 1, 6)])
 def test_spawned_cpu_processes_share_the_cores(threads, nproc, want):
-    from toolkit.pipeline import threads_per_process
+    from toolkit.run import threads_per_process
 
     assert threads_per_process(threads, nproc) == want

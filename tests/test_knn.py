@@ -45,7 +45,10 @@ def test_knn_distance_with_duplicate_points_and_float32():
     torch.testing.assert_close(knn_distance(ref, ref, 1, exclude_self=True), torch.tensor([0.0, 0.0, 5.0]))
     big = torch.randn(300, 784) * 50  # pixel-sized values: the matrix-product form stays close to exact
     torch.testing.assert_close(
-        knn_distance(big[:20], big[20:], 5), brute_force(big[:20].double(), big[20:].double(), 5).float(), rtol=1e-4, atol=1e-3
+        knn_distance(big[:20], big[20:], 5),
+        brute_force(big[:20].double(), big[20:].double(), 5).float(),
+        rtol=1e-4,
+        atol=1e-3,
     )
 
 
@@ -87,6 +90,7 @@ def test_random_partition_sizes_must_add_up():
         build_clusterer("random", sizes=[2, 3]).fit_predict(np.zeros((6, 1)))
 
 
+@pytest.mark.slow  # a whole fit
 def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
@@ -108,7 +112,9 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     with torch.inference_mode():
         z_new = det.encoder_(det.preprocessor_(torch.from_numpy(x_new)))
         new_parts = det._parts(det.preprocessor_(torch.from_numpy(x_new)))[0]
-    torch.testing.assert_close(new_parts[:, 2], brute_force(z_new.double(), z.double(), 3).float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        new_parts[:, 2], brute_force(z_new.double(), z.double(), 3).float(), rtol=1e-4, atol=1e-4
+    )
     want = combined_scores(new_parts, det.score_stats_, torch.tensor([1.0, 1.0, 2.0])).numpy()
     np.testing.assert_allclose(det.decision_function(x_new), want, rtol=1e-5, atol=1e-5)
     # the threshold is the (1 - nu) quantile of the training scores as calibrated (leave-one-out): a training
@@ -121,7 +127,22 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     assert loaded.threshold_ == det.threshold_
 
 
-@pytest.mark.parametrize("bad", [{"svdd.score_knn": -1.0}, {"svdd.knn_k": 0}])
+def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    settings = {**TINY, "svdd.score_recon": 0.0, "svdd.score_knn": 1.0, "svdd.knn_space": "input"}
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
+    with torch.inference_mode():
+        xb = det.preprocessor_(torch.from_numpy(x[normal]))
+        x_new = det.preprocessor_(torch.from_numpy(x[~normal][:30]))
+        column = det._parts(x_new)[0][:, 1]
+    torch.testing.assert_close(det.knn_reference_, xb)
+    want = brute_force(x_new.double(), xb.double(), 5).float()
+    torch.testing.assert_close(column, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [{"svdd.score_knn": -1.0}, {"svdd.knn_k": 0}, {"svdd.knn_space": "pixels"}])
 def test_bad_knn_settings_are_refused(bad):
     with pytest.raises(ConfigError):
         apply_overrides(load_recipe(default_recipe()), bad)

@@ -12,8 +12,9 @@ from sklearn.datasets import load_digits
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError, SVDDConfig, apply_overrides, default_recipe, load_recipe
 from toolkit.engines import create_svdd_trainer, reconstruction_error
-from toolkit.handlers import RadiusUpdate, Reassign
 from toolkit.nets import MLPEncoder
+from toolkit.spheres import SphereUpdate
+from toolkit.stages import Hooks, train_svdd
 from toolkit.svdd import SphereHead, cluster_quantiles, combined_scores, init_centres, score_stats, scores
 
 TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 1}
@@ -28,7 +29,7 @@ def test_per_batch_radii_follow_each_batch_after_warm_up():
         head = SphereHead(init_centres(encoder.eval()(x), labels, 3))
     opt = torch.optim.Adam(encoder.parameters(), lr=1e-3)
     engine = create_svdd_trainer(encoder, head, opt, "soft-boundary", 0.1, 60)
-    RadiusUpdate(head, labels, 0.1, warmup_epochs=1, per_batch=True).attach(engine)
+    SphereUpdate(head, labels, 0.1, warmup_epochs=1, per_batch=True).attach(engine)
     seen = []
 
     @engine.on(Events.ITERATION_COMPLETED)
@@ -49,8 +50,8 @@ def test_reassign_moves_points_to_their_nearest_sphere_in_place():
     head = SphereHead(torch.tensor([[0.0, 0.0], [10.0, 0.0]]), torch.tensor([1.0, 1.0]))
     labels = torch.tensor([0, 0, 1, 1])
     z = torch.tensor([[0.5, 0.0], [9.0, 0.0], [1.0, 0.0], [11.0, 0.0]])
-    state = SimpleNamespace(epoch_z=z, epoch_dist=torch.zeros(4))
-    handler = Reassign(head, labels)
+    state = SimpleNamespace(epoch=1, epoch_z=z, epoch_dist=torch.zeros(4))
+    handler = SphereUpdate(head, labels, 0.1, warmup_epochs=2, reassign=True)  # still in warm-up: no radii
     handler(SimpleNamespace(state=state))
     assert labels.tolist() == [0, 1, 0, 1]
     assert handler.moved == [2]
@@ -73,6 +74,7 @@ def test_bad_remedy_settings_are_refused(bad, match):
         apply_overrides(load_recipe(default_recipe()), bad)
 
 
+@pytest.mark.slow  # a whole fit
 def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
@@ -117,6 +119,7 @@ def test_combined_scores_standardise_every_column():
     assert torch.isfinite(combined_scores(torch.stack([torch.ones(3), r], dim=1), flat, torch.ones(2))).all()
 
 
+@pytest.mark.slow  # a whole fit
 def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
@@ -145,15 +148,14 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     assert loaded.threshold_ == det.threshold_
 
 
+@pytest.mark.slow  # a whole fit
 def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
-    from toolkit.pipeline import Context, _fit_stages
-
     d = load_digits()
     x = torch.from_numpy(d.data.astype(np.float32))
     normal = torch.from_numpy(np.isin(d.target, (0, 1, 3)))
     cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_single": 0.5, "svdd.score_recon": 2.0})
-    dets, info, _ = _fit_stages(cfg, x[normal], Context(progress=False), baseline=True)
-    multi, single = dets["multi"], dets["single"]
+    multi = MultiRadiusDeepSVDD(cfg, device="cpu").fit(x[normal], hooks=Hooks(baseline=True))
+    single = multi.baseline_
     # the one-sphere term is the very model the baseline trained (same seed, same data order)
     assert multi.single_encoder_ is single.encoder_
     assert single.single_head_ is None and single.resolved_config().svdd.score_single == 0.0
@@ -177,11 +179,12 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), multi.decision_function(x[:200]))
     # without the reconstruction term: two columns, the multi-sphere score first
     cfg2 = apply_overrides(cfg, {"svdd.score_recon": 0.0})
-    alone = _fit_stages(cfg2, x[normal], Context(progress=False), baseline=False)[0]
-    assert set(alone) == {"multi"} and alone["multi"].recon_ is None
-    assert alone["multi"].score_stats_.shape == (2, 2)
+    alone = MultiRadiusDeepSVDD(cfg2, device="cpu").fit(x[normal])
+    assert alone.baseline_ is None and alone.recon_ is None
+    assert alone.score_stats_.shape == (2, 2)
 
 
+@pytest.mark.slow  # a whole fit
 def test_detector_files_from_before_the_one_sphere_term_still_load(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
@@ -196,8 +199,6 @@ def test_detector_files_from_before_the_one_sphere_term_still_load(tmp_path):
 
 
 def test_recon_weight_needs_the_decoder():
-    from toolkit.pipeline import Context, train_svdd
-
     x = torch.randn(30, 4)
     with pytest.raises(ValueError, match="decoder"):
         train_svdd(
@@ -206,13 +207,12 @@ def test_recon_weight_needs_the_decoder():
             torch.zeros(30, dtype=torch.long),
             SVDDConfig(epochs=1, recon_weight=1.0),
             seed=0,
-            ctx=Context(progress=False),
-            tag="t",
+            stage="t",
         )
 
 
 def test_holdout_mask_takes_a_share_of_every_cluster():
-    from toolkit.pipeline import holdout_mask
+    from toolkit.stages import holdout_mask
 
     labels = torch.tensor([0] * 50 + [1] * 9 + [2] * 1 + [3] * 40)
     held = holdout_mask(labels, 0.2, seed=0)
@@ -223,15 +223,13 @@ def test_holdout_mask_takes_a_share_of_every_cluster():
 def test_early_stopping_on_held_out_normals_keeps_the_best_epoch():
     """A learning rate far too high makes the held-out loss worse after its best epoch: training stops
     `patience` epochs later and the encoder and radii of the best epoch are put back."""
-    from toolkit.pipeline import Context, train_svdd
-
     d = load_digits()
     x = torch.from_numpy(d.data[np.isin(d.target, (0, 1))].astype(np.float32) / 16)
     torch.manual_seed(0)
     encoder = MLPEncoder(64, (32,), 8)
     labels = torch.zeros(len(x), dtype=torch.long)
     cfg = SVDDConfig(epochs=40, lr=0.05, milestones=(), warmup_epochs=1, holdout_fraction=0.2, patience=3)
-    head, history = train_svdd(encoder, x, labels, cfg, seed=0, ctx=Context(progress=False), tag="t")
+    head, history = train_svdd(encoder, x, labels, cfg, seed=0, stage="t")
     losses = [e["holdout_loss"] for e in history.epochs if "holdout_loss" in e]
     best = int(np.argmin(losses))
     assert len(losses) == best + 1 + 3 < 40  # stopped `patience` epochs after the best

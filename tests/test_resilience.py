@@ -18,8 +18,9 @@ from torch import nn
 from toolkit.config import OptimConfig, SVDDConfig
 from toolkit.handlers import TrainingDiverged
 from toolkit.nets import build_autoencoder
-from toolkit.pipeline import Context, pretrain, train_svdd
+from toolkit.run import RunHooks
 from toolkit.runfolder import RunFolder, RunFolderError
+from toolkit.stages import pretrain, train_svdd
 
 # long enough (in epochs) that a kill lands inside a stage; seconds in all on 2 cores
 ARGS = ["--pretrain.epochs=40", "--svdd.epochs=120", "--baseline=False", "--eval_every=0"]
@@ -57,6 +58,7 @@ def same_result(a, b):
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "svdd_multi"])
+@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path, stage):
     run_dir = tmp_path / "run"
     proc = start(run_dir)
@@ -71,6 +73,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path, stage
     same_result(reference, run_dir)
 
 
+@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_ctrl_c_stops_after_a_checkpoint_and_resume_finishes(reference, tmp_path):
     run_dir = tmp_path / "run"
     proc = start(run_dir)
@@ -84,6 +87,7 @@ def test_ctrl_c_stops_after_a_checkpoint_and_resume_finishes(reference, tmp_path
     same_result(reference, run_dir)
 
 
+@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_existing_run_folder_needs_resume_and_the_same_settings(reference):
     r = cli(*ARGS, f"--run_dir={reference}")
     assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume=True" in r.stderr
@@ -113,8 +117,9 @@ def test_diverging_loss_stops_naming_stage_and_epoch_and_keeps_the_last_good_che
     # a sane first epoch, then a learning rate of 1e37
     opt = OptimConfig(epochs=4, lr=1e-3, milestones=(1,), gamma=1e40, batch_size=16)
     folder = RunFolder(tmp_path)
-    with pytest.raises(TrainingDiverged, match=r"pretrain: the mean loss of epoch 2 is (nan|inf).*epoch 1"):
-        pretrain(ae, x, opt, seed=0, ctx=Context(run=folder, progress=False))
+    match = r"pretrain: the loss of epoch 2 is (nan|inf).*checkpoint is that of epoch 1"
+    with pytest.raises(TrainingDiverged, match=match):
+        pretrain(ae, x, opt, seed=0, hooks=RunHooks(run=folder))
     assert [p.name for p in folder.checkpoints_of("pretrain")] == ["pretrain_checkpoint_4.pt"]  # epoch 1 only
 
 
@@ -129,8 +134,7 @@ def test_collapse_is_reported():
             labels,
             SVDDConfig(epochs=2, warmup_epochs=1, eps=0.0, batch_size=8),
             seed=0,
-            ctx=Context(progress=False),
-            tag="svdd_multi",
+            stage="svdd_multi",
         )
 
 
@@ -150,6 +154,7 @@ def test_image_shape_not_matching_the_net_is_refused():
         MultiRadiusDeepSVDD(device="cpu", **{"net.arch": "lenet28"}).fit(np.zeros((10, 64), np.float32))
 
 
+@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_no_half_written_artifacts(reference):
     assert not [p for p in reference.rglob("*.tmp")]
     os.stat(reference / "results.json")

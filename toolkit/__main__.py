@@ -21,9 +21,9 @@ from .clustering import ClusteringError
 from .data import DataError
 from .detector import DetectorFileError
 from .handlers import TrainingDiverged
-from .pipeline import Interrupted
 from .registry import RegistryError, available_clusterers, clusterer_options
 from .report import ReportError
+from .run import Interrupted
 from .runfolder import RunFolderError
 
 USAGE = """usage: python -m toolkit [run] [RECIPE] [--setting=value ...]
@@ -40,8 +40,8 @@ The default is digits (data shipped with scikit-learn).
 
 
 def run(recipe: str | None = None, **overrides: Any) -> None:
-    from .pipeline import run as run_pipeline
-    from .pipeline import summary
+    from .run import run as run_pipeline
+    from .run import summary
 
     cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)
     results = run_pipeline(cfg)

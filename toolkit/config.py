@@ -24,6 +24,7 @@ OBJECTIVES = ("soft-boundary", "one-class")
 BACKENDS = ("", "gloo", "nccl")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
+KNN_SPACES = ("embedding", "input")  # where the k-NN score term measures distances
 
 
 class ConfigError(ValueError):
@@ -110,8 +111,9 @@ class SVDDConfig(OptimConfig):
     recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
     score_single: float = 0.0  # > 0: + this x the standardised score of one sphere trained from the same AE
     score_recon: float = 0.0  # > 0: score = standardised sphere score + this x standardised AE reconstruction error
-    score_knn: float = 0.0  # > 0: + this x the standardised mean distance to the knn_k nearest training embeddings
-    knn_k: int = 5  # with score_knn: neighbours of the k-NN term (in the multi-sphere encoder's embedding)
+    score_knn: float = 0.0  # > 0: + this x the standardised mean distance to the knn_k nearest training points
+    knn_k: int = 5  # with score_knn: neighbours of the k-NN term
+    knn_space: str = "embedding"  # with score_knn: "embedding" (the multi-sphere encoder's) or "input" (preprocessed)
     holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
     patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
 
@@ -127,6 +129,7 @@ class SVDDConfig(OptimConfig):
         _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
         _check(self.score_knn >= 0, f"svdd.score_knn={self.score_knn} must be >= 0 (0 = no k-NN term)")
         _check(self.knn_k >= 1, f"svdd.knn_k={self.knn_k} must be >= 1")
+        _check(self.knn_space in KNN_SPACES, f"svdd.knn_space={self.knn_space!r} is unknown; accepted: {KNN_SPACES}")
         _check(
             0.0 <= self.holdout_fraction < 0.5,
             f"svdd.holdout_fraction={self.holdout_fraction} must be in [0, 0.5) (0 = no early stopping)",
@@ -191,9 +194,28 @@ class DistConfig:
 
 
 @dataclass(frozen=True)
-class Config:
-    name: str = "digits"  # run name; used in the default run folder
+class ModelConfig:
+    """The model's settings: all that ``MultiRadiusDeepSVDD.fit`` trains by. Everything else in
+    :class:`Config` is the run's (data, device, run folder, resume, baseline, evaluation, monitoring,
+    processes): it changes where and how a run happens and what it reports, not the model."""
+
     seed: int = 0
+    net: NetConfig = field(default_factory=NetConfig)
+    pretrain: OptimConfig = field(default_factory=OptimConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    svdd: SVDDConfig = field(default_factory=SVDDConfig)
+
+
+MODEL_SETTINGS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+
+@dataclass(frozen=True)
+class Config:
+    """A recipe: the model's settings (``seed``, ``net``, ``pretrain``, ``clustering``, ``svdd``; see
+    :attr:`model`) and the run's, flat, so the command line names each by one dotted key."""
+
+    name: str = "digits"  # run name; used in the default run folder
+    seed: int = 0  # model: every random draw of the fit (weights, batches, clusterer)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1, ...
     run_dir: str = ""  # empty: runs/<name>-<timestamp>
     resume: bool = False  # continue the run in run_dir (or the newest runs/<name>-*) from its checkpoints
@@ -206,6 +228,11 @@ class Config:
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+
+    @property
+    def model(self) -> ModelConfig:
+        """The model's settings alone."""
+        return ModelConfig(**{k: getattr(self, k) for k in MODEL_SETTINGS})
 
     def __post_init__(self) -> None:
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")

@@ -4,19 +4,25 @@ Saved files hold tensors and plain values only and load with ``torch.load(weight
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from . import config as C
+from .clustering import check_clusterer, pseudo_labels
 from .data import Preprocessor, as_tensor
 from .engines import reconstruction_error
+from .files import atomic_write
 from .knn import knn_distance
-from .nets import EVAL_BATCH, build_autoencoder, build_encoder, embed, fast_layout, net_options
+from .nets import EVAL_BATCH, build_autoencoder, build_encoder, embed, fast_layout, net_options, resolve_arch
+from .stages import Hooks, pretrain, resolve_device, train_svdd
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
@@ -45,8 +51,9 @@ class MultiRadiusDeepSVDD:
     the distance rule and combined scores), ``labels_`` (pseudo-label of each training point),
     ``n_clusters_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
     one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 ``recon_`` (the
-    pretrained autoencoder), with ``svdd.score_knn`` > 0 ``knn_reference_`` (the training embeddings that
-    the k-NN term measures against); with any, ``score_stats_`` (2, C): the training mean and spread of
+    pretrained autoencoder), with ``svdd.score_knn`` > 0 ``knn_reference_`` (the training points that the
+    k-NN term measures against: their embeddings, or with ``svdd.knn_space="input"`` the preprocessed
+    inputs, flattened); with any, ``score_stats_`` (2, C): the training mean and spread of
     each score column (multi-sphere score, then the one-sphere score, the reconstruction error, the k-NN
     distance; the k-NN distance of a training point leaves the point itself out).
     """
@@ -72,19 +79,115 @@ class MultiRadiusDeepSVDD:
         return C.apply_overrides(self.config or C.Config(), self.overrides)
 
     # -------------------------------------------------------------- fitting
-    def fit(self, X: np.ndarray | Tensor, y: Any = None) -> MultiRadiusDeepSVDD:
-        """Fit on raw normal data ``X`` of shape (N, C, H, W) or (N, D); ``y`` is ignored."""
-        from .pipeline import Context, fit, resolve_device
+    def fit(self, X: np.ndarray | Tensor, y: Any = None, *, hooks: Hooks | None = None) -> MultiRadiusDeepSVDD:
+        """Fit on raw normal data ``X`` of shape (N, C, H, W) or (N, D); ``y`` is ignored.
 
+        Preprocess -> pretrain the autoencoder -> pseudo-labels from its embeddings -> one sphere (when
+        the score or ``hooks.baseline`` needs it) and the multi-sphere model, each from a copy of the
+        pretrained encoder with the seed reset (so the order changes nothing) -> calibrate the score.
+        ``hooks`` (:class:`toolkit.stages.Hooks`) is how a caller adds handlers and keeps stages: the CLI
+        run passes its harness; the default adds nothing. With several processes, rank 0 clusters and
+        the labels are broadcast."""
         cfg = self.resolved_config()
-        fitted, info = fit(cfg, X, ctx=Context(device=resolve_device(self.device), progress=False))
-        self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+        m = cfg.model  # the model's settings; the run's (data, folder, monitoring) come in through hooks
+        hooks = hooks or Hooks(device=resolve_device(self.device))
+        device = hooks.device
+        x_raw = as_tensor(X)
+        in_shape = tuple(x_raw.shape[1:])
+        arch = resolve_arch(m.net.arch, in_shape)
+        if not bool(torch.isfinite(x_raw).all()):
+            raise C.ConfigError("the training data hold NaN or infinite values; clean them before training")
+        n_classes = len(cfg.data.normal_classes)  # what a clusterer option "n_normal_classes" stands for
+        check_clusterer(m.clustering, seed=m.seed, n_normal_classes=n_classes)
+        torch.manual_seed(m.seed)
+        prep = Preprocessor().fit(x_raw).to(device)
+        x = fast_layout(prep(x_raw.to(device)), device)
+        hooks.preprocessed(prep)
+        info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
+
+        # ---- pretraining
+        t0 = time.perf_counter()
+        ae = fast_layout(build_autoencoder(arch, in_shape, *net_options(m.net)).to(device), device)
+        if (done := hooks.finished("pretrain")) is not None:
+            ae.load_state_dict(done["autoencoder"])
+            info["pretrain"] = json.loads(done["info"])
+        else:
+            history = pretrain(ae, x, m.pretrain, seed=m.seed, hooks=hooks)
+            info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
+            hooks.record("pretrain", {"autoencoder": ae.state_dict(), "info": json.dumps(info["pretrain"])})
+
+        # ---- pseudo-labels: clustered on rank 0, broadcast to the others
+        t0 = time.perf_counter()
+        if (done := hooks.finished("clustering")) is not None:
+            labels, cinfo = done["labels"].to(device), json.loads(done["info"])
+        else:
+            labels, cinfo = torch.zeros(x.shape[0], dtype=torch.long, device=device), {}
+            if hooks.rank == 0:
+                found, cinfo = pseudo_labels(
+                    embed(ae.encoder, x), m.clustering, seed=m.seed, n_normal_classes=n_classes
+                )
+                labels = found.to(device)
+                cinfo["seconds"] = time.perf_counter() - t0
+            if hooks.world > 1:
+                labels = idist.broadcast(labels, src=0)
+        hooks.clustered(cinfo, labels)
+        if done is None:
+            hooks.record("clustering", {"labels": labels.cpu(), "info": json.dumps(cinfo)})
+        info["clustering"] = cinfo
+
+        # ---- SVDD: one sphere first when the score or the baseline needs it, then the multi-sphere model
+        variants = {"multi": labels}
+        if hooks.baseline or m.svdd.score_single > 0:
+            variants = {"single": torch.zeros_like(labels), **variants}
+        trained = {}  # name -> (encoder, head, labels)
+        for name, lab in variants.items():
+            t0 = time.perf_counter()
+            torch.manual_seed(m.seed)
+            encoder = copy.deepcopy(ae.encoder)
+            if (done := hooks.finished(f"svdd_{name}")) is not None:
+                encoder.load_state_dict(done["encoder"])
+                head = SphereHead(done["centres"], done["radii"], rule=m.svdd.score).to(device)
+                lab = done.get("labels", lab.cpu()).to(device)
+                info[name] = json.loads(done["info"])
+            else:
+                lab = lab.clone()  # re-assignment changes it in place; the clustering's labels stay as found
+                decoder = copy.deepcopy(ae.decoder) if m.svdd.recon_weight > 0 else None
+                head, history = train_svdd(
+                    encoder, x, lab, m.svdd, seed=m.seed, stage=f"svdd_{name}", hooks=hooks, decoder=decoder
+                )
+                last = history.tests[-1] if history.tests else {}
+                info[name] = {
+                    "seconds": time.perf_counter() - t0,
+                    "radii": head.radii.tolist(),
+                    "test_auroc": last.get("auroc"),
+                    "test_aupr": last.get("aupr"),
+                    "history": history.as_dict(),
+                }
+                payload = {"encoder": encoder.state_dict(), "centres": head.centres.cpu(), "radii": head.radii.cpu()}
+                hooks.record(f"svdd_{name}", {**payload, "labels": lab.cpu(), "info": json.dumps(info[name])})
+            trained[name] = (encoder, head, lab)
+
+        self.autoencoder_ = ae.eval()  # the pretrained autoencoder (frozen), for the score and diagnostics
+        recon = copy.deepcopy(ae) if m.svdd.score_recon > 0 else None
+        single = trained["single"][:2] if m.svdd.score_single > 0 else None
+        self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(x)
+        self.baseline_ = None
+        if hooks.baseline:  # one sphere on its own: never its own one-sphere term
+            base_cfg = C.apply_overrides(cfg, {"svdd.score_single": 0.0, "svdd.score_knn": 0.0})
+            self.baseline_ = type(self)(base_cfg, device=self.device)
+            self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=recon)._calibrate(x)
+        if "single" in info and not hooks.baseline:  # the sphere is the multi-sphere score's term
+            info["multi"]["one_sphere"] = info.pop("single")
         self.fit_info_ = info
         return self
 
     @classmethod
-    def _from_parts(
-        cls,
+    def _from_parts(cls, cfg: C.Config, *parts: Any, device: str | None = None, **kw: Any) -> MultiRadiusDeepSVDD:
+        """A detector from trained parts (see :meth:`_assemble`), e.g. those of a saved file."""
+        return cls(cfg, device=device or "cpu")._assemble(cfg, *parts, **kw)
+
+    def _assemble(
+        self,
         cfg: C.Config,
         arch: str,
         in_shape: tuple[int, ...],
@@ -99,27 +202,26 @@ class MultiRadiusDeepSVDD:
         score_stats: Tensor | None = None,
         knn_reference: Tensor | None = None,
     ) -> MultiRadiusDeepSVDD:
-        """A detector from trained parts; ``threshold`` and ``score_stats`` as saved, or (None) left for
-        :meth:`_calibrate` to compute on the training data."""
+        """Set the learned attributes from trained parts; ``threshold`` and ``score_stats`` as saved, or
+        (None) left for :meth:`_calibrate` to compute on the training data."""
         if (recon is not None) != (cfg.svdd.score_recon > 0):
             raise ValueError("svdd.score_recon > 0 needs the pretrained autoencoder, and only then")
         if (single is not None) != (cfg.svdd.score_single > 0):
             raise ValueError("svdd.score_single > 0 needs the one-sphere encoder and head, and only then")
         device = head.centres.device
-        det = cls(cfg, device=str(device))
-        det.arch_, det.input_shape_ = arch, tuple(in_shape)
-        det.preprocessor_, det.encoder_, det.head_ = prep, fast_layout(encoder.eval(), device), head
-        det.recon_ = None if recon is None else fast_layout(recon.eval(), device)
-        det.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
-        det.single_head_ = None if single is None else single[1].to(device)
-        det.labels_ = labels.detach().cpu().numpy()
-        det.knn_reference_ = None if knn_reference is None else knn_reference.detach().to(device)
+        self.arch_, self.input_shape_ = arch, tuple(in_shape)
+        self.preprocessor_, self.encoder_, self.head_ = prep, fast_layout(encoder.eval(), device), head
+        self.recon_ = None if recon is None else fast_layout(recon.eval(), device)
+        self.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
+        self.single_head_ = None if single is None else single[1].to(device)
+        self.labels_ = labels.detach().cpu().numpy()
+        self.knn_reference_ = None if knn_reference is None else knn_reference.detach().to(device)
         if score_stats is not None and score_stats.dim() == 1:  # files from before score_single: (4,) flat
             score_stats = score_stats.view(2, 2).T.contiguous()
-        det.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
+        self.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
         if threshold is not None:
-            det.threshold_ = float(threshold)
-        return det
+            self.threshold_ = float(threshold)
+        return self
 
     def _weights(self) -> Tensor:
         """The weight of each score column: 1 for the multi-sphere score, then the configured ones."""
@@ -138,8 +240,14 @@ class MultiRadiusDeepSVDD:
         if self.recon_ is not None:
             parts.append(reconstruction_error(self.recon_, xb))
         if knn and self.knn_reference_ is not None:
-            parts.append(knn_distance(z, self.knn_reference_, self.resolved_config().svdd.knn_k))
+            svdd = self.resolved_config().svdd
+            parts.append(knn_distance(self._knn_space(xb, z, svdd), self.knn_reference_, svdd.knn_k))
         return torch.stack(parts, dim=1), k
+
+    @staticmethod
+    def _knn_space(xb: Tensor, z: Tensor, svdd: C.SVDDConfig) -> Tensor:
+        """The rows the k-NN term compares: embeddings ``z``, or the preprocessed inputs ``xb`` flattened."""
+        return z if svdd.knn_space == "embedding" else xb.reshape(xb.shape[0], -1)
 
     def _eval(self) -> None:
         """Every net that scores in evaluation mode (BatchNorm with its running statistics)."""
@@ -159,10 +267,10 @@ class MultiRadiusDeepSVDD:
         flagged, as a contamination rate)."""
         self._eval()
         parts = torch.cat([self._parts(xb, knn=False)[0] for xb in x.split(batch_size)])
-        if self.resolved_config().svdd.score_knn > 0:  # each training point's neighbours, itself left out
-            self.knn_reference_ = embed(self.encoder_, x, batch_size)
-            k = self.resolved_config().svdd.knn_k
-            loo = knn_distance(self.knn_reference_, self.knn_reference_, k, exclude_self=True)
+        svdd = self.resolved_config().svdd
+        if svdd.score_knn > 0:  # each training point's neighbours, itself left out
+            self.knn_reference_ = self._knn_space(x, embed(self.encoder_, x, batch_size), svdd)
+            loo = knn_distance(self.knn_reference_, self.knn_reference_, svdd.knn_k, exclude_self=True)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
         if parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
@@ -251,11 +359,7 @@ class MultiRadiusDeepSVDD:
             payload["score_stats"] = self.score_stats_.detach().cpu()
         if self.knn_reference_ is not None:
             payload["knn_reference"] = self.knn_reference_.detach().cpu()
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return atomic_write(path, lambda p: torch.save(payload, p))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> MultiRadiusDeepSVDD:
@@ -303,4 +407,5 @@ class MultiRadiusDeepSVDD:
             threshold=p["threshold"],
             score_stats=p.get("score_stats"),
             knn_reference=p.get("knn_reference"),
+            device=device,
         )

@@ -1,4 +1,5 @@
-"""Small handlers attached to engine events: radii, history, evaluation, TensorBoard, progress, checkpoints.
+"""The run's infrastructure as small handlers on engine events: history, evaluation, TensorBoard, progress,
+checkpoints, the NaN stop, early stopping, Ctrl-C. The method's own handlers are in ``spheres.py``.
 
 Side effects (TensorBoard, files) happen on rank 0 only.
 """
@@ -6,160 +7,20 @@ Side effects (TensorBoard, files) happen on rank 0 only.
 from __future__ import annotations
 
 import json
-import logging
-import math
 import signal
 import sys
 import threading
-import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, ProgressBar
+from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, ProgressBar, TerminateOnNan
+from ignite.handlers.checkpoint import BaseSaveHandler
 
-from .engines import SVDDEvents
-from .nets import embed
-from .svdd import SphereHead, nearest_sphere, outside_fraction, own_sq_distances, update_radii
-
-log = logging.getLogger("toolkit")
-
-
-class RadiusUpdate:
-    """On EPOCH_COMPLETED, from the end of warm-up on: R_k <- (1 - nu) quantile of sqrt(d_i), i in k,
-    over the whole epoch's distances (one quantile over all points with ``shared``). Fires
-    ``SVDDEvents.RADII_UPDATED`` after each update.
-
-    ``per_batch``: after warm-up, also after every step from that batch's distances (Ruff et al.'s
-    reference implementation); the epoch-end update still sets the radii kept for scoring."""
-
-    def __init__(
-        self,
-        head: SphereHead,
-        labels: torch.Tensor,
-        nu: float,
-        warmup_epochs: int,
-        *,
-        shared: bool = False,
-        per_batch: bool = False,
-    ) -> None:
-        self.head, self.labels, self.nu, self.warmup_epochs = head, labels, nu, warmup_epochs
-        self.shared, self.per_batch = shared, per_batch
-
-    def update(self, engine: Engine) -> None:
-        new = update_radii(engine.state.epoch_dist, self.labels, self.head.radii, self.nu, self.shared)
-        self.head.radii.copy_(new)
-        engine.fire_event(SVDDEvents.RADII_UPDATED)
-
-    def __call__(self, engine: Engine) -> None:
-        if engine.state.epoch >= self.warmup_epochs:
-            self.update(engine)
-
-    def batch_update(self, engine: Engine) -> None:
-        if engine.state.epoch > self.warmup_epochs:  # the epochs after warm-up (Ignite counts from 1)
-            dist, labels = engine.state.output["dist"], engine.state.batch[2]
-            self.head.radii.copy_(update_radii(dist, labels, self.head.radii, self.nu, self.shared))
-
-    def finalize(self, engine: Engine) -> None:
-        """On COMPLETED: a run shorter than the warm-up still gets radii from its last epoch."""
-        if engine.state.epoch < self.warmup_epochs and engine.state.epoch > 0:
-            warnings.warn(
-                f"training ended ({engine.state.epoch} epochs) before the warm-up ({self.warmup_epochs}) did; "
-                "radii were set once from the last epoch's distances",
-                stacklevel=1,
-            )
-            self.update(engine)
-
-    def attach(self, engine: Engine) -> RadiusUpdate:
-        if self.per_batch:
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self.batch_update)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self.finalize)
-        return self
-
-
-class Reassign:
-    """On EPOCH_COMPLETED (before the radius update): every training point moves to its nearest sphere
-    by the scoring rule, from the embeddings of the epoch (``engine.state.epoch_z``); the labels tensor
-    is changed in place, so the batches, radii and history follow. The epoch's own-centre distances are
-    recomputed for the new assignment. Clusters may empty out; their spheres stay as they were."""
-
-    def __init__(self, head: SphereHead, labels: torch.Tensor) -> None:
-        self.head, self.labels = head, labels
-        self.moved: list[int] = []
-
-    def __call__(self, engine: Engine) -> None:
-        z = engine.state.epoch_z
-        new = nearest_sphere(z, self.head.centres, self.head.radii, self.head.rule)
-        self.moved.append(int((new != self.labels).sum()))
-        self.labels.copy_(new)
-        engine.state.epoch_dist = own_sq_distances(z, self.head.centres, self.labels)
-
-    def attach(self, engine: Engine) -> Reassign:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-        return self
-
-
-class HoldoutStop:
-    """Early stopping on held-out *normal* data (no anomaly is ever seen): after warm-up, at each epoch
-    end (after the radius update), the training objective on the held-out points with the current
-    centres and radii, in evaluation mode; ``engine.state.metrics['holdout_loss']``. When it has not
-    improved for ``patience`` epochs training stops, and at COMPLETED the encoder and radii of the best
-    epoch are put back. Checkpointed with the run (``state_dict``), so a resumed run keeps its best."""
-
-    def __init__(
-        self,
-        encoder: torch.nn.Module,
-        head: SphereHead,
-        x: torch.Tensor,
-        labels: torch.Tensor,
-        loss_fn: Any,
-        warmup_epochs: int,
-        patience: int,
-    ) -> None:
-        self.encoder, self.head, self.x, self.labels, self.loss_fn = encoder, head, x, labels, loss_fn
-        self.warmup_epochs, self.patience = warmup_epochs, patience
-        self.best_loss, self.best_epoch, self.best_state = math.inf, 0, None
-
-    def __call__(self, engine: Engine) -> None:
-        if engine.state.epoch < max(self.warmup_epochs, 1):
-            return
-        z = embed(self.encoder, self.x)
-        loss = float(self.loss_fn(own_sq_distances(z, self.head.centres, self.labels), self.labels, self.head.radii))
-        engine.state.metrics["holdout_loss"] = loss
-        if loss < self.best_loss:
-            self.best_loss, self.best_epoch = loss, engine.state.epoch
-            self.best_state = {
-                "encoder": {k: v.detach().clone() for k, v in self.encoder.state_dict().items()},
-                "radii": self.head.radii.detach().clone(),
-            }
-        elif engine.state.epoch - self.best_epoch >= self.patience:
-            log.info(
-                "held-out loss not improved for %d epochs: stopping at epoch %d, keeping epoch %d",
-                self.patience,
-                engine.state.epoch,
-                self.best_epoch,
-            )
-            engine.terminate()
-
-    def restore(self, engine: Engine) -> None:
-        if self.best_state is not None and self.best_epoch != engine.state.epoch:
-            self.encoder.load_state_dict(self.best_state["encoder"])
-            self.head.radii.copy_(self.best_state["radii"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "best_state": self.best_state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_loss, self.best_epoch, self.best_state = state["best_loss"], state["best_epoch"], state["best_state"]
-
-    def attach(self, engine: Engine) -> HoldoutStop:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self.restore)
-        return self
+from .svdd import SphereHead, outside_fraction
 
 
 class History:
@@ -218,63 +79,67 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the stage, the epoch and the last good checkpoint."""
 
 
-def attach_finite_guard(engine: Engine, stage: str, where: str) -> None:
-    """Stop at the end of an epoch whose mean loss is not finite, before anything of it is saved.
-    Attach it first: the checkpoint of the previous epoch then stays the last (good) one."""
+def attach_nan_stop(engine: Engine, stage: str, where: str) -> None:
+    """Ignite's TerminateOnNan after every step; when it fires, stop with a message naming the stage,
+    the epoch and the last good checkpoint. The epoch never completes, so no checkpoint of it is written
+    and the previous epoch's stays the last (good) one."""
+    engine.add_event_handler(Events.ITERATION_COMPLETED, TerminateOnNan(output_transform=lambda out: out["loss"]))
 
-    def check(engine: Engine) -> None:
-        loss = float(engine.state.metrics["loss"])
-        if not math.isfinite(loss):
+    @engine.on(Events.TERMINATE)
+    def _diverged(engine: Engine) -> None:
+        loss = engine.state.output["loss"] if isinstance(engine.state.output, dict) else None
+        if loss is not None and not bool(torch.isfinite(loss).all()):
             raise TrainingDiverged(
-                f"{stage}: the mean loss of epoch {engine.state.epoch} is {loss}; training stopped. The last good "
-                f"checkpoint is that of epoch {engine.state.epoch - 1} ({where}). Likely causes: a learning rate "
-                "too high for this data, or input values that are NaN/inf."
+                f"{stage}: the loss of epoch {engine.state.epoch} is {float(loss)} (iteration "
+                f"{engine.state.iteration}); training stopped. The last good checkpoint is that of epoch "
+                f"{engine.state.epoch - 1} ({where}). Likely causes: a learning rate too high for this data, or "
+                "input values that are NaN/inf."
             )
 
-    engine.add_event_handler(Events.EPOCH_COMPLETED, check)
+
+class MemorySaver(BaseSaveHandler):
+    """Keeps Ignite's Checkpoint output in memory (copied, so later training does not change it), for a
+    best-so-far model that needs no file; checkpointed itself, so a resumed run keeps its best."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        self.data = {k: {n: t.detach().clone() for n, t in v.items()} for k, v in checkpoint.items()}
+
+    def remove(self, filename: str) -> None:  # n_saved=1: the newer best replaces it in __call__
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.data = state["data"]
 
 
-def attach_distance_sync(engine: Engine) -> None:
-    """With several processes, each rank fills the distances of the points it saw; at the epoch end one
-    all-reduce gives every rank all of them, so every rank takes the same radius quantiles."""
-    if idist.get_world_size() == 1:
-        return
+def attach_early_stopping(
+    engine: Engine, models: dict[str, Any], metric: str, patience: int, after: int
+) -> dict[str, Any]:
+    """Ignite's EarlyStopping on ``engine.state.metrics[metric]`` (lower is better), from epoch ``after``
+    on, and a Checkpoint with the same score that keeps the best epoch's ``models`` in memory; at
+    COMPLETED the best are put back. Returns what a run checkpoint must save to resume it."""
 
-    def clear(engine: Engine) -> None:
-        engine.state.epoch_dist.zero_()
-        if hasattr(engine.state, "epoch_z"):
-            engine.state.epoch_z.zero_()
+    def score(e: Engine) -> float:
+        return -e.state.metrics[metric]
 
-    engine.add_event_handler(Events.EPOCH_STARTED, clear)
-
-    def sync(engine: Engine) -> None:
-        engine.state.epoch_dist = idist.all_reduce(engine.state.epoch_dist)
-        if hasattr(engine.state, "epoch_z"):
-            engine.state.epoch_z = idist.all_reduce(engine.state.epoch_z)
-
-    engine.add_event_handler(Events.EPOCH_COMPLETED, sync)
-
-
-def attach_collapse_check(engine: Engine, head: SphereHead, stage: str) -> None:
-    """At the end, warn when the solution collapsed: every radius ~0 or every distance ~0."""
-    first: dict[str, float] = {}
-
-    @engine.on(Events.EPOCH_COMPLETED(once=1))
-    def _first(engine: Engine) -> None:
-        first["mean"] = float(engine.state.epoch_dist.mean())
+    watched = Events.EPOCH_COMPLETED(event_filter=lambda e, epoch: epoch >= after)
+    saver = MemorySaver()
+    best = Checkpoint(models, saver, n_saved=1, score_function=score, score_name=metric)
+    stopper = EarlyStopping(patience, score, engine)
+    engine.add_event_handler(watched, best)
+    engine.add_event_handler(watched, stopper)
 
     @engine.on(Events.COMPLETED)
-    def _check(engine: Engine) -> None:
-        mean = float(engine.state.epoch_dist.mean())
-        scale = max(first.get("mean", mean), 1e-30)
-        if float(head.radii.max()) < 1e-6 * math.sqrt(scale) or mean < 1e-9 * scale:
-            warnings.warn(
-                f"{stage}: the solution looks collapsed (largest radius {float(head.radii.max()):.3g}, mean squared "
-                f"distance {mean:.3g}, {scale:.3g} in the first epoch): the network maps everything onto the "
-                "centres. Likely causes: bias terms or bounded activations in a custom network, a centre "
-                "coordinate at 0 (svdd.eps), constant input data, or training far too long at a high learning rate.",
-                stacklevel=1,
-            )
+    def _restore(engine: Engine) -> None:
+        if saver.data:
+            Checkpoint.load_objects(models, saver.data)
+
+    return {"early_stopping": stopper, "best_checkpoint": best, "best_state": saver}
 
 
 class StopRequest:
@@ -330,22 +195,13 @@ def attach_evaluation(trainer: Engine, evaluator: Engine, data: Iterable, every:
     trainer.add_event_handler(Events.COMPLETED, run)
 
 
-def attach_tensorboard(writer: Any, trainer: Engine, tag: str, history: History) -> None:
-    """Per epoch, from ``history``: loss, learning rate, one curve per cluster radius, the share of each
-    cluster outside its sphere, a histogram of each cluster's distances; test AUROC/AUPR when evaluated.
-    Flushed at every epoch end so a crash loses nothing that was logged."""
+def attach_sphere_logs(writer: Any, trainer: Engine, tag: str, history: History) -> None:
+    """The spheres' own TensorBoard curves, per epoch from ``history``: one per cluster radius, the share
+    of each cluster outside its sphere, a histogram of each cluster's distances. (Loss, learning rate and
+    test metrics go through Ignite's TensorboardLogger handlers.) Flushed at every epoch end, so a crash
+    loses nothing that was logged."""
     if idist.get_rank() != 0:
         return
-
-    logged_tests = 0
-
-    def log_tests() -> None:
-        nonlocal logged_tests
-        for t in history.tests[logged_tests:]:
-            writer.add_scalar(f"{tag}/test/auroc", t["auroc"], t["epoch"])
-            writer.add_scalar(f"{tag}/test/aupr", t["aupr"], t["epoch"])
-        logged_tests = len(history.tests)
-        writer.flush()
 
     def log_spheres(engine: Engine, row: dict[str, Any]) -> None:
         e, labels = row["epoch"], history.labels
@@ -358,17 +214,14 @@ def attach_tensorboard(writer: Any, trainer: Engine, tag: str, history: History)
             writer.add_histogram(f"{tag}/distance/{k}", d, e)
 
     def log_epoch(engine: Engine) -> None:
-        row = history.epochs[-1]
-        writer.add_scalar(f"{tag}/loss", row["loss"], row["epoch"])
-        writer.add_scalar(f"{tag}/lr", row["lr"], row["epoch"])
-        if "radii" in row:
-            log_spheres(engine, row)
-        log_tests()
+        if "radii" in history.epochs[-1]:
+            log_spheres(engine, history.epochs[-1])
+        writer.flush()
 
     def log_completed(engine: Engine) -> None:
         if history.refreshed:
             log_spheres(engine, history.epochs[-1])
-        log_tests()
+        writer.flush()
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, log_epoch)
     trainer.add_event_handler(Events.COMPLETED, log_completed)
@@ -387,7 +240,7 @@ def attach_checkpoint(engine: Engine, to_save: dict[str, Any], dirname: Path, pr
     ckpt = Checkpoint(
         to_save, DiskSaver(str(dirname), require_empty=False, atomic=True), filename_prefix=prefix, n_saved=2
     )
-    # not after the last epoch: the finished stage is recorded by the pipeline instead, and a checkpoint of
+    # not after the last epoch: the finished stage is recorded by the fit instead, and a checkpoint of
     # a finished Ignite run cannot be resumed (run() would start it over)
     engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=lambda e, epoch: epoch < e.state.max_epochs), ckpt)
     return ckpt

@@ -23,7 +23,9 @@ def knn_distance(
     ``reference`` (M, D); with ``exclude_self`` (``query`` is ``reference``) a row is not its own
     neighbour."""
     if query.dim() != 2 or reference.dim() != 2 or query.shape[1] != reference.shape[1]:
-        raise ValueError(f"knn_distance takes (N, D) and (M, D) rows; got {tuple(query.shape)} and {tuple(reference.shape)}")
+        raise ValueError(
+            f"knn_distance takes (N, D) and (M, D) rows; got {tuple(query.shape)} and {tuple(reference.shape)}"
+        )
     available = reference.shape[0] - int(exclude_self)
     if not 1 <= k <= available:
         raise ValueError(f"k={k} must be in [1, {available}] for {reference.shape[0]} reference rows")

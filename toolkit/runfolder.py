@@ -11,30 +11,17 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import config as C
+from .files import atomic_write, write_json  # noqa: F401  (write_json: the run folder's JSON files)
 
 
 class RunFolderError(RuntimeError):
     """A run folder that cannot be used as asked; the message says what to do instead."""
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` and rename ``tmp`` to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
-    return path
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2)))
 
 
 # settings that may differ between the first run and its resumption

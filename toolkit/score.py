@@ -16,6 +16,7 @@ import numpy as np
 
 from .data import TORCHVISION, DataError
 from .detector import MultiRadiusDeepSVDD
+from .files import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -93,18 +94,20 @@ def score_to_csv(
         batches, total = _dataset(source, root, batch_size), None
     else:
         raise DataError(f"INPUT {source!r} is none of: a .npy file, a folder of images, NAME:SPLIT (e.g. mnist:test)")
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
     n = 0
-    with open(tmp, "w", newline="") as f, tqdm(total=total, unit="item", disable=not progress) as bar:
-        w = csv.writer(f)
-        w.writerow(["id", "score", "is_anomaly", "cluster"])
-        for ids, x in batches:
-            s, k = det.score_with_clusters(x)
-            w.writerows(
-                zip(ids, (f"{v:.6g}" for v in s), (int(v > det.threshold_) for v in s), k.tolist(), strict=True)
-            )
-            n += len(ids)
-            bar.update(len(ids))
-    tmp.replace(out)
+
+    def write(tmp: Path) -> None:
+        nonlocal n
+        with open(tmp, "w", newline="") as f, tqdm(total=total, unit="item", disable=not progress) as bar:
+            w = csv.writer(f)
+            w.writerow(["id", "score", "is_anomaly", "cluster"])
+            for ids, x in batches:
+                s, k = det.score_with_clusters(x)
+                w.writerows(
+                    zip(ids, (f"{v:.6g}" for v in s), (int(v > det.threshold_) for v in s), k.tolist(), strict=True)
+                )
+                n += len(ids)
+                bar.update(len(ids))
+
+    atomic_write(out, write)  # a failed score leaves no partial output behind
     return n

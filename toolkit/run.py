@@ -1,0 +1,302 @@
+"""The CLI's run: the detector's own fit, with the run's harness passed in as hooks.
+
+``python -m toolkit RECIPE`` resolves the run folder, starts one process or several (``idist.Parallel``:
+spawned with ``--backend=gloo --nproc_per_node=N``, or under ``torchrun``) and in each calls
+``MultiRadiusDeepSVDD.fit`` with :class:`RunHooks`: finished stages kept in the run folder and taken
+from it on ``--resume``, per-epoch checkpoints, TensorBoard, test evaluation, progress bars and Ctrl-C.
+At the end rank 0 writes the story (``monitor.py``), the detectors and results.json. The estimator
+knows nothing of this module.
+
+With several processes every rank holds the preprocessed training data and trains on its share of each
+global batch (DDP averages the gradients); rank 0 clusters and the labels are broadcast; the radius
+quantiles use every rank's distances; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.contrib.handlers import TensorboardLogger
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, global_step_from_engine
+from torch import Tensor, nn
+
+from . import config as C
+from .clustering import agreement, check_clusterer, contingency_markdown
+from .data import Split, TensorBatches, as_tensor, load_split
+from .detector import MultiRadiusDeepSVDD
+from .engines import create_evaluator
+from .files import write_json
+from .handlers import History, StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
+from .monitor import scalar_layout, write_story
+from .nets import EVAL_BATCH, fast_layout
+from .runfolder import RunFolder, RunFolderError
+from .stages import Hooks, resolve_device
+
+log = logging.getLogger("toolkit")
+
+
+class Interrupted(RuntimeError):
+    """The run was stopped (Ctrl-C) after writing a checkpoint; ``--resume=True`` continues it."""
+
+
+@dataclass
+class RunHooks(Hooks):
+    """The CLI run's harness: the run folder's stages and checkpoints (and resume), TensorBoard, test
+    evaluation every ``eval_every`` epochs, progress bars and the Ctrl-C stop."""
+
+    run: RunFolder | None = None
+    resume: bool = False
+    tb: TensorboardLogger | None = None
+    eval_raw: tuple[Tensor, Tensor] | None = None  # raw test data and is-anomaly flags
+    eval_every: int = 1
+    true_classes: Any = None  # diagnostics only: the agreement of the pseudo-labels with the classes
+    stop: StopRequest | None = None
+
+    def __post_init__(self) -> None:
+        self.eval_data: TensorBatches | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.run is not None and self.rank == 0
+
+    def finished(self, stage: str) -> dict[str, Any] | None:
+        if self.run is None or not self.resume or (done := self.run.load_stage(stage)) is None:
+            return None
+        log.info("%s: finished earlier, taken from %s", stage, self.run.stage_path(stage))
+        return done
+
+    def record(self, stage: str, payload: dict[str, Any]) -> None:
+        if self.writes:
+            self.run.save_stage(stage, payload)
+        if self.world > 1:
+            idist.barrier()
+
+    def preprocessed(self, prep: nn.Module) -> None:
+        if self.eval_raw is not None and self.rank == 0:
+            x = fast_layout(prep(self.eval_raw[0].to(self.device)), self.device)
+            self.eval_data = TensorBatches(x, self.eval_raw[1].to(self.device), batch_size=EVAL_BATCH)
+
+    def clustered(self, info: dict[str, Any], labels: Tensor) -> None:
+        if self.rank != 0:
+            return
+        if self.true_classes is not None:  # the true classes never reach training
+            info["agreement"] = agreement(self.true_classes, labels.cpu().numpy())
+        if self.tb is not None:
+            _log_clustering(self.tb.writer, info)
+
+    def where(self, stage: str) -> str:
+        return str(self.run.checkpoints) if self.run is not None else super().where(stage)
+
+    def attach(self, engine: Engine, stage: str, to_save: dict[str, Any], history: History, score_fn: Any) -> None:
+        """Evaluation, TensorBoard (Ignite's output and optimizer handlers, and the spheres' own),
+        progress, checkpoints with resume, and the Ctrl-C stop, in that order."""
+        evaluator = None
+        if self.eval_data is not None:
+            evaluator = create_evaluator(score_fn)
+            attach_evaluation(engine, evaluator, self.eval_data, self.eval_every, history)
+        if self.tb is not None:
+            self.tb.attach_output_handler(engine, Events.EPOCH_COMPLETED, tag=stage, metric_names=["loss"])
+            self.tb.attach_opt_params_handler(engine, Events.EPOCH_STARTED, to_save["optimizer"], tag=stage)
+            if evaluator is not None:
+                step = global_step_from_engine(engine, Events.EPOCH_COMPLETED)
+                self.tb.attach_output_handler(
+                    evaluator,
+                    Events.COMPLETED,
+                    tag=f"{stage}/test",
+                    metric_names=["auroc", "aupr"],
+                    global_step_transform=step,
+                )
+            attach_sphere_logs(self.tb.writer, engine, stage, history)
+        super().attach(engine, stage, to_save, history, score_fn)
+        if self.run is not None:
+            attach_checkpoint(engine, to_save, self.run.checkpoints, stage)
+            if self.resume and (found := self.run.load_latest_checkpoint(stage)) is not None:
+                Checkpoint.load_objects(to_save, found[1])
+                log.info("%s: resuming from %s (epoch %d)", stage, found[0].name, engine.state.epoch)
+        if self.stop is not None:
+            self.stop.attach(engine)
+
+    def ended(self, engine: Engine, stage: str) -> None:
+        if self.stop is not None and self.stop.requested:
+            raise Interrupted(
+                f"stopped after epoch {engine.state.epoch} of {stage}, its checkpoint written; rerun the same "
+                "command with --resume=True to continue"
+            )
+
+
+def _log_clustering(writer: Any, cinfo: dict[str, Any]) -> None:
+    """Cluster sizes before and after the tidy-up, and the agreement with the true classes if known."""
+    for tag in ("sizes_before", "sizes"):
+        for k, size in enumerate(cinfo[tag]):
+            writer.add_scalar(f"clustering/{tag}", size, k)
+    writer.add_scalar("clustering/n_clusters", len(cinfo["sizes"]), 0)
+    writer.add_text(
+        "clustering/summary",
+        f"{len(cinfo['sizes_before'])} clusters ({cinfo['n_noise']} noise points) from `{cinfo['clusterer']}`, "
+        f"{len(cinfo['sizes'])} after tidy-up (min size {cinfo['min_size']}): sizes {cinfo['sizes']}",
+        0,
+    )
+    if "agreement" in cinfo:
+        a = cinfo["agreement"]
+        writer.add_scalar("clustering/ari", a["ari"], 0)
+        writer.add_scalar("clustering/nmi", a["nmi"], 0)
+        writer.add_text("clustering/contingency", contingency_markdown(a), 0)
+
+
+# --------------------------------------------------------------------------------------------- the job
+
+
+def resolve_run_dir(cfg: C.Config) -> Path:
+    """``run_dir``; or, unset, a new ``runs/<name>-<time>`` (with ``resume``, the newest existing one)."""
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    if cfg.resume:
+        found = sorted(p for p in Path("runs").glob(f"{cfg.name}-*") if (p / "config.json").is_file())
+        if not found:
+            raise RunFolderError(f"--resume: no run of {cfg.name!r} under runs/; pass --run_dir=FOLDER")
+        return found[-1]
+    return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _free_port() -> int:
+    """A free local TCP port for the spawned processes' rendezvous (a fixed one may still be taken)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _under_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
+    """The whole job behind ``python -m toolkit RECIPE``; writes everything into the run folder.
+
+    Everything that can be checked is checked here, before any process is spawned or any training
+    starts: the device, the clusterer and its options, the data, the run folder."""
+    if not cfg.dist.backend:
+        resolve_device(cfg.device)
+    check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
+    split = load_split(cfg.data, cfg.seed)
+    run_dir = resolve_run_dir(cfg)
+    cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
+    torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
+    if not torchrun:
+        RunFolder(run_dir).start(cfg, cfg.resume)
+    if cfg.dist.backend:
+        spawn = {} if torchrun else {"nproc_per_node": cfg.dist.nproc_per_node, "master_port": _free_port()}
+        with idist.Parallel(backend=cfg.dist.backend, **spawn) as parallel:
+            parallel.run(_process, cfg, progress, None, torchrun)
+    else:
+        _process(0, cfg, progress, split, False)
+    if torchrun and os.environ.get("RANK", "0") != "0":
+        return {}  # under torchrun every process runs this function; rank 0 reports
+    results = json.loads((run_dir / "results.json").read_text())
+    results["run_dir"] = str(run_dir)
+    return results
+
+
+def threads_per_process(threads: int, nproc: int) -> int:
+    """Each of ``nproc`` CPU processes on a machine gets its share of the ``threads`` one process would
+    use (at least 1): N spawned processes with every core each oversubscribe the cores (measured four
+    times slower on 2 cores, docs/distributed.md). torchrun sets OMP_NUM_THREADS itself, and a set
+    OMP_NUM_THREADS is left alone."""
+    return max(1, threads // max(1, nproc))
+
+
+def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None, torchrun: bool) -> None:
+    """One process's share of the run (the only process, or one rank under idist.Parallel)."""
+    rank, world = idist.get_rank(), idist.get_world_size()
+    device = idist.device() if cfg.dist.backend else resolve_device(cfg.device)
+    if world > 1 and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(threads_per_process(torch.get_num_threads(), idist.get_nproc_per_node()))
+    folder = RunFolder(cfg.run_dir)
+    if torchrun:  # every process ran run(): rank 0 alone sets up the folder
+        if rank == 0:
+            folder.start(cfg, cfg.resume)
+        idist.barrier()
+    split = split if split is not None else load_split(cfg.data, cfg.seed)
+    tb = None
+    if rank == 0:
+        tb = TensorboardLogger(log_dir=str(folder.path))
+        models = ["multi", "single"] if cfg.baseline or cfg.svdd.score_single > 0 else ["multi"]
+        tb.writer.add_custom_scalars(scalar_layout(models))
+    t0 = time.perf_counter()
+    det = MultiRadiusDeepSVDD(cfg, device=str(device))
+    with StopRequest() as stop:
+        hooks = RunHooks(
+            device=device,
+            progress=progress,
+            baseline=cfg.baseline,
+            rank=rank,
+            world=world,
+            run=folder,
+            resume=cfg.resume,
+            tb=tb,
+            eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
+            eval_every=cfg.eval_every,
+            true_classes=split.y_train,
+            stop=stop,
+        )
+        try:
+            det.fit(split.x_train, hooks=hooks)
+            detectors = {"multi": det, **({"single": det.baseline_} if det.baseline_ is not None else {})}
+            if rank == 0:
+                final = write_story(tb.writer, folder.path, cfg, split, detectors, det.autoencoder_.encoder)
+        finally:
+            if tb is not None:
+                tb.close()
+    if rank != 0:
+        return
+    info = det.fit_info_
+    for name, d in detectors.items():
+        d.save(folder.path / f"detector_{name}.pt")
+        info[name].update(final[name])  # the final detector's own scores (also right after a resume)
+    results = {
+        "name": cfg.name,
+        "dataset": cfg.data.dataset,
+        "normal_classes": list(cfg.data.normal_classes),
+        "device": str(device),
+        "processes": world,
+        "threads_per_process": torch.get_num_threads() if device.type == "cpu" else None,
+        "n_test": int(split.x_test.shape[0]),
+        "n_test_anomalies": int(split.is_anomaly_test.sum()),
+        "seconds": time.perf_counter() - t0,
+        **info,
+    }
+    write_json(folder.path / "results.json", results)
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The short table printed at the end of a run."""
+    c = results["clustering"]
+    lines = [
+        f"run folder: {results.get('run_dir', '?')}",
+        f"data: {results['dataset']}, normal classes {results['normal_classes']}, {results['n_train']} training "
+        f"points, {results['n_test']} test points ({results['n_test_anomalies']} anomalies)",
+        f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {c['sizes']} (before tidy-up: "
+        f"{len(c['sizes_before'])} clusters, {c['n_noise']} noise points; minimum size {c['min_size']})",
+    ]
+    if "agreement" in c:
+        a = c["agreement"]
+        lines += [f"agreement with the true normal classes: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}"]
+        lines += [contingency_markdown(a)]
+    lines += ["", "| model | spheres | radii | test AUROC | test AUPR |", "|---|---|---|---|---|"]
+    for name, label in (("multi", "Multi-Radius Deep SVDD"), ("single", "Deep SVDD (one sphere)")):
+        if name in results:
+            r = results[name]
+            radii = ", ".join(f"{v:.3f}" for v in r["radii"][:8]) + (" ..." if len(r["radii"]) > 8 else "")
+            auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
+            lines.append(f"| {label} | {len(r['radii'])} | {radii} | {auroc} | {aupr} |")
+    return "\n".join(lines)
