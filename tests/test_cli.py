@@ -10,6 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from toolkit import MultiRadiusDeepSVDD
 
+pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess or reads the CLI run's folder
+
 
 @pytest.fixture
 def run_dir(digits_run):

@@ -37,6 +37,7 @@ def fitted(digits):
     return det
 
 
+@pytest.mark.slow  # the module's fitted detector: a whole fit
 def test_learned_attributes(fitted, digits):
     k = fitted.n_clusters_
     assert fitted.centers_.shape == (k, 16) and fitted.radii_.shape == (k,)
@@ -45,6 +46,7 @@ def test_learned_attributes(fitted, digits):
     assert fitted.labels_.shape == (len(digits[0]),) and set(fitted.labels_.tolist()) == set(range(k))
 
 
+@pytest.mark.slow  # the module's fitted detector: a whole fit
 def test_decision_function_is_min_over_spheres(fitted, digits):
     x = digits[1][:50]
     got = fitted.decision_function(x)
@@ -56,6 +58,7 @@ def test_decision_function_is_min_over_spheres(fitted, digits):
     assert fitted.predict(x).tolist() == (got > 1.0).astype(int).tolist()
 
 
+@pytest.mark.slow  # the module's fitted detector: a whole fit
 def test_anomalies_score_higher_than_normals(fitted, digits):
     from sklearn.metrics import roc_auc_score
 
@@ -65,6 +68,7 @@ def test_anomalies_score_higher_than_normals(fitted, digits):
     assert roc_auc_score(y, s) > 0.6  # even a few epochs separate digits {0,1,3} from the rest
 
 
+@pytest.mark.slow  # the module's fitted detector: a whole fit
 def test_save_load_round_trip_gives_identical_scores(fitted, digits, tmp_path):
     path = fitted.save(tmp_path / "det.pt")
     loaded = MultiRadiusDeepSVDD.load(path)
@@ -79,6 +83,7 @@ def test_unfitted_detector_says_so():
         MultiRadiusDeepSVDD().predict(np.zeros((2, 64), np.float32))
 
 
+@pytest.mark.slow  # the module's fitted detector: a whole fit
 def test_wrong_input_shape(fitted):
     with pytest.raises(ValueError, match=r"takes \(64,\)"):
         fitted.decision_function(np.zeros((2, 32), np.float32))
@@ -89,6 +94,7 @@ class _Boom:
         return (os.system, ("echo pwned > /dev/null",))
 
 
+@pytest.mark.slow  # the module's fitted detector: a whole fit
 def test_load_refuses_pickled_objects_and_damaged_files(fitted, tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "multi-radius-deep-svdd/1", "payload": _Boom()}, evil)

@@ -110,7 +110,9 @@ def test_up_conv_transpose_loads_a_plain_transposed_convs_weights():
     torch.testing.assert_close(up(x), plain(F.interpolate(x, scale_factor=2)), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch, shape", [("lenet28", (1, 28, 28)), ("lenet32", (3, 32, 32))])
+@pytest.mark.parametrize(
+    "arch, shape", [("lenet28", (1, 28, 28)), pytest.param("lenet32", (3, 32, 32), marks=pytest.mark.slow)]
+)
 def test_fused_nets_train_as_the_plain_nets(arch, shape):
     """Same weights, same batch: equal reconstructions, gradients and BatchNorm state after a step."""
     torch.manual_seed(0)
@@ -157,6 +159,7 @@ def test_pool_norm_act_without_running_statistics_uses_the_batch_in_evaluation_t
         )
 
 
+@pytest.mark.slow  # a whole fit
 def test_net_fused_setting_reaches_the_trained_and_the_loaded_nets(tmp_path):
     """--net.fused=True (not the default) trains the fused forms and a saved detector comes back with them."""
     from toolkit import MultiRadiusDeepSVDD
@@ -181,6 +184,7 @@ def test_net_fused_setting_reaches_the_trained_and_the_loaded_nets(tmp_path):
     np.testing.assert_allclose(loaded.decision_function(x), det.decision_function(x), rtol=1e-5)
 
 
+@pytest.mark.slow  # twenty float64 training steps
 def test_fused_and_plain_nets_stay_together_over_training_steps():
     """Twenty Adam steps on MNIST-shaped batches in float64: the two forms end at the same weights,
     so any difference between runs in float32 is rounding, not a different computation."""

@@ -11,6 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.report import SIZES, expected_pixels
 
+pytestmark = pytest.mark.slow  # every test reads the CLI run's folder or runs the CLI in a subprocess
+
 
 @pytest.fixture(scope="module")
 def events(digits_run):

@@ -58,6 +58,7 @@ def installed_example(tmp_path_factory):
     return target
 
 
+@pytest.mark.slow  # pip installs the example package
 def test_installed_package_is_discovered_and_builds(installed_example):
     r = py(
         textwrap.dedent("""
@@ -74,12 +75,14 @@ def test_installed_package_is_discovered_and_builds(installed_example):
     assert len(set(labels[:5])) == 1 and len(set(labels[5:])) == 1 and labels[0] != labels[5]
 
 
+@pytest.mark.slow  # pip installs the example package
 def test_plugins_verb_shows_third_party_settings(installed_example):
     r = py(None, installed_example, "-m", "toolkit", "plugins")
     assert r.returncode == 0, r.stderr
     assert "agglomerative(n_clusters=3, linkage='ward')" in r.stdout
 
 
+@pytest.mark.slow  # Python subprocesses, one of them the CLI
 def test_broken_or_clashing_entry_point_only_matters_to_runs_that_use_it(tmp_path):
     assert ENTRY_POINT_GROUP == "multi_radius_deep_svdd.clusterers"
     dist = tmp_path / "broken_plugin-0.1.dist-info"
@@ -113,6 +116,7 @@ def test_broken_or_clashing_entry_point_only_matters_to_runs_that_use_it(tmp_pat
     assert "broken: unavailable" in r.stdout and "kmeans: unavailable" in r.stdout and "finch(" in r.stdout
 
 
+@pytest.mark.slow  # a CLI run
 def test_recipe_registers_its_own_clusterer_and_runs_end_to_end(tmp_path):
     out = tmp_path / "run"
     r = py(

@@ -29,6 +29,7 @@ def blobs():
     return x.astype(np.float32), y
 
 
+@pytest.mark.slow  # a Python subprocess
 def test_builtins_are_registered_in_code_and_imported_on_first_use():
     assert set(BUILTINS) == {"finch", "kmeans", "hdbscan", "single", "random"}
     assert set(BUILTINS) <= set(available_clusterers())

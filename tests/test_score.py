@@ -10,6 +10,8 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 
+pytestmark = pytest.mark.slow  # every test runs the CLI's score verb in a subprocess
+
 
 def read(path):
     with open(path) as f:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs a wheel, then runs it in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "toolkit", "plugins", "recipes")
 BUILTINS = ("finch", "kmeans", "hdbscan", "single", "random")
