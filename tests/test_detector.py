@@ -43,7 +43,7 @@ def test_learned_attributes(fitted, digits):
     assert fitted.centers_.shape == (k, 16) and fitted.radii_.shape == (k,)
     assert (fitted.radii_ > 0).all()
     assert fitted.threshold_ == 1.0  # the default ratio rule: d_k / R_k^2 > 1 is outside sphere k
-    assert fitted.labels_.shape == (len(digits[0]),) and set(fitted.labels_.tolist()) == set(range(k))
+    assert fitted.cluster_labels_.shape == (len(digits[0]),) and set(fitted.cluster_labels_.tolist()) == set(range(k))
 
 
 @pytest.mark.slow  # the module's fitted detector: a whole fit

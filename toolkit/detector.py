@@ -13,11 +13,14 @@ from typing import Any
 import ignite.distributed as idist
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils.validation import check_array
 from torch import Tensor, nn
 
 from . import config as C
 from .clustering import check_clusterer, pseudo_labels
-from .data import Preprocessor, as_tensor
+from .data import Preprocessor
 from .engines import reconstruction_error
 from .files import atomic_write
 from .knn import knn_distance
@@ -28,28 +31,43 @@ from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 FORMAT = "multi-radius-deep-svdd/1"
 
 
-class NotFittedError(RuntimeError):
-    pass
+class NotFittedError(SklearnNotFittedError):
+    """scikit-learn's NotFittedError (a ValueError and an AttributeError), raised by an unfitted detector."""
+
+
+NON_FINITE = ("raise", "anomaly")  # what scoring does with rows holding NaN or inf
 
 
 class DetectorFileError(ValueError):
     """A detector file that is not one, is damaged, or carries something other than tensors and values."""
 
 
-class MultiRadiusDeepSVDD:
+class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     """Multi-Radius Deep SVDD: one hypersphere per pseudo-label cluster of the normal data.
+
+    A scikit-learn outlier detector with PyOD's conventions: ``fit`` returns self, ``decision_function``
+    is "higher = more anomalous", ``predict`` gives 1 for anomalies and 0 for normal points.
 
     Parameters
     ----------
-    config: the full run configuration (:class:`toolkit.config.Config`); defaults to ``Config()``.
-    **overrides: settings applied on top, with the names the command line takes
-        (``svdd.epochs=3`` via ``**{"svdd.epochs": 3}``, or unambiguous bare names such as ``nu=0.05``).
+    config: the full run configuration (:class:`toolkit.config.Config`, e.g. ``load_recipe("mnist")``);
+        defaults to ``Config()``.
     device: where to train and score ("auto": CUDA when available).
+    contamination: PyOD's setting: the share of the training data to flag; ``threshold_`` is then the
+        (1 - contamination) quantile of the training scores. None (the default): the detector's own
+        threshold (outside every sphere, or the (1 - svdd.nu) quantile for combined scores).
+    non_finite: rows with NaN or inf at scoring time: "raise" (a ValueError naming how many and which),
+        or "anomaly" (scored +inf, so predicted anomalous; never called normal).
+    **overrides: settings applied on top of ``config``, with the names the command line takes
+        (``svdd.epochs=3`` via ``**{"svdd.epochs": 3}``, or unambiguous bare names such as ``nu=0.05``);
+        ``clone``, ``get_params``/``set_params`` and GridSearchCV see them as parameters.
 
-    After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``threshold_`` (a score above it is outside every
-    sphere: 0 for the margin rule, 1 for the ratio rule; the (1 - nu) quantile of the training scores for
-    the distance rule and combined scores), ``labels_`` (pseudo-label of each training point),
-    ``n_clusters_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
+    After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``threshold_`` (a score above it is anomalous:
+    0 for the margin rule, 1 for the ratio rule, outside every sphere; the (1 - nu) quantile of the
+    training scores for the distance rule and combined scores; with ``contamination``, its quantile),
+    ``decision_scores_`` (the training data's scores), ``labels_`` (PyOD's 0/1 outlier labels of the
+    training data), ``cluster_labels_`` (the pseudo-label of each training point), ``n_clusters_``,
+    ``n_features_in_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
     one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 ``recon_`` (the
     pretrained autoencoder), with ``svdd.score_knn`` > 0 ``knn_reference_`` (the training points that the
     k-NN term measures against: their embeddings, or with ``svdd.knn_space="input"`` the preprocessed
@@ -58,22 +76,87 @@ class MultiRadiusDeepSVDD:
     distance; the k-NN distance of a training point leaves the point itself out).
     """
 
-    def __init__(self, config: C.Config | None = None, *, device: str = "auto", **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: C.Config | None = None,
+        *,
+        device: str = "auto",
+        contamination: float | None = None,
+        non_finite: str = "raise",
+        **overrides: Any,
+    ) -> None:
         self.config = config
         self.device = device
-        self.overrides = overrides
+        self.contamination = contamination
+        self.non_finite = non_finite
+        self._overrides = overrides
 
     # -------------------------------------------------------------- sklearn plumbing
+    _PARAMS = ("config", "device", "contamination", "non_finite")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return self._overrides
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"config": self.config, "device": self.device, **self.overrides}
+        return {k: getattr(self, k) for k in self._PARAMS} | self._overrides
 
     def set_params(self, **params: Any) -> MultiRadiusDeepSVDD:
+        """Set parameters and settings (``**{"svdd.nu": 0.05}``); as scikit-learn does, they are checked by
+        ``fit`` (an unknown setting is refused there, with the list of valid ones)."""
         for k, v in params.items():
-            if k in ("config", "device"):
+            if k in self._PARAMS:
                 setattr(self, k, v)
             else:
-                self.overrides[k] = v
+                self._overrides[k] = v
         return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "head_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.non_finite == "anomaly"
+        tags.non_deterministic = True  # training on a GPU is not bitwise reproducible
+        return tags
+
+    def _check_params(self) -> None:
+        if self.contamination is not None and not (
+            isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5
+        ):
+            raise ValueError(f"contamination={self.contamination!r} must be None or a number in (0, 0.5]")
+        if self.non_finite not in NON_FINITE:
+            raise ValueError(f"non_finite={self.non_finite!r} is unknown; accepted: {NON_FINITE}")
+
+    def _validate(self, X: Any, *, fitting: bool) -> Tensor:
+        """``X`` as a float32 tensor of 2 or more dimensions, one row per sample; a clear ValueError for
+        empty, 1-D, too-few-sample, non-numeric or (when fitting, or with ``non_finite="raise"``)
+        non-finite input."""
+        if isinstance(X, Tensor):
+            X = X.detach().cpu().numpy()
+        try:
+            x = check_array(
+                X,
+                dtype=np.float32,
+                allow_nd=True,
+                ensure_all_finite=False,
+                ensure_min_samples=2 if fitting else 1,
+                input_name="X",
+            )
+        except (TypeError, ValueError) as e:
+            if isinstance(e, TypeError) or "convert" in str(e):  # strings, objects
+                raise ValueError(f"X must be numeric (a number array, one row per sample): {e}") from None
+            raise
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any() and (fitting or self.non_finite == "raise"):
+            rows = np.flatnonzero(bad)
+            first = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+            what = "training data" if fitting else "X"
+            raise ValueError(
+                f"the {what} hold NaN or infinite values in {len(rows)} of {len(x)} rows (rows {first}); clean "
+                "them" + ("" if fitting else ", or set non_finite='anomaly' to score such rows as anomalies")
+            )
+        return torch.from_numpy(np.ascontiguousarray(x))
 
     def resolved_config(self) -> C.Config:
         return C.apply_overrides(self.config or C.Config(), self.overrides)
@@ -88,15 +171,14 @@ class MultiRadiusDeepSVDD:
         ``hooks`` (:class:`toolkit.stages.Hooks`) is how a caller adds handlers and keeps stages: the CLI
         run passes its harness; the default adds nothing. With several processes, rank 0 clusters and
         the labels are broadcast."""
+        self._check_params()
         cfg = self.resolved_config()
         m = cfg.model  # the model's settings; the run's (data, folder, monitoring) come in through hooks
         hooks = hooks or Hooks(device=resolve_device(self.device))
         device = hooks.device
-        x_raw = as_tensor(X)
+        x_raw = self._validate(X, fitting=True)
         in_shape = tuple(x_raw.shape[1:])
         arch = resolve_arch(m.net.arch, in_shape)
-        if not bool(torch.isfinite(x_raw).all()):
-            raise C.ConfigError("the training data hold NaN or infinite values; clean them before training")
         n_classes = len(cfg.data.normal_classes)  # what a clusterer option "n_normal_classes" stands for
         check_clusterer(m.clustering, seed=m.seed, n_normal_classes=n_classes)
         torch.manual_seed(m.seed)
@@ -174,12 +256,17 @@ class MultiRadiusDeepSVDD:
         self.baseline_ = None
         if hooks.baseline:  # one sphere on its own: never its own one-sphere term
             base_cfg = C.apply_overrides(cfg, {"svdd.score_single": 0.0, "svdd.score_knn": 0.0})
-            self.baseline_ = type(self)(base_cfg, device=self.device)
+            self.baseline_ = type(self)(base_cfg, device=self.device, contamination=self.contamination)
             self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=recon)._calibrate(x)
         if "single" in info and not hooks.baseline:  # the sphere is the multi-sphere score's term
             info["multi"]["one_sphere"] = info.pop("single")
         self.fit_info_ = info
+        self.n_features_in_ = int(np.prod(in_shape))
         return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then the training data's 0/1 outlier labels (``labels_``, as PyOD)."""
+        return self.fit(X).labels_
 
     @classmethod
     def _from_parts(cls, cfg: C.Config, *parts: Any, device: str | None = None, **kw: Any) -> MultiRadiusDeepSVDD:
@@ -214,7 +301,7 @@ class MultiRadiusDeepSVDD:
         self.recon_ = None if recon is None else fast_layout(recon.eval(), device)
         self.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
         self.single_head_ = None if single is None else single[1].to(device)
-        self.labels_ = labels.detach().cpu().numpy()
+        self.cluster_labels_ = labels.detach().cpu().numpy()
         self.knn_reference_ = None if knn_reference is None else knn_reference.detach().to(device)
         if score_stats is not None and score_stats.dim() == 1:  # files from before score_single: (4,) flat
             score_stats = score_stats.view(2, 2).T.contiguous()
@@ -273,11 +360,15 @@ class MultiRadiusDeepSVDD:
             loo = knn_distance(self.knn_reference_, self.knn_reference_, svdd.knn_k, exclude_self=True)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
-        if parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
+        self.decision_scores_ = self._combine(parts, self._weights()).float().cpu().numpy()
+        if self.contamination is not None:  # PyOD's threshold: this share of the training data flagged
+            self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
+        elif parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
             self.threshold_ = OUTSIDE[self.head_.rule]
         else:
             nu = self.resolved_config().svdd.nu
-            self.threshold_ = float(torch.quantile(self._combine(parts, self._weights()).float().cpu(), 1.0 - nu))
+            self.threshold_ = float(torch.quantile(torch.from_numpy(self.decision_scores_), 1.0 - nu))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
 
     @property
@@ -308,9 +399,20 @@ class MultiRadiusDeepSVDD:
         ``svdd.score_single`` / ``svdd.score_recon``, plus the weighted, standardised one-sphere score /
         reconstruction error) and the cluster k attaining the minimum."""
         self._check_fitted()
-        x = as_tensor(X)
+        self._check_params()
+        x = self._validate(X, fitting=False)
         if tuple(x.shape[1:]) != self.input_shape_:
-            raise ValueError(f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {self.input_shape_}")
+            if x.dim() == 2 and len(self.input_shape_) == 1:  # scikit-learn's wording for tables
+                raise ValueError(
+                    f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.input_shape_[0]} features as input"
+                )
+            raise ValueError(
+                f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {self.input_shape_} "
+                f"({int(np.prod(self.input_shape_))} values per sample)"
+            )
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)  # only with non_finite="anomaly"
+        x = torch.where(bad.view(-1, *[1] * (x.dim() - 1)), torch.zeros_like(x), x)
         device = self.head_.centres.device
         self._eval()
         weights = self._weights()
@@ -320,7 +422,9 @@ class MultiRadiusDeepSVDD:
             parts, k = self._parts(xb)
             out_s.append(self._combine(parts, weights).cpu())
             out_k.append(k.cpu())
-        return torch.cat(out_s).numpy(), torch.cat(out_k).numpy()
+        scores_, clusters = torch.cat(out_s), torch.cat(out_k)
+        scores_[bad], clusters[bad] = float("inf"), -1  # could not be scored: anomalous, never normal
+        return scores_.numpy(), clusters.numpy()
 
     def decision_function(self, X: np.ndarray | Tensor) -> np.ndarray:
         """Anomaly scores, higher = more anomalous; > ``threshold_`` means outside every sphere (or, for the
@@ -330,6 +434,18 @@ class MultiRadiusDeepSVDD:
     def predict(self, X: np.ndarray | Tensor) -> np.ndarray:
         """1 for anomalies (score > ``threshold_``), 0 for normal points (PyOD's convention)."""
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def predict_proba(self, X: np.ndarray | Tensor) -> np.ndarray:
+        """(N, 2) probabilities of normal and anomalous, PyOD's "linear" way: the score scaled by the
+        training scores' range, clipped to [0, 1]."""
+        self._check_fitted()
+        if not hasattr(self, "decision_scores_"):
+            raise ValueError(
+                "this detector file keeps no training scores (saved by an older version): refit to use predict_proba"
+            )
+        lo, hi = float(np.min(self.decision_scores_)), float(np.max(self.decision_scores_))
+        p = np.clip((self.decision_function(X) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        return np.stack([1.0 - p, p], axis=1)
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -345,7 +461,7 @@ class MultiRadiusDeepSVDD:
             "preprocessor": {k: v.detach().cpu() for k, v in self.preprocessor_.state_dict().items()},
             "centres": self.head_.centres.detach().cpu(),
             "radii": self.head_.radii.detach().cpu(),
-            "labels": torch.from_numpy(np.asarray(self.labels_)),
+            "labels": torch.from_numpy(np.asarray(self.cluster_labels_)),
         }
         if self.recon_ is not None:
             payload["autoencoder"] = {k: v.detach().cpu() for k, v in self.recon_.state_dict().items()}
@@ -357,6 +473,7 @@ class MultiRadiusDeepSVDD:
             }
         if self.score_stats_ is not None:
             payload["score_stats"] = self.score_stats_.detach().cpu()
+        payload["decision_scores"] = torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float32))
         if self.knn_reference_ is not None:
             payload["knn_reference"] = self.knn_reference_.detach().cpu()
         return atomic_write(path, lambda p: torch.save(payload, p))
@@ -394,7 +511,7 @@ class MultiRadiusDeepSVDD:
             single_encoder.load_state_dict(p["single"]["encoder"])
             single_head = SphereHead(p["single"]["centres"], p["single"]["radii"], rule=cfg.svdd.score)
             single = (single_encoder.to(device), single_head.to(device))
-        return cls._from_parts(
+        det = cls._from_parts(
             cfg,
             p["arch"],
             in_shape,
@@ -409,3 +526,8 @@ class MultiRadiusDeepSVDD:
             knn_reference=p.get("knn_reference"),
             device=device,
         )
+        det.n_features_in_ = int(np.prod(in_shape))
+        if "decision_scores" in p:  # files written before these were kept have no training scores
+            det.decision_scores_ = p["decision_scores"].numpy()
+            det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
+        return det

@@ -148,7 +148,7 @@ def write_story(
     np.savez_compressed(
         run_dir / "embeddings.npz",
         train_z=_embed(det, pretrained_encoder, x_train[tsub]).cpu().numpy(),
-        train_cluster=np.asarray(det.labels_)[tsub],
+        train_cluster=np.asarray(det.cluster_labels_)[tsub],
         train_class=split.y_train[tsub],
         test_z_pretrained=z_pre.cpu().numpy(),
         test_z_end=z_end.cpu().numpy(),
