@@ -20,7 +20,6 @@ ARGS = [
 
 
 @pytest.mark.slow  # two CLI runs, one of them spawning processes
-@pytest.mark.slow  # two CLI runs, one of them spawning processes
 def test_two_gloo_processes_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     r = cli(*ARGS, f"--run_dir={one}")
@@ -43,13 +42,11 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 @pytest.mark.parametrize("args,match", [(["--nproc_per_node=2"], "needs a backend"), (["--backend=mpi"], "unknown")])
 @pytest.mark.slow  # the CLI in a subprocess
-@pytest.mark.slow  # the CLI in a subprocess
 def test_bad_distributed_settings(args, match):
     r = cli(*args)
     assert r.returncode == 2 and match in r.stderr
 
 
-@pytest.mark.slow  # a torchrun launch
 @pytest.mark.slow  # a torchrun launch
 def test_unchanged_under_torchrun(tmp_path):
     import subprocess

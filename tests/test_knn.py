@@ -91,7 +91,6 @@ def test_random_partition_sizes_must_add_up():
 
 
 @pytest.mark.slow  # a whole fit
-@pytest.mark.slow  # a whole fit
 def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)

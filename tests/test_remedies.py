@@ -75,7 +75,6 @@ def test_bad_remedy_settings_are_refused(bad, match):
 
 
 @pytest.mark.slow  # a whole fit
-@pytest.mark.slow  # a whole fit
 def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
@@ -121,7 +120,6 @@ def test_combined_scores_standardise_every_column():
 
 
 @pytest.mark.slow  # a whole fit
-@pytest.mark.slow  # a whole fit
 def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
@@ -150,7 +148,6 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     assert loaded.threshold_ == det.threshold_
 
 
-@pytest.mark.slow  # a whole fit
 @pytest.mark.slow  # a whole fit
 def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     d = load_digits()
@@ -187,7 +184,6 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     assert alone.score_stats_.shape == (2, 2)
 
 
-@pytest.mark.slow  # a whole fit
 @pytest.mark.slow  # a whole fit
 def test_detector_files_from_before_the_one_sphere_term_still_load(tmp_path):
     d = load_digits()

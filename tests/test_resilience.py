@@ -59,7 +59,6 @@ def same_result(a, b):
 
 @pytest.mark.parametrize("stage", ["pretrain", "svdd_multi"])
 @pytest.mark.slow  # CLI runs: the reference run, kills and resumes
-@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path, stage):
     run_dir = tmp_path / "run"
     proc = start(run_dir)
@@ -75,7 +74,6 @@ def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path, stage
 
 
 @pytest.mark.slow  # CLI runs: the reference run, kills and resumes
-@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_ctrl_c_stops_after_a_checkpoint_and_resume_finishes(reference, tmp_path):
     run_dir = tmp_path / "run"
     proc = start(run_dir)
@@ -89,7 +87,6 @@ def test_ctrl_c_stops_after_a_checkpoint_and_resume_finishes(reference, tmp_path
     same_result(reference, run_dir)
 
 
-@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 @pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_existing_run_folder_needs_resume_and_the_same_settings(reference):
     r = cli(*ARGS, f"--run_dir={reference}")
@@ -157,7 +154,6 @@ def test_image_shape_not_matching_the_net_is_refused():
         MultiRadiusDeepSVDD(device="cpu", **{"net.arch": "lenet28"}).fit(np.zeros((10, 64), np.float32))
 
 
-@pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 @pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_no_half_written_artifacts(reference):
     assert not [p for p in reference.rglob("*.tmp")]
