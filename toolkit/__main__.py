@@ -8,6 +8,7 @@ each is checked against the recipe's field types. ``--help`` lists every setting
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 import sys
@@ -24,7 +25,7 @@ from .handlers import TrainingDiverged
 from .registry import RegistryError, available_clusterers, clusterer_options
 from .report import ReportError
 from .run import Interrupted
-from .runfolder import RunFolderError
+from .runfolder import RunFolder, RunFolderError
 
 USAGE = """usage: python -m toolkit [run] [RECIPE] [--setting=value ...]
        python -m toolkit score RUN_DIR INPUT [--out=scores.csv] [--model=multi|single]
@@ -44,9 +45,24 @@ def run(recipe: str | None = None, **overrides: Any) -> None:
     from .run import summary
 
     cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)
+    if cfg.resume:
+        cfg = resume_config(cfg, overrides)
     results = run_pipeline(cfg)
     if results:  # empty on the other ranks under torchrun
         print(summary(results))
+
+
+def resume_config(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
+    """With ``--resume=True`` the run folder's config.json is the base and the given overrides go on top,
+    so a run resumes without retyping its original overrides; one that changes the model's settings or
+    data is refused by the run folder's check."""
+    from .run import resolve_run_dir
+
+    folder = RunFolder(resolve_run_dir(cfg))
+    folder.check_path()
+    if not folder.has_run():
+        raise RunFolderError(f"--resume: {folder.path} holds no run to resume (no config.json)")
+    return C.apply_overrides(folder.saved_config(), {**overrides, "resume": True, "run_dir": str(folder.path)})
 
 
 def report(run_dir: str, projection: str = "tsne") -> None:
@@ -102,9 +118,23 @@ def _log_to_stderr() -> None:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
+DISK_FULL = {
+    "run": "the finished stages and checkpoints already in the run folder are kept; free space, then rerun "
+    "the same command with --resume=True to continue",
+    "score": "no output file was left behind; free space and score again",
+    "report": "the figures written before are kept; free space and run report again",
+}
+
+
+def _disk_full(e: OSError, verb: str) -> str:
+    where = f" writing {e.filename}" if e.filename else ""
+    return f"the disk is full{where} ({e.strerror or 'no space left on device'}): {DISK_FULL[verb]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _log_to_stderr()
+    verb = argv[0] if argv[:1] in (["score"], ["report"]) else "run"
     try:
         if argv[:1] == ["plugins"]:
             fire.Fire(plugins, argv[1:], name="toolkit plugins")
@@ -131,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         RunFolderError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {_disk_full(e, verb)}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)

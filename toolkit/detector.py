@@ -22,13 +22,15 @@ from . import config as C
 from .clustering import check_clusterer, pseudo_labels
 from .data import Preprocessor
 from .engines import reconstruction_error
-from .files import atomic_write
+from .files import ChecksumError, describe, load_checked, save_checked
 from .knn import knn_distance
 from .nets import EVAL_BATCH, build_autoencoder, build_encoder, embed, fast_layout, net_options, resolve_arch
 from .stages import Hooks, pretrain, resolve_device, train_svdd
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 FORMAT = "multi-radius-deep-svdd/1"
+# what every detector file holds (the others are optional)
+FILE_KEYS = ("config", "arch", "input_shape", "threshold", "encoder", "preprocessor", "centres", "radii", "labels")
 
 
 class NotFittedError(SklearnNotFittedError):
@@ -476,7 +478,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         payload["decision_scores"] = torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float32))
         if self.knn_reference_ is not None:
             payload["knn_reference"] = self.knn_reference_.detach().cpu()
-        return atomic_write(path, lambda p: torch.save(payload, p))
+        return save_checked(path, payload)  # with its digest, PATH.sha256, checked by load
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> MultiRadiusDeepSVDD:
@@ -485,14 +487,22 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         if not path.is_file():
             raise DetectorFileError(f"no detector file at {str(path)!r}")
         try:
-            p = torch.load(path, map_location=device, weights_only=True)
+            p = load_checked(path, map_location=device)
+        except ChecksumError as e:
+            raise DetectorFileError(f"{e}; refit the detector and save it again, or copy an intact file") from None
         except Exception as e:
             raise DetectorFileError(
                 f"{str(path)!r} is not a readable detector file (damaged, truncated, or it holds objects other "
-                f"than tensors and plain values, which are refused): {str(e).splitlines()[0][:300]}"
+                f"than tensors and plain values, which are refused): {describe(e, 300)}; use a file written by "
+                "save(), or refit and save the detector again"
             ) from None
         if not isinstance(p, dict) or p.get("format") != FORMAT:
             raise DetectorFileError(f"{str(path)!r} is not a detector file of format {FORMAT!r}")
+        if missing := [k for k in FILE_KEYS if k not in p]:
+            raise DetectorFileError(
+                f"{str(path)!r} lacks {', '.join(missing)}: it was not written whole by save(); refit the "
+                "detector and save it again"
+            )
         cfg = C.from_dict(json.loads(p["config"]))
         in_shape = tuple(p["input_shape"])
         net = (p["arch"], in_shape, *net_options(cfg.net))

@@ -184,23 +184,35 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     """The whole job behind ``python -m toolkit RECIPE``; writes everything into the run folder.
 
     Everything that can be checked is checked here, before any process is spawned or any training
-    starts: the device, the clusterer and its options, the data, the run folder."""
+    starts: the device, the clusterer and its options, the run folder (checked and locked before any data
+    are loaded or downloaded), the data. The launching process (rank 0 under torchrun) holds the folder's
+    lock until the run ends."""
     if not cfg.dist.backend:
         resolve_device(cfg.device)
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
-    split = load_split(cfg.data, cfg.seed)
     run_dir = resolve_run_dir(cfg)
     cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
     torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
-    if not torchrun:
-        RunFolder(run_dir).start(cfg, cfg.resume)
-    if cfg.dist.backend:
-        spawn = {} if torchrun else {"nproc_per_node": cfg.dist.nproc_per_node, "master_port": _free_port()}
-        with idist.Parallel(backend=cfg.dist.backend, **spawn) as parallel:
-            parallel.run(_process, cfg, progress, None, torchrun)
-    else:
-        _process(0, cfg, progress, split, False)
-    if torchrun and os.environ.get("RANK", "0") != "0":
+    launcher = not torchrun or os.environ.get("RANK", "0") == "0"
+    folder = RunFolder(run_dir)
+    try:
+        if launcher:
+            if folder.path.is_dir():
+                folder.lock()  # first, so that a run working there now is named before anything else
+            folder.check(cfg, cfg.resume)
+            folder.lock()  # a new folder: created only once the checks passed
+        split = load_split(cfg.data, cfg.seed)
+        if launcher:
+            folder.start(cfg, cfg.resume)  # config.json once the data are there: a data error leaves no run
+        if cfg.dist.backend:
+            spawn = {} if torchrun else {"nproc_per_node": cfg.dist.nproc_per_node, "master_port": _free_port()}
+            with idist.Parallel(backend=cfg.dist.backend, **spawn) as parallel:
+                parallel.run(_process, cfg, progress, None, torchrun)
+        else:
+            _process(0, cfg, progress, split, False)
+    finally:
+        folder.unlock()
+    if not launcher:
         return {}  # under torchrun every process runs this function; rank 0 reports
     results = json.loads((run_dir / "results.json").read_text())
     results["run_dir"] = str(run_dir)
@@ -222,9 +234,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     if world > 1 and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(threads_per_process(torch.get_num_threads(), idist.get_nproc_per_node()))
     folder = RunFolder(cfg.run_dir)
-    if torchrun:  # every process ran run(): rank 0 alone sets up the folder
-        if rank == 0:
-            folder.start(cfg, cfg.resume)
+    if torchrun:  # every process ran run(): rank 0 set up the folder there
         idist.barrier()
     split = split if split is not None else load_split(cfg.data, cfg.seed)
     tb = None
@@ -275,7 +285,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
         "seconds": time.perf_counter() - t0,
         **info,
     }
-    write_json(folder.path / "results.json", results)
+    write_json(folder.path / "results.json", results, checked=True)
 
 
 def summary(results: dict[str, Any]) -> str:

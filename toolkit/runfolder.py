@@ -3,34 +3,51 @@
 A file is written to ``NAME.tmp`` and renamed into place, so a killed process never leaves a
 half-written artifact that a later run would trust. Finished stages (the pretrained autoencoder, the
 pseudo-labels, each trained SVDD model) are kept under ``stages/`` and are not redone on ``--resume``.
-Stage files and checkpoints hold tensors and plain values only and are read with ``weights_only=True``.
+Stage files and checkpoints hold tensors and plain values only and are read with ``weights_only=True``,
+after their SHA-256 digest (``NAME.sha256``) is checked. The folder is locked (``lock``, an ``flock``) for
+the whole of a run, so two runs never write into one folder.
 """
 
 from __future__ import annotations
 
-import json
+import fcntl
+import os
 import re
+import socket
 import warnings
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import IO, Any
 
 from . import config as C
-from .files import atomic_write, write_json  # noqa: F401  (write_json: the run folder's JSON files)
+from .files import (
+    ChecksumError,
+    describe,
+    load_checked,
+    read_json_checked,
+    save_checked,
+    write_checked,
+    write_json,  # noqa: F401  (the run folder's JSON files)
+)
 
 
 class RunFolderError(RuntimeError):
     """A run folder that cannot be used as asked; the message says what to do instead."""
 
 
-# settings that may differ between the first run and its resumption
-RESUME_FREE = {"resume", "device", "run_dir", "dist.backend", "dist.nproc_per_node"}
+# settings a resumed run must share with the run it continues: the model's and what the data are (the
+# finished stages were trained on them); the rest (device, processes, evaluation, monitoring, where the
+# data are found) may change
+RESUME_FIXED = (*C.MODEL_SETTINGS, "data.dataset", "data.normal_classes", "data.test_fraction")
+
+
+def resume_fixed(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUME_FIXED)
 
 
 class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock: IO[str] | None = None
 
     @property
     def checkpoints(self) -> Path:
@@ -39,44 +56,95 @@ class RunFolder:
     def has_run(self) -> bool:
         return (self.path / "config.json").is_file()
 
-    def start(self, cfg: C.Config, resume: bool) -> None:
-        """Create the folder for a new run, or check that ``cfg`` matches the run being resumed."""
+    def check_path(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"--run_dir={str(self.path)!r} is a file, not a folder; pass a folder's path")
+
+    def saved_config(self) -> C.Config:
+        """The configuration the run in this folder was started with (its config.json)."""
+        p = self.path / "config.json"
+        try:
+            return C.from_dict(read_json_checked(p))
+        except (ChecksumError, ValueError, TypeError, KeyError, AttributeError) as e:
+            raise RunFolderError(
+                f"{p} is damaged ({describe(e)}), so this run cannot be resumed; start a new run in another "
+                "--run_dir (or put back an intact config.json)"
+            ) from None
+
+    def check(self, cfg: C.Config, resume: bool) -> None:
+        """Refuse a folder that cannot take this run: a file, a run already there (without ``resume``), no
+        run or a damaged one to resume, or a resume that changes the model's settings or data."""
+        self.check_path()
         if resume:
             if not self.has_run():
                 raise RunFolderError(f"--resume: {self.path} holds no run to resume (no config.json)")
-            saved = C.field_table(C.from_dict(json.loads((self.path / "config.json").read_text())))
+            saved = C.field_table(self.saved_config())
             now = C.field_table(cfg)
-            diff = [k for k in now if k not in RESUME_FREE and now[k][1] != saved.get(k, (None, None))[1]]
+            diff = [k for k in now if resume_fixed(k) and now[k][1] != saved.get(k, (None, None))[1]]
             if diff:
                 shown = ", ".join(f"{k}: {saved[k][1]!r} -> {now[k][1]!r}" for k in diff if k in saved)
                 raise RunFolderError(
-                    f"--resume: {self.path} was started with other settings ({shown}); resume it with the "
-                    "same settings, or start a new run in another --run_dir"
+                    f"--resume: {self.path} was started with other model or data settings ({shown}); resume it "
+                    "without changing them, or start a new run in another --run_dir"
                 )
-            return
-        if self.has_run():
+        elif self.has_run():
             raise RunFolderError(
                 f"{self.path} already holds a run; pass --resume=True to continue it, or choose another --run_dir"
             )
+
+    def start(self, cfg: C.Config, resume: bool) -> None:
+        """Create the folder for a new run, or check that ``cfg`` may resume the run there."""
+        self.check(cfg, resume)
+        if not resume:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_checked(self.path / "config.json", C.dumps(cfg).encode())
+
+    # ----------------------------------------------------------------------------- the lock
+    def lock(self) -> None:
+        """Hold ``RUN_DIR/lock`` (an exclusive ``flock``) until :meth:`unlock` or the process ends (the OS
+        releases it on a crash or a kill too); refuse if another process holds it, naming that process."""
+        if self._lock is not None:
+            return
+        self.check_path()
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / "config.json", lambda p: p.write_text(C.dumps(cfg)))
+        f = open(self.path / "lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "a process that has not written its name yet"
+            f.close()
+            raise RunFolderError(
+                f"{self.path} is in use by another run ({holder}); wait for it to end, or pass another --run_dir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._lock = f
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
     # ----------------------------------------------------------------------------- finished stages
     def stage_path(self, name: str) -> Path:
         return self.path / "stages" / f"{name}.pt"
 
     def save_stage(self, name: str, payload: dict[str, Any]) -> None:
-        atomic_write(self.stage_path(name), lambda p: torch.save(payload, p))
+        save_checked(self.stage_path(name), payload)
 
     def load_stage(self, name: str) -> dict[str, Any] | None:
         p = self.stage_path(name)
         if not p.is_file():
             return None
         try:
-            return torch.load(p, map_location="cpu", weights_only=True)
+            return load_checked(p, map_location="cpu")
         except Exception as e:
             raise RunFolderError(
-                f"{p} is damaged ({str(e).splitlines()[0][:200]}); delete it and resume to redo that stage"
+                f"{p} is damaged ({describe(e)}); delete it (and {p.name}.sha256) and resume to redo that stage"
             ) from None
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -87,13 +155,14 @@ class RunFolder:
         return [p for _, p in sorted(found, reverse=True)]
 
     def load_latest_checkpoint(self, prefix: str) -> tuple[Path, dict[str, Any]] | None:
-        """The newest readable checkpoint of a stage; a damaged one is skipped for the one before it."""
+        """The newest intact checkpoint of a stage; a damaged one (unreadable, or not matching its digest) is
+        skipped for the one before it, with a warning naming it."""
         damaged: list[str] = []
         for p in self.checkpoints_of(prefix):
             try:
-                state = torch.load(p, map_location="cpu", weights_only=True)
+                state = load_checked(p, map_location="cpu")
             except Exception as e:
-                damaged.append(f"{p.name} ({str(e).splitlines()[0][:120]})")
+                damaged.append(f"{p.name} ({describe(e, 160)})")
                 continue
             if damaged:
                 warnings.warn(
@@ -102,7 +171,7 @@ class RunFolder:
             return p, state
         if damaged:
             raise RunFolderError(
-                f"every checkpoint of {prefix} in {self.checkpoints} is damaged: {'; '.join(damaged)}. "
-                "Delete them to restart that stage"
+                f"every checkpoint of {prefix} in {self.checkpoints} is damaged: {'; '.join(damaged)}; delete "
+                f"{prefix}_checkpoint_* there and resume to redo that stage from its start"
             )
         return None
