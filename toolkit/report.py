@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .files import ChecksumError, atomic_write, describe, read_json_checked
 from .monitor import MODELS, as_images
 
 DPI = 100
@@ -22,7 +22,7 @@ SIZES = {"roc.png": (6, 5), "training.png": (12, 4.5), "embeddings.png": (12, 5.
 
 
 class ReportError(RuntimeError):
-    pass
+    """A run folder the report cannot read or write into; the message says what to do."""
 
 
 def expected_pixels(name: str) -> tuple[int, int]:
@@ -35,7 +35,23 @@ def _load(run_dir: Path, name: str) -> Any:
     p = run_dir / name
     if not p.is_file():
         raise ReportError(f"{p} is missing: is {run_dir} a finished run folder (python -m toolkit RECIPE writes one)?")
-    return json.loads(p.read_text()) if name.endswith(".json") else np.load(p)
+    try:
+        return read_json_checked(p) if name.endswith(".json") else np.load(p, allow_pickle=False)
+    except (ChecksumError, ValueError, OSError, EOFError) as e:
+        raise ReportError(
+            f"{p} is damaged ({describe(e)}); rerun the run into a new --run_dir to write it again"
+        ) from None
+
+
+def _target(run_dir: Path, name: str) -> Path:
+    """Where the report writes ``name``: a plain file directly inside the run folder, never through a
+    symbolic link (which could point anywhere)."""
+    p = run_dir / name
+    if p.is_symlink():
+        raise ReportError(f"{p} is a symbolic link; the report writes only plain files in the run folder: remove it")
+    if p.exists() and not p.is_file():
+        raise ReportError(f"{p} is not a plain file; the report writes {name} there: move it away")
+    return p
 
 
 def _figure(name: str):
@@ -48,8 +64,10 @@ def _figure(name: str):
 
 
 def _save(plt, fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)  # no tight bbox: every figure has its documented pixel size
-    plt.close(fig)
+    try:  # no tight bbox: every figure has its documented pixel size
+        atomic_write(_target(path.parent, path.name), lambda p: fig.savefig(p, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -156,6 +174,8 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportError(f"run folder {str(run_dir)!r} does not exist")
+    for name in (*SIZES, "report.md"):  # every target checked before anything is written
+        _target(run_dir, name)
     results = _load(run_dir, "results.json")
     figures = [
         roc_figure(run_dir, _load(run_dir, "scores.npz")),
@@ -190,6 +210,6 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     }
     for f in figures:
         lines += [f"## {titles[f.name]}", "", f"![{titles[f.name]}]({f.name})", ""]
-    out = run_dir / "report.md"
-    out.write_text("\n".join(lines))
+    out = _target(run_dir, "report.md")
+    atomic_write(out, lambda p: p.write_text("\n".join(lines)))
     return out

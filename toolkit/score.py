@@ -16,13 +16,29 @@ import numpy as np
 
 from .data import TORCHVISION, DataError
 from .detector import MultiRadiusDeepSVDD
-from .files import atomic_write
+from .files import atomic_write, describe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+def _open_npy(path: Path) -> np.ndarray:
+    """The array in ``path``, memory-mapped; a DataError for anything but a saved array of numbers."""
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise DataError(
+            f"{path} is not a .npy array of numbers (a text file, pickled Python objects, which are refused, or "
+            "a damaged file); save the data with numpy.save(PATH, array) of a number array"
+        ) from None
+    if not isinstance(x, np.ndarray) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{path} holds {getattr(x, 'dtype', type(x).__name__)} values; scoring takes numbers")
+    if x.ndim == 0:
+        raise DataError(f"{path} holds a single number; scoring takes an array with one row per item")
+    return x
+
+
 def _npy(path: Path, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    x = np.load(path, mmap_mode="r", allow_pickle=False)
+    x = _open_npy(path)
     for s in range(0, len(x), batch):
         yield [str(i) for i in range(s, min(s + batch, len(x)))], np.asarray(x[s : s + batch], dtype=np.float32)
 
@@ -43,7 +59,10 @@ def _images(folder: Path, shape: tuple[int, ...], batch: int) -> Iterator[tuple[
     for s in range(0, len(files), batch):
         out = []
         for f in files[s : s + batch]:
-            img = Image.open(f).convert(mode)
+            try:
+                img = Image.open(f).convert(mode)
+            except (OSError, SyntaxError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+                raise DataError(f"{f} is not a readable image ({describe(e)}); remove it or replace it") from None
             if img.size != size:
                 raise DataError(f"{f.name} is {img.size[0]}x{img.size[1]}; this detector takes {size[0]}x{size[1]}")
             a = np.asarray(img, dtype=np.float32) / 255.0
@@ -83,14 +102,22 @@ def score_to_csv(
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise DataError(f"--out={str(out)!r}: folder {str(folder)!r} does not exist; create it or pick another --out")
+    if Path(out).is_dir():
+        raise DataError(f"--out={str(out)!r} is a folder; pass the path of the CSV file to write")
     det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{model}.pt")
     src = Path(source)
     if src.suffix == ".npy" and src.is_file():
-        batches, total = _npy(src, batch_size), len(np.load(src, mmap_mode="r", allow_pickle=False))
+        batches, total = _npy(src, batch_size), len(_open_npy(src))
     elif src.is_dir():
         batches, total = _images(src, det.input_shape_, batch_size), None
     elif ":" in source:
-        root = data_root or json.loads((run_dir / "config.json").read_text())["data"]["root"]
+        try:
+            root = data_root or json.loads((run_dir / "config.json").read_text())["data"]["root"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DataError(f"{run_dir}/config.json does not say where the data are; pass --data_root=FOLDER") from None
         batches, total = _dataset(source, root, batch_size), None
     else:
         raise DataError(f"INPUT {source!r} is none of: a .npy file, a folder of images, NAME:SPLIT (e.g. mnist:test)")
@@ -102,7 +129,10 @@ def score_to_csv(
             w = csv.writer(f)
             w.writerow(["id", "score", "is_anomaly", "cluster"])
             for ids, x in batches:
-                s, k = det.score_with_clusters(x)
+                try:
+                    s, k = det.score_with_clusters(x)
+                except ValueError as e:  # data the detector cannot take (shape, NaN): say so in one line
+                    raise DataError(f"{source}: {describe(e, 400)}") from None
                 w.writerows(
                     zip(ids, (f"{v:.6g}" for v in s), (int(v > det.threshold_) for v in s), k.tolist(), strict=True)
                 )
