@@ -158,7 +158,8 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
                 f"the {what} hold NaN or infinite values in {len(rows)} of {len(x)} rows (rows {first}); clean "
                 "them" + ("" if fitting else ", or set non_finite='anomaly' to score such rows as anomalies")
             )
-        return torch.from_numpy(np.ascontiguousarray(x))
+        x = np.ascontiguousarray(x)
+        return torch.from_numpy(x if x.flags.writeable else x.copy())  # a read-only (memory-mapped) array
 
     def resolved_config(self) -> C.Config:
         return C.apply_overrides(self.config or C.Config(), self.overrides)
