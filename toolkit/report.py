@@ -39,7 +39,8 @@ def _load(run_dir: Path, name: str) -> Any:
         return read_json_checked(p) if name.endswith(".json") else np.load(p, allow_pickle=False)
     except (ChecksumError, ValueError, OSError, EOFError) as e:
         raise ReportError(
-            f"{p} is damaged ({describe(e)}); rerun the run into a new --run_dir to write it again"
+            f"{p} is damaged ({describe(e)}); write it again with python -m toolkit --run_dir={run_dir} "
+            "--resume=True (its finished stages are reused)"
         ) from None
 
 
