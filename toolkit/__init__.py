@@ -5,10 +5,12 @@ from .config import Config, ConfigError, apply_overrides, load_recipe
 from .detector import MultiRadiusDeepSVDD
 from .engines import SVDDEvents
 from .registry import available_clusterers, build_clusterer, register_clusterer
+from .stages import Hooks
 
 __all__ = [
     "Config",
     "ConfigError",
+    "Hooks",
     "MultiRadiusDeepSVDD",
     "SVDDEvents",
     "apply_overrides",
