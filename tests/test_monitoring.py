@@ -120,3 +120,14 @@ def test_saved_scores_match_the_detector(digits_run):
     saved = np.load(digits_run / "scores.npz")
     det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
     np.testing.assert_allclose(saved["multi_score"], det.decision_function(split.x_test), rtol=1e-5, atol=1e-6)
+
+
+def test_hparams_hold_the_settings_not_where_the_run_happened():
+    from toolkit.config import Config, apply_overrides
+    from toolkit.monitor import _flat_hparams
+
+    cfg = apply_overrides(Config(), {"run_dir": "/tmp/x", "data.root": "/data", "dist.backend": "gloo"})
+    hp = _flat_hparams(cfg)
+    assert "svdd.nu" in hp and "seed" in hp and "data.normal_classes" in hp
+    assert not {"run_dir", "resume", "device", "data.root", "data.download"} & set(hp)
+    assert not [k for k in hp if k.startswith("dist.")]

@@ -63,9 +63,15 @@ def _ranks01(s: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(s)) / max(len(s) - 1, 1)
 
 
+# where and how a run happened, not what it trained: left out of the HParams tab, so runs compare by settings
+RUN_LOCATION = ("run_dir", "resume", "device", "data.root", "data.download", "dist.")
+
+
 def _flat_hparams(cfg: C.Config) -> dict[str, Any]:
     out = {}
     for k, (_, v) in C.field_table(cfg).items():
+        if k.startswith(RUN_LOCATION):
+            continue
         out[k] = v if isinstance(v, (int, float, str, bool)) else str(list(v) if isinstance(v, tuple) else v)
     return out
 
