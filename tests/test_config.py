@@ -132,3 +132,26 @@ def test_dict_round_trip():
     cfg = apply_overrides(Config(), {"clustering.options.level": 2, "normal_classes": [4, 7]})
     assert from_dict(to_dict(cfg)) == cfg
     assert '"normal_classes"' in dumps(cfg)
+
+
+def test_every_setting_has_help_and_closed_sets_list_their_values():
+    from toolkit.config import CHOICES, Config, describe, field_help, field_table
+
+    helps = field_help()
+    assert set(helps) == set(field_table(Config())) and all(helps.values())
+    text = describe(Config())
+    assert "--svdd.nu" in text and "share of training points allowed outside" in text
+    for key, values in CHOICES.items():
+        line = next(line for line in text.splitlines() if line.strip().startswith(f"--{key} "))
+        assert all(repr(v) in line for v in values)
+
+
+@pytest.mark.parametrize(
+    "typo, suggestion", [("svdd.epoch", "--svdd.epochs"), ("svd.nu", "--svdd.nu"), ("pretrain.lr_", "--pretrain.lr")]
+)
+def test_unknown_setting_suggests_the_nearest_ones(typo, suggestion):
+    from toolkit.config import Config, ConfigError, apply_overrides
+
+    with pytest.raises(ConfigError, match="did you mean") as e:
+        apply_overrides(Config(), {typo: 1})
+    assert suggestion in str(e.value) and len(str(e.value).splitlines()) == 1

@@ -9,9 +9,12 @@ python-fire alone accepts typos silently.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import importlib.resources
 import json
 import math
+import re
 import runpy
 import typing
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # one of DATASETS
+    dataset: str = "digits"  # which data set to load
     root: str = "data"  # folder holding the torchvision datasets (MNIST/, FashionMNIST/, cifar-10-batches-py/)
     download: bool = True  # fetch missing files with torchvision (needs network)
     normal_classes: tuple[int, ...] = (0, 1, 3)  # the union is "normal"; every other class is an anomaly
@@ -71,9 +74,7 @@ class NetConfig:
     rep_dim: int = 0  # embedding size; 0 = the architecture's default (32 lenet28, 128 lenet32, 16 mlp)
     hidden: tuple[int, ...] = (32,)  # mlp only: hidden widths of the encoder (mirrored in the decoder)
     leak: float = 0.1  # leaky-ReLU slope
-    # lenet nets: True = exact, faster forms of two layer sequences (toolkit/layers.py), an opt-in CPU speed
-    # setting (other devices run the plain sequences anyway); rounds differently from the plain nets
-    fused: bool = False
+    fused: bool = False  # lenet nets, CPU only: exact, faster layer forms (toolkit/layers.py), rounding differently
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"net.arch={self.arch!r} is unknown; accepted: {ARCHS}")
@@ -83,12 +84,12 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    epochs: int = 150
-    lr: float = 1e-4
+    epochs: int = 150  # passes over the training data
+    lr: float = 1e-4  # Adam's learning rate
     milestones: tuple[int, ...] = (50, 100)  # epochs at which the learning rate is multiplied by gamma
-    gamma: float = 0.1
-    weight_decay: float = 1e-6
-    batch_size: int = 200
+    gamma: float = 0.1  # the learning rate is multiplied by this at each milestone
+    weight_decay: float = 1e-6  # Adam's L2 penalty on the weights
+    batch_size: int = 200  # training points per step
     refresh_bn: bool = False  # at the end, recompute BatchNorm statistics over all training data (precise BN)
 
     def __post_init__(self) -> None:
@@ -270,12 +271,53 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+@functools.cache
+def field_help() -> dict[str, str]:
+    """Each setting's help text: the comment beside its field in this file (the one place it is written),
+    by dotted name."""
+    comments: dict[str, dict[str, str]] = {}
+    cls_name = None
+    for line in Path(__file__).read_text().splitlines():
+        if m := re.match(r"^class (\w+)", line):
+            cls_name = m.group(1)
+        elif cls_name and (m := re.match(r"^    (\w+): [^=]+=[^#]*#\s*(.+)$", line)):
+            comments.setdefault(cls_name, {})[m.group(1)] = m.group(2).strip()
+
+    def walk(cls: type, prefix: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                out.update(walk(hints[f.name], f"{prefix}{f.name}."))
+                continue
+            own = [c for klass in cls.__mro__ if (c := comments.get(klass.__name__, {}).get(f.name))]
+            out[f"{prefix}{f.name}"] = own[0] if own else ""
+        return out
+
+    return walk(Config, "")
+
+
+# the settings with a closed set of values, shown with their help
+CHOICES = {
+    "data.dataset": DATASETS,
+    "net.arch": ARCHS,
+    "svdd.objective": OBJECTIVES,
+    "svdd.score": SCORE_RULES,
+    "svdd.radius_update": RADIUS_UPDATES,
+    "svdd.knn_space": KNN_SPACES,
+    "dist.backend": BACKENDS,
+}
+
+
 def describe(cfg: Config) -> str:
-    """Human-readable list of every setting, its type and its value in ``cfg``."""
+    """Human-readable list of every setting: its type, its value in ``cfg``, what it does and, where the
+    values are a closed set, which are accepted."""
+    helps = {k: h + (f" [{', '.join(map(repr, CHOICES[k]))}]" if k in CHOICES else "") for k, h in field_help().items()}
     rows = [(k, _type_name(t), repr(list(v) if isinstance(v, tuple) else v)) for k, (t, v) in field_table(cfg).items()]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
-    return "\n".join(f"  --{k:<{w0}}  {t:<{w1}}  {v}" for k, t, v in rows)
+    w2 = max(len(r[2]) for r in rows if len(r[2]) <= 24)
+    return "\n".join(f"  --{k:<{w0}}  {t:<{w1}}  {v:<{w2}}  {helps.get(k, '')}".rstrip() for k, t, v in rows)
 
 
 def _coerce(key: str, tp: Any, value: Any) -> Any:
@@ -334,7 +376,10 @@ def resolve_key(cfg: Config, key: str) -> str:
         return matches[0]
     if len(matches) > 1:
         raise ConfigError(f"--{key} is ambiguous; use one of: {', '.join('--' + m for m in matches)}")
-    raise ConfigError(f"unknown setting --{key}. Valid settings:\n{describe(cfg)}")
+    near = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
+    near += [k for k in table if k.split(".")[-1] == key.split(".")[-1] and k not in near][:1]
+    hint = f"; did you mean {' or '.join('--' + k for k in near)}?" if near else ""
+    raise ConfigError(f"unknown setting --{key}{hint} (--help lists every setting with its type, value and meaning)")
 
 
 def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
