@@ -13,9 +13,11 @@ import inspect
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import fire
+import torch
 
 from . import config as C
 from .clustering import ClusteringError
@@ -30,7 +32,9 @@ from .runfolder import RunFolder, RunFolderError
 USAGE = """usage: python -m toolkit [run] [RECIPE] [--setting=value ...]
        python -m toolkit score RUN_DIR INPUT [--out=scores.csv] [--model=multi|single]
        python -m toolkit report RUN_DIR [--projection=tsne|pca]
+       python -m toolkit export RUN_DIR [--model=multi|single] [--out=FILE]
        python -m toolkit plugins
+       python -m toolkit --version
 
 Runs RECIPE: pretrain the autoencoder, cluster its embeddings, train Multi-Radius Deep SVDD (and the
 one-sphere baseline), and write config, TensorBoard events, detectors and results.json into the run folder.
@@ -87,6 +91,20 @@ def score(
     print(f"wrote {n} rows to {out}")
 
 
+def export(run_dir: str, model: str = "multi", out: str | None = None) -> None:
+    """Write RUN_DIR's scoring path (preprocessing -> encoders -> score) as one TorchScript file (default:
+    RUN_DIR/detector_MODEL.torchscript.pt); torch.jit.load(FILE)(x) gives decision_function's scores."""
+    from .detector import MultiRadiusDeepSVDD
+    from .export import export as export_scorer
+
+    if model not in ("multi", "single"):
+        raise C.ConfigError(f"--model={model!r} is unknown; accepted: multi, single")
+    det = MultiRadiusDeepSVDD.load(Path(run_dir) / f"detector_{model}.pt")
+    path = export_scorer(det, out or Path(run_dir) / f"detector_{model}.torchscript.pt")
+    shape = " x ".join(map(str, det.input_shape_))
+    print(f"wrote {path} (input: N x {shape} raw samples; threshold {det.threshold_:.6g})")
+
+
 def plugins() -> None:
     """List every available clusterer and the settings it takes (--clustering.options.NAME=VALUE)."""
     for name in available_clusterers():
@@ -123,6 +141,7 @@ DISK_FULL = {
     "the same command with --resume=True to continue",
     "score": "no output file was left behind; free space and score again",
     "report": "the figures written before are kept; free space and run report again",
+    "export": "no file was left behind; free space and export again",
 }
 
 
@@ -134,8 +153,13 @@ def _disk_full(e: OSError, verb: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _log_to_stderr()
-    verb = argv[0] if argv[:1] in (["score"], ["report"]) else "run"
+    verb = argv[0] if argv[:1] in (["score"], ["report"], ["export"]) else "run"
     try:
+        if argv[:1] == ["--version"]:
+            from . import __version__
+
+            print(f"multi-radius-deep-svdd {__version__} (torch {torch.__version__})")
+            return 0
         if argv[:1] == ["plugins"]:
             fire.Fire(plugins, argv[1:], name="toolkit plugins")
             return 0
@@ -144,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if argv[:1] == ["report"]:
             fire.Fire(report, argv[1:], name="toolkit report")
+            return 0
+        if argv[:1] == ["export"]:
+            fire.Fire(export, argv[1:], name="toolkit export")
             return 0
         if argv[:1] == ["run"]:
             argv = argv[1:]
