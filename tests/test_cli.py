@@ -101,3 +101,22 @@ def test_plugins_verb_lists_clusterers_with_settings():
     r = cli("plugins")
     assert r.returncode == 0
     assert "finch(level=-1" in r.stdout and "kmeans(n_clusters=None" in r.stdout and "hdbscan(" in r.stdout
+
+
+def test_redirected_progress_is_one_line_per_epoch_and_a_run_replays_from_its_config(tmp_path):
+    first = tmp_path / "first"
+    r = cli("--pretrain.epochs=2", "--svdd.epochs=2", "--svdd.warmup_epochs=1", "--eval_every=0", f"--run_dir={first}")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "pretrain: epoch 2/2, loss" in r.stderr  # output is not a terminal
+    again = tmp_path / "again"
+    r = cli(str(first / "config.json"), f"--run_dir={again}", "--progress=none")
+    assert r.returncode == 0, r.stderr
+    assert "epoch 1/2" not in r.stderr
+    saved = [json.loads((d / "config.json").read_text()) for d in (first, again)]
+    for cfg in saved:
+        cfg.pop("run_dir"), cfg.pop("progress")
+    assert saved[0] == saved[1]
+    same = [json.loads((d / "results.json").read_text())["multi"]["radii"] for d in (first, again)]
+    assert same[0] == same[1]  # the same settings and seed train the same model
+    bad = cli("--progress=fancy")
+    assert bad.returncode == 2 and "accepted: ('auto', 'bar', 'lines', 'none')" in bad.stderr

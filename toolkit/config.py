@@ -27,6 +27,7 @@ OBJECTIVES = ("soft-boundary", "one-class")
 BACKENDS = ("", "gloo", "nccl")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
+PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
 KNN_SPACES = ("embedding", "input")  # where the k-NN score term measures distances
 
 
@@ -222,6 +223,7 @@ class Config:
     resume: bool = False  # continue the run in run_dir (or the newest runs/<name>-*) from its checkpoints
     baseline: bool = True  # also train single-sphere Deep SVDD from the same autoencoder
     eval_every: int = 1  # test AUROC every this many epochs (0 = only at the end)
+    progress: str = "auto"  # "auto": bars on a terminal, one line per epoch otherwise; "bar", "lines" or "none"
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
     pretrain: OptimConfig = field(default_factory=OptimConfig)
@@ -237,6 +239,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")
+        _check(self.progress in PROGRESS, f"progress={self.progress!r} is unknown; accepted: {PROGRESS}")
         _check(
             self.svdd.radius_update == "epoch" or self.dist.nproc_per_node == 1,
             "svdd.radius_update='batch' takes each batch's quantile, which differs between processes; "
@@ -306,6 +309,7 @@ CHOICES = {
     "svdd.radius_update": RADIUS_UPDATES,
     "svdd.knn_space": KNN_SPACES,
     "dist.backend": BACKENDS,
+    "progress": PROGRESS,
 }
 
 
@@ -444,8 +448,17 @@ def load_recipe(path: str | Path) -> Config:
             f"recipe {str(path)!r} does not exist; pass a packaged recipe name ({', '.join(packaged_recipes())}) "
             "or the path of a .py file such as recipes/mnist.py"
         )
+    if p.suffix == ".json":  # a run's config.json: replay its settings, into a new run folder
+        try:
+            cfg = from_dict(json.loads(p.read_text()))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{str(path)!r} is not a run's config.json ({str(e)[:200]})") from None
+        return dataclasses.replace(cfg, run_dir="", resume=False)
     if p.suffix != ".py":
-        raise ConfigError(f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`")
+        raise ConfigError(
+            f"recipe {str(path)!r} is neither a Python file (.py) defining `config = Config(...)` "
+            "nor a run's config.json"
+        )
     ns = runpy.run_path(str(p), run_name=f"recipe_{p.stem}")
     cfg = ns.get("config")
     if not isinstance(cfg, Config):

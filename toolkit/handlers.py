@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import signal
 import sys
 import threading
@@ -23,6 +24,8 @@ from ignite.handlers.checkpoint import BaseSaveHandler
 
 from .files import digest_path, write_checked
 from .svdd import SphereHead, outside_fraction
+
+log = logging.getLogger("toolkit")
 
 
 class History:
@@ -229,11 +232,22 @@ def attach_sphere_logs(writer: Any, trainer: Engine, tag: str, history: History)
     trainer.add_event_handler(Events.COMPLETED, log_completed)
 
 
-def attach_progress(engine: Engine, desc: str) -> None:
-    """One bar per stage, advancing by epoch and showing the epoch's mean loss."""
-    ProgressBar(persist=True, desc=desc).attach(
-        engine, metric_names=["loss"], event_name=Events.EPOCH_COMPLETED, closing_event_name=Events.COMPLETED
-    )
+def attach_progress(engine: Engine, desc: str, mode: str = "auto") -> None:
+    """Progress of a stage: ``bar`` (one bar advancing by epoch, with the epoch's mean loss), ``lines``
+    (one log line per epoch, for logs that are files), ``none``; ``auto`` picks the bar on a terminal and
+    lines otherwise, so a redirected log holds no carriage returns."""
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "lines"
+    if mode == "bar":
+        ProgressBar(persist=True, desc=desc).attach(
+            engine, metric_names=["loss"], event_name=Events.EPOCH_COMPLETED, closing_event_name=Events.COMPLETED
+        )
+    elif mode == "lines":
+
+        @engine.on(Events.EPOCH_COMPLETED)
+        def _line(engine: Engine) -> None:
+            e, n = engine.state.epoch, engine.state.max_epochs
+            log.info("%s: epoch %d/%d, loss %.4g", desc, e, n, float(engine.state.metrics["loss"]))
 
 
 class CheckedDiskSaver(DiskSaver):

@@ -247,7 +247,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     with StopRequest() as stop:
         hooks = RunHooks(
             device=device,
-            progress=progress,
+            progress=cfg.progress if progress else "none",
             baseline=cfg.baseline,
             rank=rank,
             world=world,

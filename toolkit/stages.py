@@ -42,7 +42,9 @@ class Hooks:
     an optional progress bar (library use); the CLI run's harness overrides them."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    progress: bool = False
+    progress: bool | str = (
+        False  # True or "auto", "bar", "lines": show each stage's progress (handlers.attach_progress)
+    )
     baseline: bool = False  # also build the one-sphere detector on its own (``det.baseline_``)
     rank: int = 0
     world: int = 1
@@ -66,8 +68,8 @@ class Hooks:
 
     def attach(self, engine: Engine, stage: str, to_save: dict[str, Any], history: History, score_fn: Any) -> None:
         """Attach the caller's handlers to a stage's engine, after the method's own."""
-        if self.progress and self.rank == 0:
-            attach_progress(engine, stage)
+        if self.progress and self.progress != "none" and self.rank == 0:
+            attach_progress(engine, stage, "auto" if self.progress is True else self.progress)
 
     def ended(self, engine: Engine, stage: str) -> None:
         """The stage's engine returned."""
