@@ -30,7 +30,12 @@ def test_scalars_per_cluster_and_stage(events, results):
     tags = set(events.Tags()["scalars"])
     k = len(results["clustering"]["sizes"])
     for stage in ("pretrain", "svdd_multi", "svdd_single"):
-        assert {f"{stage}/loss", f"{stage}/lr", f"{stage}/test/auroc", f"{stage}/test/aupr"} <= tags
+        assert {f"{stage}/loss", f"{stage}/lr/group_0", f"{stage}/test/auroc", f"{stage}/test/aupr"} <= tags
+        # Ignite's optimizer-parameters handler logs each epoch's learning rate, as the history records it
+        logged = [(e.step, e.value) for e in events.Scalars(f"{stage}/lr/group_0")]
+        hist = results[stage.removeprefix("svdd_")]["history"]["epochs"] if stage != "pretrain" else None
+        hist = hist or results["pretrain"]["history"]["epochs"]
+        assert logged == [(row["epoch"], pytest.approx(row["lr"])) for row in hist]
     for m, n in (("svdd_multi", k), ("svdd_single", 1)):
         assert {f"{m}/radius/{i}" for i in range(n)} | {f"{m}/outside/{i}" for i in range(n)} <= tags
     assert {"clustering/ari", "clustering/nmi", "clustering/sizes", "clustering/sizes_before"} <= tags

@@ -43,6 +43,14 @@ def scalar_layout(models: list[str]) -> dict[str, Any]:
     return layout
 
 
+def tile(images: np.ndarray, cols: int = 8) -> torch.Tensor:
+    """(C, H, W) grid of (N, C, H, W) images in [0, 1], with a white 2-pixel gap between tiles, so that
+    neighbouring digits do not run into each other in TensorBoard."""
+    from torchvision.utils import make_grid
+
+    return make_grid(torch.from_numpy(np.asarray(images, dtype=np.float32)), nrow=cols, padding=2, pad_value=1.0)
+
+
 def as_images(x: np.ndarray) -> np.ndarray | None:
     """(N, C, H, W) in [0, 1] for thumbnails: images as they are, flat square vectors as 1-channel
     images (the 8x8 digits); None when the data are not images."""
@@ -115,8 +123,8 @@ def write_story(
         n_ext = min(m.extremes, len(s) // 2)
         extremes[f"{name}_normal_index"], extremes[f"{name}_anomalous_index"] = order[:n_ext], order[::-1][:n_ext]
         if images is not None and n_ext > 0:
-            writer.add_images(f"svdd_{name}/most_normal_test_images", images[order[:n_ext]], step)
-            writer.add_images(f"svdd_{name}/most_anomalous_test_images", images[order[::-1][:n_ext]], step)
+            writer.add_image(f"svdd_{name}/most_normal_test_images", tile(images[order[:n_ext]]), step)
+            writer.add_image(f"svdd_{name}/most_anomalous_test_images", tile(images[order[::-1][:n_ext]]), step)
     np.savez_compressed(run_dir / "scores.npz", **arrays)
     raw = np.asarray(split.x_test)
     np.savez_compressed(

@@ -1,6 +1,8 @@
 """``python -m toolkit report RUN_DIR``: PNG figures and a report.md, from a finished run folder alone.
 
 - ``roc.png``: test ROC curves of the multi-radius model and the one-sphere baseline on one plot;
+- ``scores.png``: their precision-recall curves, and the distribution of the test scores of normal
+  and anomalous points, with the threshold;
 - ``training.png``: radius of every cluster per epoch, and the loss curves (the seed report's Figure 7);
 - ``embeddings.png``: a 2-D map (t-SNE or PCA) of training embeddings after pretraining, coloured by
   pseudo-label and by true class (Figure 6);
@@ -18,7 +20,13 @@ from .files import ChecksumError, atomic_write, describe, read_json_checked
 from .monitor import MODELS, as_images
 
 DPI = 100
-SIZES = {"roc.png": (6, 5), "training.png": (12, 4.5), "embeddings.png": (12, 5.5), "extremes.png": (12, 6)}
+SIZES = {
+    "roc.png": (6, 5),
+    "scores.png": (12, 4.5),
+    "training.png": (12, 4.5),
+    "embeddings.png": (12, 5.5),
+    "extremes.png": (12, 6),
+}
 
 
 class ReportError(RuntimeError):
@@ -90,6 +98,37 @@ def roc_figure(run_dir: Path, scores: Any) -> Path:
     return _save(plt, fig, run_dir / "roc.png")
 
 
+def scores_figure(run_dir: Path, scores: Any, results: dict[str, Any]) -> Path:
+    """Precision-recall curves (anomalies positive), and each model's test scores as two histograms,
+    normal and anomalous points, with the detector's threshold."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt, fig = _figure("scores.png")
+    y = scores["is_anomaly"].astype(bool)
+    models = [m for m in MODELS if f"{m}_score" in scores]
+    ax = fig.add_subplot(1, 1 + len(models), 1)
+    for m in models:
+        p, r, _ = precision_recall_curve(y, scores[f"{m}_score"])
+        ax.plot(r, p, label=f"{MODELS[m]} (AUPR {average_precision_score(y, scores[f'{m}_score']):.4f})")
+    ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
+    ax.set(xlabel="recall", ylabel="precision", title="Test precision-recall (anomaly = positive)")
+    ax.title.set_fontsize(9)
+    ax.legend(loc="lower left", fontsize=7)
+    for i, m in enumerate(models):
+        ax = fig.add_subplot(1, 1 + len(models), i + 2)
+        s = scores[f"{m}_score"]
+        bins = np.histogram_bin_edges(s[np.isfinite(s)], bins=60)
+        ax.hist(s[~y], bins=bins, alpha=0.6, density=True, label="normal")
+        ax.hist(s[y], bins=bins, alpha=0.6, density=True, label="anomalous")
+        if results.get(m, {}).get("threshold") is not None:
+            ax.axvline(results[m]["threshold"], color="k", ls="--", lw=1, label="threshold")
+        ax.set(xlabel="score (higher = more anomalous)", yticks=[], title=f"{MODELS[m]}: test scores")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(plt, fig, run_dir / "scores.png")
+
+
 def training_figure(run_dir: Path, results: dict[str, Any]) -> Path:
     plt, fig = _figure("training.png")
     ax_r, ax_l = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -130,12 +169,19 @@ def project_2d(z: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
 def embeddings_figure(run_dir: Path, emb: Any, method: str) -> Path:
     xy = project_2d(emb["train_z"], method)
     plt, fig = _figure("embeddings.png")
-    for i, (key, title) in enumerate((("train_cluster", "pseudo-label (cluster)"), ("train_class", "true class"))):
+    # clusters and classes are different things: their own palettes, markers and names, so that cluster 1
+    # is not read as class 1
+    panels = (
+        ("train_cluster", "pseudo-label (cluster)", "cluster", "Dark2", "^"),
+        ("train_class", "true class", "class", "tab10", "o"),
+    )
+    for i, (key, title, name, palette, marker) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         c = emb[key]
-        for v in np.unique(c):
+        colours = plt.get_cmap(palette)
+        for j, v in enumerate(np.unique(c)):
             sel = c == v
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=str(v))
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, marker=marker, color=colours(j % colours.N), label=f"{name} {v}")
         ax.set(title=f"Training embeddings after pretraining ({method.upper()}), by {title}", xticks=[], yticks=[])
         ax.title.set_fontsize(9)
         ax.legend(markerscale=3, fontsize=7, ncol=2)
@@ -180,6 +226,7 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     results = _load(run_dir, "results.json")
     figures = [
         roc_figure(run_dir, _load(run_dir, "scores.npz")),
+        scores_figure(run_dir, _load(run_dir, "scores.npz"), results),
         training_figure(run_dir, results),
         embeddings_figure(run_dir, _load(run_dir, "embeddings.npz"), projection),
         extremes_figure(run_dir, _load(run_dir, "extremes.npz")),
@@ -205,6 +252,7 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     lines.append("")
     titles = {
         "roc.png": "Test ROC curves",
+        "scores.png": "Precision-recall and the test scores",
         "training.png": "Radii and losses during training",
         "embeddings.png": "Embeddings by pseudo-label and by true class",
         "extremes.png": "Extreme test images",

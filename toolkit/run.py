@@ -273,6 +273,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     for name, d in detectors.items():
         d.save(folder.path / f"detector_{name}.pt")
         info[name].update(final[name])  # the final detector's own scores (also right after a resume)
+        info[name]["threshold"] = d.threshold_
     results = {
         "name": cfg.name,
         "dataset": cfg.data.dataset,
