@@ -456,8 +456,8 @@ def load_recipe(path: str | Path) -> Config:
         return dataclasses.replace(cfg, run_dir="", resume=False)
     if p.suffix != ".py":
         raise ConfigError(
-            f"recipe {str(path)!r} is neither a Python file (.py) defining `config = Config(...)` "
-            "nor a run's config.json"
+            f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`, nor a run's "
+            "config.json"
         )
     ns = runpy.run_path(str(p), run_name=f"recipe_{p.stem}")
     cfg = ns.get("config")

@@ -408,7 +408,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             if x.dim() == 2 and len(self.input_shape_) == 1:  # scikit-learn's wording for tables
                 raise ValueError(
                     f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.input_shape_[0]} features as input"
+                    f"{self.input_shape_[0]} features as input (this detector takes {self.input_shape_})"
                 )
             raise ValueError(
                 f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {self.input_shape_} "
