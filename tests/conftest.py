@@ -41,3 +41,25 @@ def digits_run(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     assert "Multi-Radius Deep SVDD" in r.stdout and "Deep SVDD (one sphere)" in r.stdout
     return out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's digits: classes 0, 1, 3 (normal) and the rest (anomalies), as float32 rows."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    return x[normal], x[~normal]
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """One uninterrupted CLI run at the resilience tests' schedule, which interrupted runs must equal."""
+    from test_resilience import ARGS
+
+    out = tmp_path_factory.mktemp("ref") / "run"
+    r = cli(*ARGS, f"--run_dir={out}")
+    assert r.returncode == 0, r.stderr
+    return out

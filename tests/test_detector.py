@@ -6,7 +6,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import default_recipe, load_recipe
@@ -19,14 +18,6 @@ TINY = {
     "svdd.score_single": 0.0,
     "svdd.score_recon": 0.0,
 }  # the sphere score alone
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = load_digits()
-    x = d.data.astype(np.float32)
-    normal = np.isin(d.target, (0, 1, 3))
-    return x[normal], x[~normal]
 
 
 @pytest.fixture(scope="module")

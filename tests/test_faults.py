@@ -361,14 +361,6 @@ def test_atomic_write_never_writes_through_a_planted_temporary_link(tmp_path):
 # --------------------------------------------------------------------------------------------- whole runs
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    r = cli(*ARGS, f"--run_dir={out}")
-    assert r.returncode == 0, r.stderr
-    return out
-
-
 @pytest.mark.slow  # CLI runs: the reference run, a killed run and its resumption
 def test_a_flipped_checkpoint_is_skipped_and_the_resumed_run_ends_identical(reference, tmp_path):
     run_dir = tmp_path / "run"

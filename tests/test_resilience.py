@@ -72,14 +72,6 @@ def interrupted(run_dir, action, stage, n, *extra):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    r = cli(*ARGS, f"--run_dir={out}")
-    assert r.returncode == 0, r.stderr
-    return out
-
-
 def same_result(a, b):
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
     np.testing.assert_allclose(rb["multi"]["radii"], ra["multi"]["radii"], rtol=1e-6)

@@ -4,7 +4,6 @@ clone / GridSearchCV parameters, input validation with clear messages, and the n
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -41,14 +40,6 @@ def expected_failures(estimator):
 @parametrize_with_checks([MultiRadiusDeepSVDD(device="cpu", **TINY)], expected_failed_checks=expected_failures)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = load_digits()
-    x = d.data.astype(np.float32)
-    normal = np.isin(d.target, (0, 1, 3))
-    return x[normal], x[~normal]
 
 
 @pytest.fixture(scope="module")
