@@ -102,7 +102,9 @@ def test_wrong_types_are_refused(key, value):
         ("normal_classes", [1, 1], "duplicates"),
         ("normal_classes", [12], "0..9"),
         ("svdd.objective", "hard", "accepted"),
-        ("data.dataset", "imagenet", "accepted"),
+        ("data.dataset", "", "path of your data"),
+        ("data.image_mode", "sepia", "accepted"),
+        ("preprocess", "zscore", "accepted"),
     ],
 )
 def test_bad_values_are_refused(key, value, match):

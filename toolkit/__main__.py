@@ -40,7 +40,8 @@ Runs RECIPE: pretrain the autoencoder, cluster its embeddings, train Multi-Radiu
 one-sphere baseline), and write config, TensorBoard events, detectors and results.json into the run folder.
 RECIPE is a packaged recipe's name: {recipes};
 or the path of a .py file that defines `config = Config(...)`, such as recipes/mnist.py.
-The default is digits (data shipped with scikit-learn).
+The default is digits (data shipped with scikit-learn). Your own data: --data.dataset=PATH, a folder of
+images (recipe folder), a .csv table, a .npz (x, y) or .npy array (recipe table, or folder for images).
 """
 
 
@@ -84,10 +85,13 @@ def score(
     batch_size: int = 4096,
     data_root: str | None = None,
 ) -> None:
-    """Score SOURCE (a .npy file, a folder of images, or NAME:SPLIT) with RUN_DIR's detector into OUT."""
+    """Score SOURCE (a .npy, .npz or .csv file, a folder of images, or NAME:SPLIT) with RUN_DIR's detector
+    into OUT (a progress bar on a terminal)."""
     from .score import score_to_csv
 
-    n = score_to_csv(run_dir, source, out, model=model, batch_size=batch_size, data_root=data_root)
+    n = score_to_csv(
+        run_dir, source, out, model=model, batch_size=batch_size, data_root=data_root, progress=sys.stderr.isatty()
+    )
     print(f"wrote {n} rows to {out}")
 
 

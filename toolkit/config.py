@@ -16,6 +16,7 @@ import json
 import math
 import re
 import runpy
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (s
 RADIUS_UPDATES = ("epoch", "batch")
 PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
 KNN_SPACES = ("embedding", "input")  # where the k-NN score term measures distances
+PREPROCESS = ("auto", "gcn-minmax", "standardize", "none")  # toolkit.data.build_preprocessor
+IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
+OWN_DATA_SUFFIXES = (".npy", ".npz", ".csv")  # besides folders of images (toolkit.sources)
 
 
 class ConfigError(ValueError):
@@ -42,14 +46,24 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # which data set to load
+    dataset: str = "digits"  # a built-in data set, or your own: a folder of images, a .npy/.npz array, a .csv table
     root: str = "data"  # folder holding the torchvision datasets (MNIST/, FashionMNIST/, cifar-10-batches-py/)
     download: bool = True  # fetch missing files with torchvision (needs network)
-    normal_classes: tuple[int, ...] = (0, 1, 3)  # the union is "normal"; every other class is an anomaly
-    test_fraction: float = 0.5  # digits only: stratified share of the data held out for testing
+    normal_classes: tuple[int | str, ...] = (0, 1, 3)  # normal classes (others: anomalies); own data: labels, folders
+    test_fraction: float = 0.5  # digits and own labelled data: stratified share of the data held out for testing
+    label_column: str = "label"  # .csv tables: the column holding each row's class, if the table has it
+    image_mode: str = "auto"  # image folders: "grey" (read as 1x28x28), "colour" (3x32x32), "auto" (colour if any is)
+
+    @property
+    def own(self) -> bool:
+        """The data are the user's own files (a path), not a built-in data set."""
+        return self.dataset not in DATASETS
 
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, f"data.dataset={self.dataset!r} is unknown; accepted: {DATASETS}")
+        _check(
+            isinstance(self.dataset, str) and self.dataset != "",
+            f"data.dataset={self.dataset!r}: give a built-in data set {DATASETS} or the path of your data",
+        )
         _check(
             len(self.normal_classes) > 0,
             "data.normal_classes is empty; give at least one class, e.g. [0,1,3]",
@@ -58,15 +72,19 @@ class DataConfig:
             len(set(self.normal_classes)) == len(self.normal_classes),
             f"data.normal_classes={list(self.normal_classes)} has duplicates",
         )
-        _check(
-            all(0 <= c <= 9 for c in self.normal_classes),
-            f"data.normal_classes={list(self.normal_classes)}: {self.dataset} has classes 0..9",
-        )
-        _check(
-            len(self.normal_classes) < 10,
-            "data.normal_classes holds all ten classes: nothing would be left to be an anomaly",
-        )
+        if not self.own:
+            _check(
+                all(isinstance(c, int) and 0 <= c <= 9 for c in self.normal_classes),
+                f"data.normal_classes={list(self.normal_classes)}: {self.dataset} has classes 0..9",
+            )
+            _check(
+                len(self.normal_classes) < 10,
+                "data.normal_classes holds all ten classes: nothing would be left to be an anomaly",
+            )
         _check(0.0 < self.test_fraction < 1.0, f"data.test_fraction={self.test_fraction} must be in (0, 1)")
+        _check(
+            self.image_mode in IMAGE_MODES, f"data.image_mode={self.image_mode!r} is unknown; accepted: {IMAGE_MODES}"
+        )
 
 
 @dataclass(frozen=True)
@@ -202,6 +220,7 @@ class ModelConfig:
     processes): it changes where and how a run happens and what it reports, not the model."""
 
     seed: int = 0
+    preprocess: str = "auto"
     net: NetConfig = field(default_factory=NetConfig)
     pretrain: OptimConfig = field(default_factory=OptimConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
@@ -218,6 +237,7 @@ class Config:
 
     name: str = "digits"  # run name; used in the default run folder
     seed: int = 0  # model: every random draw of the fit (weights, batches, clusterer)
+    preprocess: str = "auto"  # model: "gcn-minmax" (per image), "standardize" (per feature), "none"; auto: by data
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1, ...
     run_dir: str = ""  # empty: runs/<name>-<timestamp>
     resume: bool = False  # continue the run in run_dir (or the newest runs/<name>-*) from its checkpoints
@@ -238,6 +258,7 @@ class Config:
         return ModelConfig(**{k: getattr(self, k) for k in MODEL_SETTINGS})
 
     def __post_init__(self) -> None:
+        _check(self.preprocess in PREPROCESS, f"preprocess={self.preprocess!r} is unknown; accepted: {PREPROCESS}")
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")
         _check(self.progress in PROGRESS, f"progress={self.progress!r} is unknown; accepted: {PROGRESS}")
         _check(
@@ -270,7 +291,9 @@ def field_table(cfg: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is tuple:
-        return f"list[{typing.get_args(tp)[0].__name__}]"
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
+    if isinstance(tp, types.UnionType):
+        return " | ".join(_type_name(t) for t in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))
 
 
@@ -302,7 +325,8 @@ def field_help() -> dict[str, str]:
 
 # the settings with a closed set of values, shown with their help
 CHOICES = {
-    "data.dataset": DATASETS,
+    "preprocess": PREPROCESS,
+    "data.image_mode": IMAGE_MODES,
     "net.arch": ARCHS,
     "svdd.objective": OBJECTIVES,
     "svdd.score": SCORE_RULES,
@@ -353,11 +377,12 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         raise bad("a string")
     if origin is tuple:
         (elem,) = typing.get_args(tp)[:1]
-        items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        single = isinstance(value, elem) and not isinstance(value, bool) and "," not in str(value)
+        items = [value] if single else value
         if not isinstance(items, (list, tuple)) or not all(
             isinstance(v, elem) and not isinstance(v, bool) for v in items
         ):
-            raise bad(f"a list of {elem.__name__}, e.g. [0,1,3]")
+            raise bad(f"a list of {_type_name(elem)}, e.g. [0,1,3]")
         return tuple(items)
     if tp is dict or origin is dict:
         if isinstance(value, dict):
@@ -456,8 +481,7 @@ def load_recipe(path: str | Path) -> Config:
         return dataclasses.replace(cfg, run_dir="", resume=False)
     if p.suffix != ".py":
         raise ConfigError(
-            f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`, nor a run's "
-            "config.json"
+            f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`, nor a run's config.json"
         )
     ns = runpy.run_path(str(p), run_name=f"recipe_{p.stem}")
     cfg = ns.get("config")

@@ -1,4 +1,4 @@
-"""Datasets by name, the normal/anomaly split, the Deep SVDD preprocessing, in-memory batches.
+"""Data sets by name or path, the normal/anomaly split, the preprocessing, in-memory batches.
 
 Everything that fits is turned into preprocessed tensors once and batched by slicing: no per-sample
 transform or collate in the training loop.
@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import DataConfig
+from .config import DATASETS, DataConfig
+from .sources import DataError, read
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 EXPECTED_FILES = {
@@ -24,23 +25,41 @@ EXPECTED_FILES = {
 }
 
 
-class DataError(RuntimeError):
-    """Data that cannot be loaded; the message says where the files are expected."""
-
-
 @dataclass
 class Split:
-    """Raw (unpreprocessed) arrays: ``x_*`` as float32 (N, C, H, W) or (N, D); labels are true classes."""
+    """Raw (unpreprocessed) arrays: ``x_*`` as float32 (N, C, H, W) or (N, D); labels are true classes
+    (integers; for classes named by strings, the index into ``class_names``). Unlabelled data are all
+    normal training data, and the test set is the training data itself (scored, with no AUROC)."""
 
     x_train: np.ndarray  # normal training data only
     y_train: np.ndarray  # true classes of x_train (for diagnostics; never used for training)
     x_test: np.ndarray
     y_test: np.ndarray  # true classes of x_test
     is_anomaly_test: np.ndarray  # 1 for anomalies (classes not in normal_classes), else 0
+    class_names: list[str] | None = None  # own data with classes named by strings (folder names)
+    labelled: bool = True  # False: no classes, so no anomalies to test against
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+
+def image_layout(x: np.ndarray) -> np.ndarray:
+    """Images as (N, C, H, W): grey (N, H, W) gains a channel axis, channels-last (N, H, W, C) with 1 or 3
+    channels is transposed; tables (N, D) and (N, C, H, W) with 1 or 3 channels are returned as they are.
+    Anything else is refused with a ValueError saying what is accepted."""
+    if x.ndim <= 2:
+        return x
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.ndim == 4 and x.shape[3] in (1, 3):
+        return x.transpose(0, 3, 1, 2)
+    raise ValueError(
+        f"X has samples of shape {tuple(x.shape[1:])}; accepted: tables (N, D), grey images (N, H, W), and "
+        "images (N, C, H, W) or channels-last (N, H, W, C) with C = 1 or 3 channels"
+    )
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -90,8 +109,52 @@ def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return out[0], out[1], out[2], out[3]
 
 
+def _own(cfg: DataConfig, seed: int) -> Split:
+    """The user's data at ``cfg.dataset`` (``toolkit.sources``). Labelled: a stratified test share
+    (``test_fraction``), normal classes by label value or folder name. Unlabelled: all normal, all for
+    training; the test set is the training data."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        d = read(cfg.dataset, cfg.label_column, cfg.image_mode)
+    except DataError as e:
+        import difflib
+
+        near = difflib.get_close_matches(cfg.dataset, DATASETS, n=1)
+        hint = f" (a built-in data set: {DATASETS}; did you mean {near[0]!r}?)" if near else ""
+        raise DataError(f"data.dataset: {e}{hint}") from None
+    try:
+        x = np.ascontiguousarray(image_layout(d.x), dtype=np.float32)
+    except ValueError as e:
+        raise DataError(f"{cfg.dataset}: {e}") from None
+    if len(x) < 2:
+        raise DataError(f"{cfg.dataset} holds {len(x)} item(s); training needs at least 2")
+    if d.y is None:
+        y = np.zeros(len(x), dtype=np.int64)
+        return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False)
+    names = sorted({str(v) for v in d.y.tolist()})
+    y = d.y.astype(np.int64) if d.y.dtype.kind in "iu" else np.searchsorted(np.array(names), d.y.astype(str))
+    wanted = [str(c) for c in cfg.normal_classes]
+    if missing := [c for c in wanted if c not in names]:
+        raise DataError(
+            f"normal class(es) {missing} are not in {cfg.dataset}; its classes are {names} (data.normal_classes)"
+        )
+    if set(wanted) == set(names):
+        raise DataError(f"data.normal_classes names every class of {cfg.dataset} ({names}): none is left as anomaly")
+    normal = np.isin(d.y.astype(str), wanted)
+    try:
+        idx_tr, idx_te = train_test_split(np.arange(len(x)), test_size=cfg.test_fraction, stratify=y, random_state=seed)
+    except ValueError as e:
+        raise DataError(f"{cfg.dataset}: cannot hold out a stratified test share ({e})") from None
+    idx_tr = idx_tr[normal[idx_tr]]
+    class_names = None if d.y.dtype.kind in "iu" else names
+    return Split(x[idx_tr], y[idx_tr], x[idx_te], y[idx_te], (~normal[idx_te]).astype(np.int64), class_names)
+
+
 def load_split(cfg: DataConfig, seed: int = 0) -> Split:
     """Load ``cfg.dataset``; keep only normal classes for training, every class for testing."""
+    if cfg.own:
+        return _own(cfg, seed)
     x_tr, y_tr, x_te, y_te = _digits(cfg, seed) if cfg.dataset == "digits" else _torchvision(cfg)
     classes = set(np.unique(y_tr).tolist())
     missing = sorted(set(cfg.normal_classes) - classes)
@@ -141,6 +204,60 @@ class Preprocessor(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         g = global_contrast_normalization(x.float())
         return (g - self.lo) / (self.hi - self.lo).clamp(min=1e-12)
+
+
+class Standardizer(nn.Module):
+    """Per feature: subtract the training mean, divide by the training standard deviation (constant
+    features by 1). The default for tables, whose columns have their own units."""
+
+    mean: Tensor
+    scale: Tensor
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("scale", torch.ones(shape))
+
+    def fit(self, x: Tensor) -> Standardizer:
+        x = x.double()
+        self.mean = x.mean(dim=0).float()
+        std = x.std(dim=0, unbiased=False)
+        self.scale = torch.where(std > 1e-12, std, torch.ones_like(std)).float()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.float() - self.mean) / self.scale
+
+
+class NoPreprocessing(nn.Module):
+    """The data as they are (as float32): for data already scaled as the user wants."""
+
+    def fit(self, x: Tensor) -> NoPreprocessing:
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.float()
+
+
+PREPROCESSORS = {"gcn-minmax": Preprocessor, "standardize": Standardizer, "none": NoPreprocessing}
+
+
+def resolve_preprocess(setting: str, in_shape: tuple[int, ...]) -> str:
+    """The ``preprocess`` setting's choice for samples of ``in_shape``: "auto" is the paper's GCN + min-max
+    for images and per-feature standardisation for vectors (tables)."""
+    if setting != "auto":
+        return setting
+    return "gcn-minmax" if len(in_shape) > 1 else "standardize"
+
+
+def build_preprocessor(kind: str, in_shape: tuple[int, ...] = ()) -> nn.Module:
+    """An unfitted preprocessor of ``kind`` (see ``PREPROCESSORS``) for samples of ``in_shape``."""
+    return Standardizer(in_shape) if kind == "standardize" else PREPROCESSORS[kind]()
+
+
+def preprocessor_kind(state: dict[str, Tensor]) -> str:
+    """Which preprocessor a saved state dict belongs to (by its buffers)."""
+    return "gcn-minmax" if "lo" in state else "standardize" if "mean" in state else "none"
 
 
 def as_tensor(x: np.ndarray | Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from . import config as C
 from .clustering import check_clusterer, pseudo_labels
-from .data import Preprocessor
+from .data import build_preprocessor, image_layout, preprocessor_kind, resolve_preprocess
 from .engines import reconstruction_error
 from .files import ChecksumError, describe, load_checked, save_checked
 from .knn import knn_distance
@@ -133,7 +133,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     def _validate(self, X: Any, *, fitting: bool) -> Tensor:
         """``X`` as a float32 tensor of 2 or more dimensions, one row per sample; a clear ValueError for
         empty, 1-D, too-few-sample, non-numeric or (when fitting, or with ``non_finite="raise"``)
-        non-finite input."""
+        non-finite input. Grey (N, H, W) and channels-last (N, H, W, C) images come out as (N, C, H, W)."""
         if isinstance(X, Tensor):
             X = X.detach().cpu().numpy()
         try:
@@ -158,7 +158,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
                 f"the {what} hold NaN or infinite values in {len(rows)} of {len(x)} rows (rows {first}); clean "
                 "them" + ("" if fitting else ", or set non_finite='anomaly' to score such rows as anomalies")
             )
-        x = np.ascontiguousarray(x)
+        x = np.ascontiguousarray(image_layout(x))
         return torch.from_numpy(x if x.flags.writeable else x.copy())  # a read-only (memory-mapped) array
 
     def resolved_config(self) -> C.Config:
@@ -166,7 +166,9 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- fitting
     def fit(self, X: np.ndarray | Tensor, y: Any = None, *, hooks: Hooks | None = None) -> MultiRadiusDeepSVDD:
-        """Fit on raw normal data ``X`` of shape (N, C, H, W) or (N, D); ``y`` is ignored.
+        """Fit on raw normal data ``X``: images (N, C, H, W), (N, H, W) or (N, H, W, C), or a table (N, D);
+        ``y`` is ignored. The ``preprocess`` setting ("auto": GCN + min-max for images, per-feature
+        standardisation for tables) is fitted on ``X`` and saved with the detector.
 
         Preprocess -> pretrain the autoencoder -> pseudo-labels from its embeddings -> one sphere (when
         the score or ``hooks.baseline`` needs it) and the multi-sphere model, each from a copy of the
@@ -185,7 +187,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         n_classes = len(cfg.data.normal_classes)  # what a clusterer option "n_normal_classes" stands for
         check_clusterer(m.clustering, seed=m.seed, n_normal_classes=n_classes)
         torch.manual_seed(m.seed)
-        prep = Preprocessor().fit(x_raw).to(device)
+        prep = build_preprocessor(resolve_preprocess(m.preprocess, in_shape), in_shape).fit(x_raw).to(device)
         x = fast_layout(prep(x_raw.to(device)), device)
         hooks.preprocessed(prep)
         info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
@@ -281,7 +283,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         cfg: C.Config,
         arch: str,
         in_shape: tuple[int, ...],
-        prep: Preprocessor,
+        prep: nn.Module,
         encoder: nn.Module,
         head: SphereHead,
         labels: Tensor,
@@ -509,7 +511,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         net = (p["arch"], in_shape, *net_options(cfg.net))
         encoder = build_encoder(*net)
         encoder.load_state_dict(p["encoder"])
-        prep = Preprocessor()
+        prep = build_preprocessor(preprocessor_kind(p["preprocessor"]), in_shape)
         prep.load_state_dict(p["preprocessor"])
         head = SphereHead(p["centres"], p["radii"], rule=cfg.svdd.score)
         recon, single = None, None

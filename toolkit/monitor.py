@@ -114,11 +114,13 @@ def write_story(
     for name, det in detectors.items():
         s, k = det.score_with_clusters(split.x_test)
         arrays[f"{name}_score"], arrays[f"{name}_cluster"] = s, k
-        final[name] = {
-            "test_auroc": float(roc_auc_score(anomalous, s)),
-            "test_aupr": float(average_precision_score(anomalous, s)),
-        }
-        writer.add_pr_curve(f"svdd_{name}/test_pr_curve", anomalous.astype(bool), _ranks01(s), step)
+        final[name] = {"test_auroc": None, "test_aupr": None}  # unlabelled data: no anomalies to rank
+        if split.labelled:
+            final[name] = {
+                "test_auroc": float(roc_auc_score(anomalous, s)),
+                "test_aupr": float(average_precision_score(anomalous, s)),
+            }
+            writer.add_pr_curve(f"svdd_{name}/test_pr_curve", anomalous.astype(bool), _ranks01(s), step)
         order = np.argsort(s)
         n_ext = min(m.extremes, len(s) // 2)
         extremes[f"{name}_normal_index"], extremes[f"{name}_anomalous_index"] = order[:n_ext], order[::-1][:n_ext]
@@ -171,7 +173,7 @@ def write_story(
         test_is_anomaly=anomalous[sub],
     )
 
-    metrics = {f"hparam/test_auroc_{n}": v["test_auroc"] for n, v in final.items()}
+    metrics = {f"hparam/test_auroc_{n}": v["test_auroc"] for n, v in final.items() if v["test_auroc"] is not None}
     metrics["hparam/n_clusters"] = float(det.n_clusters_)
     _add_hparams(writer, _flat_hparams(cfg), metrics)
     writer.flush()

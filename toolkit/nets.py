@@ -143,13 +143,22 @@ class Autoencoder(nn.Module):
 
 
 def resolve_arch(arch: str, in_shape: tuple[int, ...]) -> str:
-    """Pick the architecture for ``in_shape`` (C, H, W) or (D,); refuse a mismatch with a clear message."""
+    """Pick the architecture for ``in_shape`` (C, H, W) or (D,): ``auto`` takes the LeNet net of the image size
+    or the MLP for vectors; refuse images of other sizes and any mismatch with a clear message."""
     shape = tuple(in_shape)
     wants = {"lenet28": (1, 28, 28), "lenet32": (3, 32, 32)}
     if arch == "auto":
         for name, s in wants.items():
             if shape == s:
                 return name
+        if len(shape) == 3:
+            raise ConfigError(
+                f"images of shape {shape}: net.arch=auto has convolutional nets for 1x28x28 (lenet28) and 3x32x32 "
+                "(lenet32) images; resize the images to one of these (an image folder is read at these sizes, see "
+                "data.image_mode), or set net.arch=mlp for a fully connected net on the flattened pixels"
+            )
+        if len(shape) != 1:
+            raise ConfigError(f"samples of shape {shape}: the nets take images (C, H, W) or vectors (D,)")
         return "mlp"
     if arch in wants and shape != wants[arch]:
         raise ConfigError(f"net.arch={arch} takes images of shape {wants[arch]}, but the data has shape {shape}")

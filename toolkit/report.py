@@ -106,20 +106,23 @@ def scores_figure(run_dir: Path, scores: Any, results: dict[str, Any]) -> Path:
     plt, fig = _figure("scores.png")
     y = scores["is_anomaly"].astype(bool)
     models = [m for m in MODELS if f"{m}_score" in scores]
-    ax = fig.add_subplot(1, 1 + len(models), 1)
-    for m in models:
+    labelled = results.get("normal_classes") is not None  # unlabelled data: no anomalies, no curve
+    ax = fig.add_subplot(1, len(models) + labelled, 1) if labelled else None
+    for m in models if labelled else ():
         p, r, _ = precision_recall_curve(y, scores[f"{m}_score"])
         ax.plot(r, p, label=f"{MODELS[m]} (AUPR {average_precision_score(y, scores[f'{m}_score']):.4f})")
-    ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
-    ax.set(xlabel="recall", ylabel="precision", title="Test precision-recall (anomaly = positive)")
-    ax.title.set_fontsize(9)
-    ax.legend(loc="lower left", fontsize=7)
+    if labelled:
+        ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
+        ax.set(xlabel="recall", ylabel="precision", title="Test precision-recall (anomaly = positive)")
+        ax.title.set_fontsize(9)
+        ax.legend(loc="lower left", fontsize=7)
     for i, m in enumerate(models):
-        ax = fig.add_subplot(1, 1 + len(models), i + 2)
+        ax = fig.add_subplot(1, len(models) + labelled, i + 1 + labelled)
         s = scores[f"{m}_score"]
         bins = np.histogram_bin_edges(s[np.isfinite(s)], bins=60)
-        ax.hist(s[~y], bins=bins, alpha=0.6, density=True, label="normal")
-        ax.hist(s[y], bins=bins, alpha=0.6, density=True, label="anomalous")
+        ax.hist(s[~y], bins=bins, alpha=0.6, density=True, label="normal" if labelled else "training items")
+        if labelled:
+            ax.hist(s[y], bins=bins, alpha=0.6, density=True, label="anomalous")
         if results.get(m, {}).get("threshold") is not None:
             ax.axvline(results[m]["threshold"], color="k", ls="--", lw=1, label="threshold")
         ax.set(xlabel="score (higher = more anomalous)", yticks=[], title=f"{MODELS[m]}: test scores")
@@ -224,8 +227,9 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     for name in (*SIZES, "report.md"):  # every target checked before anything is written
         _target(run_dir, name)
     results = _load(run_dir, "results.json")
+    labelled = results.get("normal_classes") is not None
     figures = [
-        roc_figure(run_dir, _load(run_dir, "scores.npz")),
+        *([roc_figure(run_dir, _load(run_dir, "scores.npz"))] if labelled else []),
         scores_figure(run_dir, _load(run_dir, "scores.npz"), results),
         training_figure(run_dir, results),
         embeddings_figure(run_dir, _load(run_dir, "embeddings.npz"), projection),
@@ -236,7 +240,10 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
         f"# Run report: {results['name']}",
         "",
         f"Data: {results['dataset']}, normal classes {results['normal_classes']}; {results['n_train']} training "
-        f"points, {results['n_test']} test points of which {results['n_test_anomalies']} anomalies.",
+        f"points, {results['n_test']} test points of which {results['n_test_anomalies']} anomalies."
+        if labelled
+        else f"Data: {results['dataset']}, unlabelled: all {results['n_train']} items are normal training data, "
+        "scored as the test set (no AUROC without anomalies).",
         f"Clusters ({c['clusterer']}): {len(c['sizes'])} after tidy-up (sizes {c['sizes']}); "
         f"{len(c['sizes_before'])} before, {c['n_noise']} noise points, minimum size {c['min_size']}.",
     ]
@@ -248,7 +255,8 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     for m, label in MODELS.items():
         if m in results:
             r = results[m]
-            lines.append(f"| {label} | {len(r['radii'])} | {r['test_auroc']:.4f} | {r['test_aupr']:.4f} |")
+            auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
+            lines.append(f"| {label} | {len(r['radii'])} | {auroc} | {aupr} |")
     lines.append("")
     titles = {
         "roc.png": "Test ROC curves",

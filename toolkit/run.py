@@ -37,7 +37,7 @@ from .engines import create_evaluator
 from .files import write_json
 from .handlers import History, StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
 from .monitor import scalar_layout, write_story
-from .nets import EVAL_BATCH, fast_layout
+from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .runfolder import RunFolder, RunFolderError
 from .stages import Hooks, resolve_device
 
@@ -202,6 +202,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             folder.check(cfg, cfg.resume)
             folder.lock()  # a new folder: created only once the checks passed
         split = load_split(cfg.data, cfg.seed)
+        resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
         if launcher:
             folder.start(cfg, cfg.resume)  # config.json once the data are there: a data error leaves no run
         if cfg.dist.backend:
@@ -254,9 +255,9 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
             run=folder,
             resume=cfg.resume,
             tb=tb,
-            eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)),
+            eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)) if split.labelled else None,
             eval_every=cfg.eval_every,
-            true_classes=split.y_train,
+            true_classes=split.y_train if split.labelled else None,
             stop=stop,
         )
         try:
@@ -277,7 +278,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     results = {
         "name": cfg.name,
         "dataset": cfg.data.dataset,
-        "normal_classes": list(cfg.data.normal_classes),
+        "normal_classes": list(cfg.data.normal_classes) if split.labelled else None,  # None: unlabelled, all normal
         "device": str(device),
         "processes": world,
         "threads_per_process": torch.get_num_threads() if device.type == "cpu" else None,
@@ -292,10 +293,16 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
 def summary(results: dict[str, Any]) -> str:
     """The short table printed at the end of a run."""
     c = results["clustering"]
+    data = (
+        f"data: {results['dataset']}, normal classes {results['normal_classes']}, {results['n_train']} training "
+        f"points, {results['n_test']} test points ({results['n_test_anomalies']} anomalies)"
+        if results["normal_classes"] is not None
+        else f"data: {results['dataset']}, unlabelled: all {results['n_train']} items are normal training data "
+        "(scored as the test set; no AUROC without anomalies)"
+    )
     lines = [
         f"run folder: {results.get('run_dir', '?')}",
-        f"data: {results['dataset']}, normal classes {results['normal_classes']}, {results['n_train']} training "
-        f"points, {results['n_test']} test points ({results['n_test_anomalies']} anomalies)",
+        data,
         f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {c['sizes']} (before tidy-up: "
         f"{len(c['sizes_before'])} clusters, {c['n_noise']} noise points; minimum size {c['min_size']})",
     ]

@@ -1,8 +1,11 @@
 """``python -m toolkit score RUN_DIR INPUT --out scores.csv``: score new data with a run's detector.
 
-INPUT is a ``.npy`` array (read memory-mapped), a folder of images (read one batch at a time), or a
-torchvision dataset as ``NAME:SPLIT`` (mnist, fashion_mnist, cifar10; train or test). One CSV row per
-item: id, score, is_anomaly (score > threshold), nearest cluster. Rows are written batch by batch.
+INPUT is what training takes (``toolkit.sources``): a ``.npy`` array (read memory-mapped), a ``.npz``
+(its ``x``), a ``.csv`` table (its label column, if any, left out), a folder of images (read one batch
+at a time; resized when the detector was trained on a folder of images, which are read at the nets'
+sizes), or a torchvision dataset as ``NAME:SPLIT`` (mnist, fashion_mnist, cifar10; train or test). One
+CSV row per item: id, score, is_anomaly (score > threshold), nearest cluster. Rows are written batch by
+batch.
 """
 
 from __future__ import annotations
@@ -17,57 +20,7 @@ import numpy as np
 from .data import TORCHVISION, DataError
 from .detector import MultiRadiusDeepSVDD
 from .files import atomic_write, describe
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def _open_npy(path: Path) -> np.ndarray:
-    """The array in ``path``, memory-mapped; a DataError for anything but a saved array of numbers."""
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        raise DataError(
-            f"{path} is not a .npy array of numbers (a text file, pickled Python objects, which are refused, or "
-            "a damaged file); save the data with numpy.save(PATH, array) of a number array"
-        ) from None
-    if not isinstance(x, np.ndarray) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"{path} holds {getattr(x, 'dtype', type(x).__name__)} values; scoring takes numbers")
-    if x.ndim == 0:
-        raise DataError(f"{path} holds a single number; scoring takes an array with one row per item")
-    return x
-
-
-def _npy(path: Path, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    x = _open_npy(path)
-    for s in range(0, len(x), batch):
-        yield [str(i) for i in range(s, min(s + batch, len(x)))], np.asarray(x[s : s + batch], dtype=np.float32)
-
-
-def _images(folder: Path, shape: tuple[int, ...], batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    from PIL import Image
-
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if len(shape) == 1:  # a detector of flat vectors takes square grey images (the 8x8 digits)
-        side = int(round(shape[0] ** 0.5))
-        if side * side != shape[0]:
-            raise DataError(f"this detector takes vectors of {shape[0]} values, not images")
-        mode, size = "L", (side, side)
-    else:
-        mode, size = ("L" if shape[0] == 1 else "RGB"), (shape[2], shape[1])
-    for s in range(0, len(files), batch):
-        out = []
-        for f in files[s : s + batch]:
-            try:
-                img = Image.open(f).convert(mode)
-            except (OSError, SyntaxError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-                raise DataError(f"{f} is not a readable image ({describe(e)}); remove it or replace it") from None
-            if img.size != size:
-                raise DataError(f"{f.name} is {img.size[0]}x{img.size[1]}; this detector takes {size[0]}x{size[1]}")
-            a = np.asarray(img, dtype=np.float32) / 255.0
-            out.append(a.reshape(shape) if len(shape) == 1 else (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)))
-        yield [f.name for f in files[s : s + batch]], np.stack(out)
+from .sources import batches as read_batches
 
 
 def _dataset(spec: str, root: str, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -108,11 +61,11 @@ def score_to_csv(
     if Path(out).is_dir():
         raise DataError(f"--out={str(out)!r} is a folder; pass the path of the CSV file to write")
     det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{model}.pt")
+    data = det.resolved_config().data
     src = Path(source)
-    if src.suffix == ".npy" and src.is_file():
-        batches, total = _npy(src, batch_size), len(_open_npy(src))
-    elif src.is_dir():
-        batches, total = _images(src, det.input_shape_, batch_size), None
+    if src.is_dir() or (src.suffix.lower() in (".npy", ".npz", ".csv") and src.is_file()):
+        trained_on_folder = data.own and Path(data.dataset).suffix.lower() not in (".npy", ".npz", ".csv")
+        batches, total = read_batches(src, det.input_shape_, batch_size, data.label_column, trained_on_folder)
     elif ":" in source:
         try:
             root = data_root or json.loads((run_dir / "config.json").read_text())["data"]["root"]
@@ -120,7 +73,9 @@ def score_to_csv(
             raise DataError(f"{run_dir}/config.json does not say where the data are; pass --data_root=FOLDER") from None
         batches, total = _dataset(source, root, batch_size), None
     else:
-        raise DataError(f"INPUT {source!r} is none of: a .npy file, a folder of images, NAME:SPLIT (e.g. mnist:test)")
+        raise DataError(
+            f"INPUT {source!r} is none of: a .npy, .npz or .csv file, a folder of images, NAME:SPLIT (e.g. mnist:test)"
+        )
     n = 0
 
     def write(tmp: Path) -> None:
