@@ -4,7 +4,13 @@ model trained by the library's own run (``toolkit.run.run``, the job behind ``py
     python benchmarks/baselines.py --data-root ../shared/data                      # ten groups, seeds 0 and 1
     python benchmarks/baselines.py --epochs-scale 0.2 --groups '0,9;2,3' --seeds 0
     python benchmarks/baselines.py --dataset fashion_mnist --data-root ~/data --set svdd.knn_k=10
+    python benchmarks/baselines.py --dataset photos/ --groups 'good' --seeds 0      # your own labelled data
     python benchmarks/baselines.py --summary                                       # the tables of what is done
+
+``--dataset`` is a built-in name or the path of your own labelled data (an image folder with one
+subfolder per class, a .npz with ``y``, a .csv with a label column; ``toolkit.sources``), trained by
+the ``folder`` recipe (images) or the ``table`` recipe (vectors) unless ``--recipe`` names another;
+groups are then folder names or label values.
 
 For each group and seed three runs of the dataset's recipe go into ``OUT/DATASET/GROUP/sSEED/``:
 ``main`` (the recipe as shipped: autoencoder, one sphere, FINCH spheres), ``null`` (FINCH's labels
@@ -298,9 +304,29 @@ def summary(rows: list[dict[str, str]], rows_wanted) -> str:
     return "\n".join(lines) + "\n\nBy group (mean over seeds):\n\n" + "\n".join(per_group)
 
 
+def parse_class(text: str) -> int | str:
+    """A group member: a class number, or (own data) a folder name or text label."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def own_recipe(dataset: str) -> str | Path:
+    """The recipe for ``dataset``: a built-in data set's own, else ``folder`` for images, ``table`` for vectors."""
+    if dataset in RECIPES:
+        return ROOT / "recipes" / RECIPES[dataset]
+    from toolkit.sources import kind, read_npz
+
+    k = kind(dataset)
+    if k in ("npy", "npz"):
+        x = read_npz(dataset).x if k == "npz" else np.load(dataset, mmap_mode="r")
+        return "folder" if x.ndim > 2 else "table"
+    return "folder" if k == "folder" else "table"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="mnist", choices=sorted(RECIPES))
+    ap.add_argument("--dataset", default="mnist", help=f"{', '.join(sorted(RECIPES))}, or the path of your own data")
+    ap.add_argument("--recipe", default="", help="a recipe name or path (default: the dataset's, or folder/table)")
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--groups", default=GROUPS, help="normal classes per group, ';' between groups")
     ap.add_argument("--seeds", default="0,1")
@@ -314,7 +340,7 @@ def main() -> None:
     rows_wanted = [r for r in args.rows.split(",") if r]
     if unknown := sorted(set(rows_wanted) - set(ROWS)):
         ap.error(f"unknown rows {unknown}; accepted: {', '.join(ROWS)}")
-    out = Path(args.out) / args.dataset
+    out = Path(args.out) / (args.dataset if args.dataset in RECIPES else Path(args.dataset).stem)
     path = out / "auroc.csv"
     if args.summary:
         print(summary(read_csv(path), rows_wanted))
@@ -327,12 +353,13 @@ def main() -> None:
         if not sep:
             ap.error(f"--set {kv!r}: expected KEY=VALUE, e.g. --set svdd.knn_k=10")
         over[key] = parse_value(value)
-    recipe = C.load_recipe(ROOT / "recipes" / RECIPES[args.dataset])
+    recipe = C.load_recipe(args.recipe or own_recipe(args.dataset))
+    over["data.dataset"] = args.dataset
     base = scaled(
         C.apply_overrides(recipe, {k: v for k, v in over.items() if not k.endswith("epochs")}), args.epochs_scale
     )
     base = C.apply_overrides(base, {k: v for k, v in over.items() if k.endswith("epochs")})
-    groups = [tuple(sorted(int(c) for c in g.split(","))) for g in args.groups.split(";") if g]
+    groups = [tuple(sorted(parse_class(c) for c in g.split(","))) for g in args.groups.split(";") if g]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     print(
         f"{args.dataset}: groups {groups}, seeds {seeds}, {base.pretrain.epochs} + {base.svdd.epochs} epochs, "

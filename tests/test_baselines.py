@@ -1,6 +1,7 @@
-"""benchmarks/baselines.py end to end on generated files in torchvision's layouts: each dataset the
-toolkit knows runs by name through the library's own run, the null control keeps the main run's cluster
-sizes and autoencoder, and every row lands in the CSV."""
+"""benchmarks/baselines.py end to end on generated files in torchvision's layouts and on a table of the
+user's own: each dataset the toolkit knows runs by name (own data by path) through the library's own
+run, the null control keeps the main run's cluster sizes and autoencoder, and every row lands in the
+CSV."""
 
 import importlib.util
 import json
@@ -23,9 +24,24 @@ def load_benchmark():
     return module
 
 
-@pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
+def write_table(path: Path) -> Path:
+    """A labelled .csv of the user's kind: classes 0 and 1 normal, 2 the anomalies."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [60, 60, 40])
+    x = rng.normal(size=(len(y), 6)) + 3 * y[:, None]
+    rows = ["f0,f1,f2,f3,f4,f5,label", *(",".join(f"{v:.4f}" for v in r) + f",{c}" for r, c in zip(x, y, strict=True))]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10", "own-table"])
 def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, monkeypatch, capsys):
-    if dataset == "cifar10":
+    name = dataset
+    if dataset == "own-table":
+        dataset, name = str(write_table(tmp_path / "sensors.csv")), "sensors"
+    elif dataset == "cifar10":
         import torchvision.datasets.cifar as cifar
 
         make_cifar10(tmp_path, per_batch=40, n_test=40)
@@ -39,13 +55,14 @@ def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, mo
     argv += ["--epochs-scale", "0.01", "--set", "clustering.min_cluster_size=5", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     bench.main()
-    rows = bench.read_csv(out / dataset / "auroc.csv")
+    rows = bench.read_csv(out / name / "auroc.csv")
     assert sorted(r["row"] for r in rows) == sorted(bench.ROWS)
     assert all(0.0 <= float(r["auroc"]) <= 1.0 and float(r["seconds"]) >= 0 for r in rows)
     assert "1-NN distance, raw pixels" in capsys.readouterr().out
-    where = out / dataset / "0-1" / "s0"
+    where = out / name / "0-1" / "s0"
     results = {v: json.loads((where / v / "results.json").read_text()) for v in ("main", "null", "seed2")}
     assert results["main"]["pretrain"]["history"]["epochs"]  # trained by the library's run
+    assert results["main"]["name"] == {"fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}.get(name, "table")
     assert results["null"]["clustering"]["clusterer"] == "random"
     assert results["null"]["clustering"]["sizes"] == results["main"]["clustering"]["sizes"]
     assert len(results["seed2"]["multi"]["radii"]) == 1
@@ -57,4 +74,4 @@ def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, mo
     assert torch.equal(stage("main", "svdd_single")["radii"], stage("null", "svdd_single")["radii"])
     # a second call finds everything done and trains nothing
     bench.main()
-    assert len(bench.read_csv(out / dataset / "auroc.csv")) == len(rows)
+    assert len(bench.read_csv(out / name / "auroc.csv")) == len(rows)
