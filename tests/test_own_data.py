@@ -231,6 +231,7 @@ def test_folder_recipe_through_the_cli_then_score_new_images(image_folder, tmp_p
     r = cli("folder", f"--data.dataset={image_folder}", "--test_fraction=0.25", *TINY, f"--run_dir={run_dir}")
     assert r.returncode == 0, r.stderr
     assert "normal classes ['normal']" in r.stdout
+    assert "\n| normal | " in r.stdout  # the contingency table names the class by its folder
     res = json.loads((run_dir / "results.json").read_text())
     assert res["multi"]["test_auroc"] is not None and res["n_test_anomalies"] == 3
     det = MultiRadiusDeepSVDD.load(run_dir / "detector_multi.pt")

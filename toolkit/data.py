@@ -43,6 +43,10 @@ class Split:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    def named(self, y: np.ndarray) -> np.ndarray:
+        """Classes ``y`` by their names where the data name them (folder names), else as they are."""
+        return y if self.class_names is None else np.array(self.class_names)[y]
+
 
 def image_layout(x: np.ndarray) -> np.ndarray:
     """Images as (N, C, H, W): grey (N, H, W) gains a channel axis, channels-last (N, H, W, C) with 1 or 3
