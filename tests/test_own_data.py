@@ -88,6 +88,9 @@ def test_table_reader_takes_the_label_column_and_refuses_text_features(table, tm
     named = tmp_path / "named.csv"
     named.write_text("a,label\n1,ok\n2,ok\n3,broken\n")
     assert read_table(named).y.tolist() == ["ok", "ok", "broken"]
+    named.write_bytes("label,a\n0,1.5\n1,2\n".encode("utf-8-sig"))  # as spreadsheets save it
+    d = read_table(named)
+    assert d.y.tolist() == [0, 1] and d.x.tolist() == [[1.5], [2.0]]
 
 
 def test_npz_reader_needs_x_and_checks_y(tmp_path):

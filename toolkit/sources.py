@@ -103,7 +103,7 @@ def read_table(path: str | Path, label_column: str = "label") -> Labelled:
     """A .csv table with a header row: ``label_column`` (if present) as the classes, the rest as features."""
     path = Path(path)
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable text table ({str(e)[:120]})") from None
