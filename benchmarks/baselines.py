@@ -51,6 +51,7 @@ from toolkit import MultiRadiusDeepSVDD  # noqa: E402
 from toolkit import config as C  # noqa: E402
 from toolkit.data import as_tensor, load_split  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
+from toolkit.files import digest_path  # noqa: E402
 from toolkit.knn import knn_distance  # noqa: E402
 from toolkit.nets import embed, fast_layout  # noqa: E402
 from toolkit.run import run  # noqa: E402
@@ -159,7 +160,9 @@ def train(cfg: C.Config, folder: Path, stages_from: Path | None = None, stages=(
         for name in stages:
             dst = RunFolder(folder).stage_path(name)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(RunFolder(stages_from).stage_path(name), dst)
+            src = RunFolder(stages_from).stage_path(name)
+            for a, b in ((src, dst), (digest_path(src), digest_path(dst))):  # the stage and its digest
+                shutil.copyfile(a, b)
     print(f"  training {folder} ...", file=sys.stderr, flush=True)
     return run(C.apply_overrides(cfg, {"resume": True, "run_dir": str(folder)}), progress=False)
 

@@ -69,6 +69,7 @@ def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, mo
     # the controls start from the main run's autoencoder, and the null run from its one sphere too
     stage = lambda v, name: torch.load(where / v / "stages" / f"{name}.pt", weights_only=True)  # noqa: E731
     for v in ("null", "seed2"):
+        assert (where / v / "stages" / "pretrain.pt.sha256").is_file()  # copied with its digest: verified on load
         for k, t in stage("main", "pretrain")["autoencoder"].items():
             assert torch.equal(t, stage(v, "pretrain")["autoencoder"][k])
     assert torch.equal(stage("main", "svdd_single")["radii"], stage("null", "svdd_single")["radii"])
