@@ -136,3 +136,23 @@ def test_hparams_hold_the_settings_not_where_the_run_happened():
     assert "svdd.nu" in hp and "seed" in hp and "data.normal_classes" in hp
     assert not {"run_dir", "resume", "device", "data.root", "data.download"} & set(hp)
     assert not [k for k in hp if k.startswith("dist.")]
+
+
+def test_fit_from_python_logs_to_tensorboard_with_the_runs_hooks(digits, tmp_path, caplog):
+    import logging
+
+    from ignite.contrib.handlers import TensorboardLogger
+
+    from toolkit.run import RunHooks
+
+    settings = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
+    with caplog.at_level(logging.INFO, logger="toolkit"), TensorboardLogger(log_dir=str(tmp_path)) as tb:
+        det = MultiRadiusDeepSVDD(device="cpu", **settings).fit(digits[0], hooks=RunHooks(tb=tb, progress="lines"))
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"pretrain/loss", "svdd_multi/loss", "clustering/n_clusters"} <= tags
+    assert {f"svdd_multi/radius/{k}" for k in range(det.n_clusters_)} <= tags
+    assert [e.step for e in acc.Scalars("svdd_multi/loss")] == [1, 2]
+    assert "svdd_multi: epoch 2/2" in caplog.text  # progress as one log record per epoch
+    assert not list(tmp_path.glob("checkpoints"))  # no run folder: nothing but the events is written
