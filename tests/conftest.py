@@ -24,9 +24,52 @@ def cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
+def cli_in_process(*args):
+    """``python -m toolkit ARGS`` through ``toolkit.__main__.main`` in this process: the same command without an
+    interpreter's start-up (seconds each, mostly importing torch), for the tests of what a command does rather
+    than of the process. Gives a ``CompletedProcess`` as :func:`cli` does: the exit status (``SystemExit`` too),
+    stdout, and stderr with the CLI's log lines and its warnings, written once per place as a new process
+    writes them. The CLI's log handler, the warning filters and the warning format are put back afterwards."""
+    import contextlib
+    import io
+    import logging
+    import subprocess
+    import sys
+    import warnings
+
+    from toolkit.__main__ import main
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    log = logging.getLogger("toolkit")
+    handlers, level, fmt = list(log.handlers), log.level, warnings.formatwarning
+    out, err = io.StringIO(), io.StringIO()
+    log.handlers[:] = []  # the CLI adds its own handler, writing to this call's stderr
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("default")  # a new interpreter's filters: user warnings once per place
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = show
+            try:
+                code = main(list(map(str, args)))
+            except SystemExit as e:  # as the interpreter ends: an int is the status, anything else is printed
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, int) and e.code is not None:
+                    print(e.code, file=sys.stderr)
+    finally:
+        log.handlers[:], warnings.formatwarning = handlers, fmt
+        log.setLevel(level)
+    return subprocess.CompletedProcess(
+        ["python", "-m", "toolkit", *map(str, args)], code, out.getvalue(), err.getvalue()
+    )
+
+
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory):
-    """One finished CLI run of the default digits recipe with tiny epochs, shared by the tests that read it.
+def digits_cli(tmp_path_factory):
+    """One finished CLI run (``python -m toolkit`` in a subprocess) of the default digits recipe with tiny
+    epochs, shared by the tests that read it: its run folder and the finished process (stdout, stderr).
     Warm-up 1 with 3 epochs: radii are updated at epochs 1-3; evaluation at epochs 2 and at the end (3)."""
     out = tmp_path_factory.mktemp("run") / "digits"
     r = cli(
@@ -40,7 +83,13 @@ def digits_run(tmp_path_factory):
     )
     assert r.returncode == 0, r.stderr
     assert "Multi-Radius Deep SVDD" in r.stdout and "Deep SVDD (one sphere)" in r.stdout
-    return out
+    return out, r
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_cli):
+    """The run folder of :func:`digits_cli`."""
+    return digits_cli[0]
 
 
 @pytest.fixture(scope="module")

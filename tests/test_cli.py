@@ -1,16 +1,17 @@
-"""The command line end to end, in a subprocess, on the embedded digits recipe."""
+"""The command line on the embedded digits recipe: one run end to end in a subprocess (the session's
+``digits_run``), and the verbs, refusals and a replayed run through the CLI's ``main`` in this process."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import cli
+from conftest import cli_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from toolkit import MultiRadiusDeepSVDD
 
-pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess or reads the CLI run's folder
+pytestmark = pytest.mark.slow  # every test runs the CLI or reads the CLI run's folder
 
 
 @pytest.fixture
@@ -76,47 +77,45 @@ def test_saved_detector_loads_and_scores(run_dir):
 
 
 def test_help_lists_settings_and_defaults():
-    r = cli("--help")
+    r = cli_in_process("--help")
     assert r.returncode == 0
     assert "--svdd.epochs" in r.stdout and "--clustering.name" in r.stdout and "'finch'" in r.stdout
 
 
 def test_unknown_key_and_wrong_type_are_refused():
-    r = cli("--svdd.epoch=3")
+    r = cli_in_process("--svdd.epoch=3")
     assert r.returncode == 2 and "unknown setting --svdd.epoch" in r.stderr and "--svdd.epochs" in r.stderr
-    r = cli("--svdd.nu=high")
+    r = cli_in_process("--svdd.nu=high")
     assert r.returncode == 2 and "wrong type" in r.stderr
 
 
 def test_missing_recipe_and_unknown_clusterer():
-    r = cli("recipes/nope.py")
+    r = cli_in_process("recipes/nope.py")
     assert r.returncode == 2 and "does not exist" in r.stderr
-    r = cli("--clustering.name=nope", "--pretrain.epochs=1", "--svdd.epochs=1", "--run_dir=/tmp/_unused_run")
+    r = cli_in_process("--clustering.name=nope", "--pretrain.epochs=1", "--svdd.epochs=1", "--run_dir=/tmp/_unused_run")
     assert r.returncode == 2 and "unknown clusterer 'nope'" in r.stderr and "finch" in r.stderr
-    r = cli("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
+    r = cli_in_process("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
     assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
 
 
 def test_plugins_verb_lists_clusterers_with_settings():
-    r = cli("plugins")
+    r = cli_in_process("plugins")
     assert r.returncode == 0
     assert "finch(level=-1" in r.stdout and "kmeans(n_clusters=None" in r.stdout and "hdbscan(" in r.stdout
 
 
-def test_redirected_progress_is_one_line_per_epoch_and_a_run_replays_from_its_config(tmp_path):
-    first = tmp_path / "first"
-    r = cli("--pretrain.epochs=2", "--svdd.epochs=2", "--svdd.warmup_epochs=1", "--eval_every=0", f"--run_dir={first}")
-    assert r.returncode == 0, r.stderr
+def test_redirected_progress_is_one_line_per_epoch_and_a_run_replays_from_its_config(digits_cli, tmp_path):
+    first, r = digits_cli  # 2 pretraining epochs, its stderr a pipe
     assert "\r" not in r.stderr and "pretrain: epoch 2/2, loss" in r.stderr  # output is not a terminal
     again = tmp_path / "again"
-    r = cli(str(first / "config.json"), f"--run_dir={again}", "--progress=none")
+    r = cli_in_process(str(first / "config.json"), f"--run_dir={again}", "--progress=none")
     assert r.returncode == 0, r.stderr
-    assert "epoch 1/2" not in r.stderr
+    assert "epoch 1/2" not in r.stderr and "epoch 1/3" not in r.stderr
     saved = [json.loads((d / "config.json").read_text()) for d in (first, again)]
     for cfg in saved:
         cfg.pop("run_dir"), cfg.pop("progress")
     assert saved[0] == saved[1]
     same = [json.loads((d / "results.json").read_text())["multi"]["radii"] for d in (first, again)]
     assert same[0] == same[1]  # the same settings and seed train the same model
-    bad = cli("--progress=fancy")
+    bad = cli_in_process("--progress=fancy")
     assert bad.returncode == 2 and "accepted: ('auto', 'bar', 'lines', 'none')" in bad.stderr

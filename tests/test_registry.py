@@ -45,7 +45,10 @@ def test_builtins_are_registered_in_code_and_imported_on_first_use():
     assert r.returncode == 0, r.stderr
 
 
-def test_builtin_names_are_reserved():
+def test_builtin_names_are_reserved(monkeypatch):
+    from toolkit import registry
+
+    monkeypatch.delitem(registry._REGISTRY, "kmeans", raising=False)  # not yet imported, whatever ran before
     with pytest.raises(RegistryError, match="'kmeans' is a built-in clusterer.*pick another name"):
         register_clusterer("kmeans", lambda: None)
     build_clusterer("single")  # loaded: now the registry's duplicate-name rule says the same
