@@ -48,15 +48,15 @@ def test_exported_lenet_scorer(tmp_path):
 
 
 def test_export_verb_writes_a_scorer_of_the_run(digits_run, tmp_path):
-    from conftest import cli
+    from conftest import cli_in_process
 
-    r = cli("export", str(digits_run), f"--out={tmp_path / 'scorer.pt'}")
+    r = cli_in_process("export", str(digits_run), f"--out={tmp_path / 'scorer.pt'}")
     assert r.returncode == 0, r.stderr
     det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
     x = load_digits().data.astype(np.float32)[:50]
     scorer = torch.jit.load(str(tmp_path / "scorer.pt"))
     np.testing.assert_allclose(scorer(torch.from_numpy(x)).numpy(), det.decision_function(x), rtol=1e-5, atol=1e-5)
-    bad = cli("export", str(digits_run), "--model=both")
+    bad = cli_in_process("export", str(digits_run), "--model=both")
     assert bad.returncode == 2 and "accepted: multi, single" in bad.stderr and "Traceback" not in bad.stderr
-    version = cli("--version")
+    version = cli_in_process("--version")
     assert version.returncode == 0 and version.stdout.startswith("multi-radius-deep-svdd ")

@@ -5,13 +5,13 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import cli_in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.report import SIZES, expected_pixels
 
-pytestmark = pytest.mark.slow  # every test reads the CLI run's folder or runs the CLI in a subprocess
+pytestmark = pytest.mark.slow  # every test reads the CLI run's folder or runs the CLI's report verb
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def png_size(path):
 
 
 def test_report_verb_writes_every_figure_from_the_run_folder(digits_run):
-    r = cli("report", str(digits_run), "--projection=pca")
+    r = cli_in_process("report", str(digits_run), "--projection=pca")
     assert r.returncode == 0, r.stderr
     for name in SIZES:
         path = digits_run / name
@@ -112,7 +112,7 @@ def test_report_verb_writes_every_figure_from_the_run_folder(digits_run):
 
 
 def test_report_on_a_folder_that_is_not_a_run(tmp_path):
-    r = cli("report", str(tmp_path))
+    r = cli_in_process("report", str(tmp_path))
     assert r.returncode == 2 and "results.json is missing" in r.stderr
 
 

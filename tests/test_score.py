@@ -4,13 +4,13 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import cli_in_process
 from PIL import Image
 from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 
-pytestmark = pytest.mark.slow  # every test runs the CLI's score verb in a subprocess
+pytestmark = pytest.mark.slow  # every test runs the CLI's score verb on a run folder
 
 
 def read(path):
@@ -26,7 +26,7 @@ def digits():
 def test_score_npy_matches_decision_function(digits_run, digits, tmp_path):
     np.save(tmp_path / "x.npy", digits)
     out = tmp_path / "s.csv"
-    r = cli("score", str(digits_run), str(tmp_path / "x.npy"), f"--out={out}", "--batch_size=16")
+    r = cli_in_process("score", str(digits_run), str(tmp_path / "x.npy"), f"--out={out}", "--batch_size=16")
     assert r.returncode == 0, r.stderr
     rows = read(out)
     det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
@@ -43,7 +43,7 @@ def test_score_image_folder(digits_run, digits, tmp_path):
     for i, v in enumerate(digits[:20]):  # 0..16 -> 0..255 exactly
         Image.fromarray((v.reshape(8, 8) * 15).astype(np.uint8), mode="L").save(folder / f"d{i:02d}.png")
     out = tmp_path / "s.csv"
-    r = cli("score", str(digits_run), str(folder), f"--out={out}", "--model=single")
+    r = cli_in_process("score", str(digits_run), str(folder), f"--out={out}", "--model=single")
     assert r.returncode == 0, r.stderr
     rows = read(out)
     det = MultiRadiusDeepSVDD.load(digits_run / "detector_single.pt")
@@ -54,13 +54,13 @@ def test_score_image_folder(digits_run, digits, tmp_path):
 
 
 def test_score_bad_inputs(digits_run, tmp_path):
-    r = cli("score", str(digits_run), "nothing-here", f"--out={tmp_path / 's.csv'}")
+    r = cli_in_process("score", str(digits_run), "nothing-here", f"--out={tmp_path / 's.csv'}")
     assert r.returncode == 2 and "none of" in r.stderr
-    r = cli("score", str(digits_run), "imagenet:test", f"--out={tmp_path / 's.csv'}")
+    r = cli_in_process("score", str(digits_run), "imagenet:test", f"--out={tmp_path / 's.csv'}")
     assert r.returncode == 2 and "NAME:SPLIT" in r.stderr
     (tmp_path / "big").mkdir()
     Image.new("L", (28, 28)).save(tmp_path / "big" / "a.png")
-    r = cli("score", str(digits_run), str(tmp_path / "big"), f"--out={tmp_path / 's.csv'}")
+    r = cli_in_process("score", str(digits_run), str(tmp_path / "big"), f"--out={tmp_path / 's.csv'}")
     assert r.returncode == 2 and "takes 8x8" in r.stderr
     assert not (tmp_path / "s.csv").exists()  # nothing half-written
 
@@ -69,7 +69,7 @@ def test_score_torchvision_dataset(tmp_path):
     from test_data import make_mnist
 
     make_mnist(tmp_path, n_train=60, n_test=25)  # a tiny 28x28 run, then its test split scored by name
-    r = cli(
+    r = cli_in_process(
         "--data.dataset=mnist",
         f"--data.root={tmp_path}",
         "--data.download=False",
@@ -84,6 +84,6 @@ def test_score_torchvision_dataset(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     out = tmp_path / "s.csv"
-    r = cli("score", str(tmp_path / "run"), "mnist:test", f"--out={out}")
+    r = cli_in_process("score", str(tmp_path / "run"), "mnist:test", f"--out={out}")
     assert r.returncode == 0, r.stderr
     assert len(read(out)) == 25
