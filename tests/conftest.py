@@ -109,6 +109,6 @@ def reference(tmp_path_factory):
     from test_resilience import ARGS
 
     out = tmp_path_factory.mktemp("ref") / "run"
-    r = cli(*ARGS, f"--run_dir={out}")
+    r = cli_in_process(*ARGS, f"--run_dir={out}")
     assert r.returncode == 0, r.stderr
     return out

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import cli
+from conftest import cli_in_process
 from sklearn.datasets import load_digits
 from test_resilience import ARGS, HARNESS, interrupted, same_result
 
@@ -368,21 +368,32 @@ def test_a_flipped_checkpoint_is_skipped_and_the_resumed_run_ends_identical(refe
     assert r.returncode == -signal.SIGKILL, r.stderr
     newest, previous = RunFolder(run_dir).checkpoints_of("svdd_multi")
     flip(newest)
-    r = cli(f"--run_dir={run_dir}", "--resume=True")
+    r = cli_in_process(f"--run_dir={run_dir}", "--resume=True")
     assert r.returncode == 0, r.stderr
     assert f"skipped damaged checkpoint(s) {newest.name}" in r.stderr and f"resuming from {previous.name}" in r.stderr
     same_result(reference, run_dir)
 
 
 @pytest.mark.slow  # CLI runs: the reference run, a run on a full disk and its resumption
-def test_full_disk_during_a_run_is_one_line_and_resumable(reference, tmp_path):
+def test_full_disk_during_a_run_is_one_line_and_resumable(reference, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    r = interrupted(run_dir, "enospc", "svdd_multi", 2)
+    save, written = CheckedDiskSaver._save_func, []
+
+    def full_after_two(self, checkpoint, path, func):  # the third checkpoint of svdd_multi finds the disk full
+        if len(written) >= 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        save(self, checkpoint, path, func)
+        if path.name.startswith("svdd_multi_checkpoint_"):
+            written.append(path.name)
+
+    with monkeypatch.context() as m:
+        m.setattr(CheckedDiskSaver, "_save_func", full_after_two)
+        r = cli_in_process(*ARGS, f"--run_dir={run_dir}")
     assert r.returncode == 2, r.stderr
     line = one_line_error(r.stderr)
     assert "the disk is full" in line and "svdd_multi_checkpoint_" in line and "--resume=True" in line
     assert not list(run_dir.rglob("*.tmp"))
-    r = cli(f"--run_dir={run_dir}", "--resume=True")
+    r = cli_in_process(f"--run_dir={run_dir}", "--resume=True")
     assert r.returncode == 0, r.stderr
     assert "svdd_multi: resuming from" in r.stderr and "skipped" not in r.stderr
     same_result(reference, run_dir)
@@ -396,12 +407,12 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_first(tmp_path):
     try:
         assert first.stdout.readline().strip() == "holding"  # the first is inside pretraining, holding the lock
         for extra in ([], ["--resume=True"]):
-            r = cli(*ARGS, f"--run_dir={run_dir}", *extra)
+            r = cli_in_process(*ARGS, f"--run_dir={run_dir}", *extra)
             assert r.returncode == 2 and f"in use by another run (pid {first.pid} on " in one_line_error(r.stderr)
     finally:
         first.kill()
         first.wait()
-    r = cli(f"--run_dir={run_dir}", "--resume=True")  # the OS released the killed run's lock
+    r = cli_in_process(f"--run_dir={run_dir}", "--resume=True")  # the OS released the killed run's lock
     assert r.returncode == 0, r.stderr
 
 
@@ -416,7 +427,7 @@ def test_seeded_kills_and_resumes_end_identical_to_the_uninterrupted_run(referen
         if resume:
             assert "resuming from" in r.stderr  # continued, not started over
         resume = ["--resume=True"]
-    r = cli(f"--run_dir={run_dir}", "--resume=True")
+    r = cli_in_process(f"--run_dir={run_dir}", "--resume=True")
     assert r.returncode == 0, r.stderr
     same_result(reference, run_dir)
     assert not list(run_dir.rglob("*.tmp"))

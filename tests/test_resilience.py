@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import cli
+from conftest import cli_in_process
 from torch import nn
 
 from toolkit.config import OptimConfig, SVDDConfig
@@ -37,9 +37,9 @@ ARGS = [
 
 # ``python -c HARNESS ACTION STAGE N ARGS...``: the CLI, which after writing its N-th checkpoint of STAGE
 # (counted in this process; STAGE "*" counts every stage) does ACTION: "kill" (SIGKILL itself), "int"
-# (Ctrl-C), "enospc" (the next checkpoint write fails as on a full disk), "hold" (waits, holding the folder)
+# (Ctrl-C), "hold" (waits, holding the folder)
 HARNESS = """
-import errno, os, signal, sys, time
+import os, signal, sys, time
 import toolkit.handlers as h
 from toolkit.__main__ import main
 
@@ -48,8 +48,6 @@ save, count = h.CheckedDiskSaver._save_func, 0
 
 def patched(self, checkpoint, path, func):
     global count
-    if action == "enospc" and count >= n:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     save(self, checkpoint, path, func)
     if stage == "*" or path.name.startswith(stage + "_checkpoint_"):
         count += 1
@@ -89,7 +87,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path, stage
     assert r.returncode == -signal.SIGKILL, r.stderr
     assert not (run_dir / "stages" / f"{stage}.pt").exists()  # killed inside the stage
     assert not (run_dir / "results.json").exists()
-    r = cli(*ARGS, f"--run_dir={run_dir}", "--resume=True")
+    r = cli_in_process(*ARGS, f"--run_dir={run_dir}", "--resume=True")
     assert r.returncode == 0, r.stderr
     assert f"{stage}: resuming from" in r.stderr
     same_result(reference, run_dir)
@@ -101,18 +99,18 @@ def test_ctrl_c_stops_after_a_checkpoint_and_resume_finishes(reference, tmp_path
     r = interrupted(run_dir, "int", "svdd_multi", 2)
     assert r.returncode == 130, r.stderr
     assert "--resume=True" in r.stderr and "stopped after epoch" in r.stderr
-    r = cli(f"--run_dir={run_dir}", "--resume=True")  # the run folder's settings: no need to retype them
+    r = cli_in_process(f"--run_dir={run_dir}", "--resume=True")  # the run folder's settings: no need to retype them
     assert r.returncode == 0, r.stderr
     same_result(reference, run_dir)
 
 
 @pytest.mark.slow  # CLI runs: the reference run, kills and resumes
 def test_existing_run_folder_needs_resume_and_the_same_settings(reference):
-    r = cli(*ARGS, f"--run_dir={reference}")
+    r = cli_in_process(*ARGS, f"--run_dir={reference}")
     assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume=True" in r.stderr
-    r = cli(*ARGS, "--svdd.nu=0.2", f"--run_dir={reference}", "--resume=True")
+    r = cli_in_process(*ARGS, "--svdd.nu=0.2", f"--run_dir={reference}", "--resume=True")
     assert r.returncode == 2 and "svdd.nu: 0.1 -> 0.2" in r.stderr
-    r = cli(*ARGS, f"--run_dir={reference.parent / 'none'}", "--resume=True")
+    r = cli_in_process(*ARGS, f"--run_dir={reference.parent / 'none'}", "--resume=True")
     assert r.returncode == 2 and "no run to resume" in r.stderr
     assert not (reference.parent / "none").exists()  # refused before anything was created
 
