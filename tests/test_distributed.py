@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import cli
+from conftest import cli, cli_in_process
 from sklearn.metrics import adjusted_rand_score
 
 ARGS = [
@@ -22,7 +22,7 @@ ARGS = [
 @pytest.mark.slow  # two CLI runs, one of them spawning processes
 def test_two_gloo_processes_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    r = cli(*ARGS, f"--run_dir={one}")
+    r = cli_in_process(*ARGS, f"--run_dir={one}")
     assert r.returncode == 0, r.stderr
     r = cli(*ARGS, "--backend=gloo", "--nproc_per_node=2", f"--run_dir={two}")
     assert r.returncode == 0, r.stderr
@@ -41,9 +41,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 @pytest.mark.parametrize("args,match", [(["--nproc_per_node=2"], "needs a backend"), (["--backend=mpi"], "unknown")])
-@pytest.mark.slow  # the CLI in a subprocess
 def test_bad_distributed_settings(args, match):
-    r = cli(*args)
+    r = cli_in_process(*args)
     assert r.returncode == 2 and match in r.stderr
 
 
