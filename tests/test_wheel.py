@@ -87,10 +87,20 @@ def test_wheel_holds_one_import_package_and_no_builtin_entry_points(wheel):
     assert "clusterers" not in entry_points  # the built-ins are registered in code
 
 
-def test_installed_toolkit_is_the_wheels_and_is_the_only_package(installed):
-    site, _, py = installed
+@pytest.fixture(scope="module")
+def verbs_and_modules(installed):
+    """One new interpreter on the installed wheel, outside the checkout: the CLI's plugins verb, then
+    ``mnist --help``, then the files the toolkit's packages were imported from (and whether top-level
+    ``plugins`` or ``recipes`` packages import), as JSON; the three outputs separated by a line "--"."""
+    _, _, py = installed
     code = (
-        "import json, sys, toolkit, toolkit.plugins, toolkit.recipes\n"
+        "import json, sys\n"
+        "from toolkit.__main__ import main\n"
+        "assert main(['plugins']) == 0\n"
+        "print('--')\n"
+        "assert main(['mnist', '--help']) == 0\n"
+        "print('--')\n"
+        "import toolkit, toolkit.plugins, toolkit.recipes\n"
         "out = {m: sys.modules[m].__file__ for m in ('toolkit', 'toolkit.plugins', 'toolkit.recipes')}\n"
         "for top in ('plugins', 'recipes'):\n"
         "    try:\n"
@@ -102,18 +112,22 @@ def test_installed_toolkit_is_the_wheels_and_is_the_only_package(installed):
     )
     r = py("-c", code)
     assert r.returncode == 0, r.stderr
-    found = json.loads(r.stdout)
+    plugins, help_text, modules = r.stdout.split("\n--\n")
+    return {"plugins": plugins, "help": help_text, "modules": json.loads(modules)}
+
+
+def test_installed_toolkit_is_the_wheels_and_is_the_only_package(installed, verbs_and_modules):
+    site, _, _ = installed
+    found = verbs_and_modules["modules"]
     for module in ("toolkit", "toolkit.plugins", "toolkit.recipes"):
         assert Path(found[module]).resolve().is_relative_to(site.resolve()), (module, found[module])
     assert found["plugins"] is None and found["recipes"] is None, found
 
 
-def test_plugins_verb_lists_the_builtins(installed):
-    _, _, py = installed
-    r = py("-m", "toolkit", "plugins")
-    assert r.returncode == 0, r.stderr
-    listed = {line.split("(")[0] for line in r.stdout.splitlines()}
-    assert set(BUILTINS) <= listed, r.stdout
+def test_plugins_verb_lists_the_builtins(verbs_and_modules):
+    out = verbs_and_modules["plugins"]
+    listed = {line.split("(")[0] for line in out.splitlines()}
+    assert set(BUILTINS) <= listed, out
 
 
 def test_packaged_recipe_runs_by_name(installed):
@@ -133,9 +147,7 @@ def test_packaged_recipe_runs_by_name(installed):
     assert (run_dir / "results.json").is_file()
 
 
-def test_help_of_a_packaged_recipe(installed):
-    _, _, py = installed
-    r = py("-m", "toolkit", "mnist", "--help")
-    assert r.returncode == 0, r.stderr
-    assert "Settings of mnist" in r.stdout and "--svdd.epochs" in r.stdout and "'lenet28'" in r.stdout
-    assert all(name in r.stdout.split("Settings of")[0] for name in RECIPES)  # the usage names them
+def test_help_of_a_packaged_recipe(verbs_and_modules):
+    out = verbs_and_modules["help"]
+    assert "Settings of mnist" in out and "--svdd.epochs" in out and "'lenet28'" in out
+    assert all(name in out.split("Settings of")[0] for name in RECIPES)  # the usage names them
