@@ -28,7 +28,6 @@ def py(code, pythonpath):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
     )
 
 
@@ -52,7 +51,6 @@ def installed_example(tmp_path_factory):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     return target

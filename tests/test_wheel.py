@@ -40,7 +40,7 @@ def wheel(tmp_path_factory):
             shutil.copy2(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     opts = ["--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist")]
-    r = subprocess.run([*pip, "wheel", *opts, str(src)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*pip, "wheel", *opts, str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (whl,) = (tmp / "dist").glob("*.whl")
     return whl
@@ -59,7 +59,6 @@ def installed(wheel, tmp_path_factory):
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
         capture_output=True,
         text=True,
-        timeout=600,
     )
     assert r.returncode == 0, r.stderr
     path = [str(site), *(p for p in sys.path if p and _outside_checkout(p))]
@@ -68,9 +67,7 @@ def installed(wheel, tmp_path_factory):
     away.mkdir()
 
     def py(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-S", *args], capture_output=True, text=True, cwd=away, env=env, timeout=600
-        )
+        return subprocess.run([sys.executable, "-S", *args], capture_output=True, text=True, cwd=away, env=env)
 
     return site, away, py
 
