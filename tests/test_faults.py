@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -348,6 +349,22 @@ def test_report_never_writes_through_a_symlink(tmp_path):
     with pytest.raises(ReportError, match=r"roc\.png is a symbolic link"):
         write_report(run_dir)
     assert outside.read_bytes() == b"keep me"
+
+
+def test_the_reports_arrays_carry_digests_and_damaged_ones_are_refused(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    for name in ("scores.npz", "embeddings.npz", "extremes.npz"):
+        assert files.verify(run_dir / name)  # written with its digest, and intact
+    data = bytearray((run_dir / "scores.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (run_dir / "scores.npz").write_bytes(bytes(data))
+    with pytest.raises(ReportError, match=r"scores\.npz is damaged \(.*does not match its checksum"):
+        write_report(run_dir, projection="pca")
+    files.digest_path(run_dir / "scores.npz").unlink()  # no digest left: the zip's own check still refuses it
+    with pytest.warns(UserWarning, match="no checksum file"), pytest.raises(ReportError, match="is damaged"):
+        files._warned_unchecked = False
+        write_report(run_dir, projection="pca")
 
 
 def test_atomic_write_never_writes_through_a_planted_temporary_link(tmp_path):

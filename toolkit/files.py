@@ -128,6 +128,24 @@ def load_checked(path: str | Path, **load_args: Any) -> Any:
     return torch.load(path, weights_only=True, **load_args)
 
 
+def savez_checked(path: str | Path, **arrays: Any) -> Path:
+    """``numpy.savez_compressed(path, **arrays)`` with its digest (serialised in memory first)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_checked(path, buf.getvalue())
+
+
+def load_npz_checked(path: str | Path) -> Any:
+    """Verify ``path`` against its digest, then load its arrays (numbers only, nothing unpickled)."""
+    import numpy as np
+
+    verify(path)
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
 def read_json_checked(path: str | Path) -> Any:
     """Verify ``path`` against its digest, then parse it as JSON."""
     verify(path)

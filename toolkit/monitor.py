@@ -21,6 +21,7 @@ from torch import nn
 from . import config as C
 from .data import Split, as_tensor
 from .detector import MultiRadiusDeepSVDD
+from .files import savez_checked
 from .nets import embed, fast_layout
 from .svdd import scores as sphere_scores
 
@@ -127,9 +128,9 @@ def write_story(
         if images is not None and n_ext > 0:
             writer.add_image(f"svdd_{name}/most_normal_test_images", tile(images[order[:n_ext]]), step)
             writer.add_image(f"svdd_{name}/most_anomalous_test_images", tile(images[order[::-1][:n_ext]]), step)
-    np.savez_compressed(run_dir / "scores.npz", **arrays)
+    savez_checked(run_dir / "scores.npz", **arrays)
     raw = np.asarray(split.x_test)
-    np.savez_compressed(
+    savez_checked(
         run_dir / "extremes.npz",
         **extremes,
         **{f"{key.rsplit('_', 1)[0]}_images": raw[idx] for key, idx in extremes.items()},
@@ -161,7 +162,7 @@ def write_story(
     # training embeddings after pretraining, with their pseudo-labels and true classes (report Figure 6)
     x_train = np.asarray(split.x_train)
     tsub = np.sort(rng.choice(len(x_train), size=min(m.projector_samples, len(x_train)), replace=False))
-    np.savez_compressed(
+    savez_checked(
         run_dir / "embeddings.npz",
         train_z=_embed(det, pretrained_encoder, x_train[tsub]).cpu().numpy(),
         train_cluster=np.asarray(det.cluster_labels_)[tsub],

@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .files import ChecksumError, atomic_write, describe, read_json_checked
+from .files import ChecksumError, atomic_write, describe, load_npz_checked, read_json_checked
 from .monitor import MODELS, as_images
 
 DPI = 100
@@ -44,8 +46,8 @@ def _load(run_dir: Path, name: str) -> Any:
     if not p.is_file():
         raise ReportError(f"{p} is missing: is {run_dir} a finished run folder (python -m toolkit RECIPE writes one)?")
     try:
-        return read_json_checked(p) if name.endswith(".json") else np.load(p, allow_pickle=False)
-    except (ChecksumError, ValueError, OSError, EOFError) as e:
+        return read_json_checked(p) if name.endswith(".json") else load_npz_checked(p)
+    except (ChecksumError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ReportError(
             f"{p} is damaged ({describe(e)}); write it again with python -m toolkit --run_dir={run_dir} "
             "--resume=True (its finished stages are reused)"
