@@ -317,11 +317,11 @@ def own_recipe(dataset: str) -> str | Path:
     """The recipe for ``dataset``: a built-in data set's own, else ``folder`` for images, ``table`` for vectors."""
     if dataset in RECIPES:
         return ROOT / "recipes" / RECIPES[dataset]
-    from toolkit.sources import kind, read_npz
+    from toolkit.sources import kind, open_npy, read_npz
 
     k = kind(dataset)
     if k in ("npy", "npz"):
-        x = read_npz(dataset).x if k == "npz" else np.load(dataset, mmap_mode="r")
+        x = read_npz(dataset).x if k == "npz" else open_npy(dataset)
         return "folder" if x.ndim > 2 else "table"
     return "folder" if k == "folder" else "table"
 

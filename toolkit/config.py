@@ -32,7 +32,6 @@ PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
 KNN_SPACES = ("embedding", "input")  # where the k-NN score term measures distances
 PREPROCESS = ("auto", "gcn-minmax", "standardize", "none")  # toolkit.data.build_preprocessor
 IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
-OWN_DATA_SUFFIXES = (".npy", ".npz", ".csv")  # besides folders of images (toolkit.sources)
 
 
 class ConfigError(ValueError):

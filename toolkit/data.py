@@ -136,8 +136,9 @@ def _own(cfg: DataConfig, seed: int) -> Split:
     if d.y is None:
         y = np.zeros(len(x), dtype=np.int64)
         return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False)
-    names = sorted({str(v) for v in d.y.tolist()})
-    y = d.y.astype(np.int64) if d.y.dtype.kind in "iu" else np.searchsorted(np.array(names), d.y.astype(str))
+    text = d.y.astype(str)
+    names = sorted(set(text.tolist()))
+    y = d.y.astype(np.int64) if d.y.dtype.kind in "iu" else np.searchsorted(np.array(names), text)
     wanted = [str(c) for c in cfg.normal_classes]
     if missing := [c for c in wanted if c not in names]:
         raise DataError(
@@ -145,7 +146,7 @@ def _own(cfg: DataConfig, seed: int) -> Split:
         )
     if set(wanted) == set(names):
         raise DataError(f"data.normal_classes names every class of {cfg.dataset} ({names}): none is left as anomaly")
-    normal = np.isin(d.y.astype(str), wanted)
+    normal = np.isin(text, wanted)
     try:
         idx_tr, idx_te = train_test_split(np.arange(len(x)), test_size=cfg.test_fraction, stratify=y, random_state=seed)
     except ValueError as e:

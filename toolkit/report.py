@@ -109,11 +109,11 @@ def scores_figure(run_dir: Path, scores: Any, results: dict[str, Any]) -> Path:
     y = scores["is_anomaly"].astype(bool)
     models = [m for m in MODELS if f"{m}_score" in scores]
     labelled = results.get("normal_classes") is not None  # unlabelled data: no anomalies, no curve
-    ax = fig.add_subplot(1, len(models) + labelled, 1) if labelled else None
-    for m in models if labelled else ():
-        p, r, _ = precision_recall_curve(y, scores[f"{m}_score"])
-        ax.plot(r, p, label=f"{MODELS[m]} (AUPR {average_precision_score(y, scores[f'{m}_score']):.4f})")
     if labelled:
+        ax = fig.add_subplot(1, len(models) + 1, 1)
+        for m in models:
+            p, r, _ = precision_recall_curve(y, scores[f"{m}_score"])
+            ax.plot(r, p, label=f"{MODELS[m]} (AUPR {average_precision_score(y, scores[f'{m}_score']):.4f})")
         ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
         ax.set(xlabel="recall", ylabel="precision", title="Test precision-recall (anomaly = positive)")
         ax.title.set_fontsize(9)
@@ -230,9 +230,10 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
         _target(run_dir, name)
     results = _load(run_dir, "results.json")
     labelled = results.get("normal_classes") is not None
+    scores = _load(run_dir, "scores.npz")
     figures = [
-        *([roc_figure(run_dir, _load(run_dir, "scores.npz"))] if labelled else []),
-        scores_figure(run_dir, _load(run_dir, "scores.npz"), results),
+        *([roc_figure(run_dir, scores)] if labelled else []),
+        scores_figure(run_dir, scores, results),
         training_figure(run_dir, results),
         embeddings_figure(run_dir, _load(run_dir, "embeddings.npz"), projection),
         extremes_figure(run_dir, _load(run_dir, "extremes.npz")),

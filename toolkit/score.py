@@ -20,6 +20,7 @@ import numpy as np
 from .data import TORCHVISION, DataError
 from .detector import MultiRadiusDeepSVDD
 from .files import atomic_write, describe
+from .sources import FILE_SUFFIXES
 from .sources import batches as read_batches
 
 
@@ -63,8 +64,8 @@ def score_to_csv(
     det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{model}.pt")
     data = det.resolved_config().data
     src = Path(source)
-    if src.is_dir() or (src.suffix.lower() in (".npy", ".npz", ".csv") and src.is_file()):
-        trained_on_folder = data.own and Path(data.dataset).suffix.lower() not in (".npy", ".npz", ".csv")
+    if src.is_dir() or (src.suffix.lower() in FILE_SUFFIXES and src.is_file()):
+        trained_on_folder = data.own and Path(data.dataset).suffix.lower() not in FILE_SUFFIXES
         batches, total = read_batches(src, det.input_shape_, batch_size, data.label_column, trained_on_folder)
     elif ":" in source:
         try:

@@ -25,6 +25,7 @@ from .files import describe
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_SIZE = {"grey": (1, 28, 28), "colour": (3, 32, 32)}  # (C, H, W) of each image mode: the LeNet nets'
+FILE_SUFFIXES = (".npy", ".npz", ".csv")  # the data files read besides folders of images
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;L"}
 
 
@@ -45,7 +46,7 @@ def kind(path: str | Path) -> str:
     p = Path(path).expanduser()
     if p.is_dir():
         return "folder"
-    if p.suffix.lower() in (".npy", ".npz", ".csv"):
+    if p.suffix.lower() in FILE_SUFFIXES:
         if not p.is_file():
             raise DataError(f"{str(path)!r} does not exist")
         return p.suffix.lower()[1:]
@@ -125,24 +126,23 @@ def read_table(path: str | Path, label_column: str = "label") -> Labelled:
             y = labels
     if not header:
         raise DataError(f"{path} has no feature columns besides {label_column!r}")
-    x = np.empty((len(body), len(header)), dtype=np.float32)
-    for j, (name, col) in enumerate(zip(header, cols, strict=True)):
-        try:
-            x[:, j] = [float(v) if v.strip() else np.nan for v in col]
-        except ValueError:
-            example = next(v for v in col if not _is_number(v))
-            raise DataError(
-                f"{path}: column {name!r} holds {example!r}, not a number; every column but the classes "
-                f"({label_column!r}, see data.label_column) must be numeric"
-            ) from None
-    return Labelled(x, y)
+    cells = np.char.strip(np.array(cols, dtype=str).T)  # (rows, features); empty cells are missing values
+    cells[cells == ""] = "nan"
+    try:
+        return Labelled(cells.astype(np.float32), y)
+    except ValueError:
+        j, example = next((j, str(v)) for j, col in enumerate(cells.T) for v in col if not _is_number(v))
+        raise DataError(
+            f"{path}: column {header[j]!r} holds {example!r}, not a number; every column but the classes "
+            f"({label_column!r}, see data.label_column) must be numeric"
+        ) from None
 
 
 def _is_number(v: str) -> bool:
     try:
         float(v)
     except ValueError:
-        return bool(not v.strip())
+        return False
     return True
 
 
