@@ -49,12 +49,12 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit import MultiRadiusDeepSVDD  # noqa: E402
 from toolkit import config as C  # noqa: E402
-from toolkit.data import as_tensor, load_split  # noqa: E402
+from toolkit.data import as_tensor, build_preprocessor, load_split, resolve_preprocess  # noqa: E402
 from toolkit.engines import reconstruction_error  # noqa: E402
 from toolkit.files import digest_path  # noqa: E402
 from toolkit.knn import knn_distance  # noqa: E402
-from toolkit.nets import embed, fast_layout  # noqa: E402
-from toolkit.run import run  # noqa: E402
+from toolkit.nets import build_autoencoder, embed, fast_layout, net_options, resolve_arch  # noqa: E402
+from toolkit.run import RunHooks, run  # noqa: E402
 from toolkit.runfolder import RunFolder  # noqa: E402
 from toolkit.svdd import combined_scores, score_stats, scores  # noqa: E402
 
@@ -67,7 +67,11 @@ ROWS = {
     "knn1-raw": ("1-NN distance, raw pixels", ["knn1_raw"], []),
     "knn5-raw": ("5-NN mean distance, raw pixels", ["knn5_raw"], []),
     "ae-recon": ("autoencoder reconstruction error", ["recon"], ["pretrain"]),
-    "knn5-ae": ("5-NN, autoencoder embedding", ["knn5_ae"], ["pretrain"]),
+    "knn5-ae": (
+        "5-NN, autoencoder embedding (svdd.knn_space=autoencoder, the k-NN term alone)",
+        ["knn5_ae"],
+        ["pretrain"],
+    ),
     "single": ("one sphere", ["single"], ["pretrain", "single"]),
     "single+recon": ("one sphere + recon", ["single", "recon"], ["pretrain", "single"]),
     "knn5-single": ("5-NN, one-sphere embedding", ["knn5_single"], ["pretrain", "single"]),
@@ -107,7 +111,7 @@ ROWS = {
         ["pretrain", "single", "multi"],
     ),
     "recipe+knn-ae": (
-        "recipe + 5-NN autoencoder embedding",
+        "recipe + 5-NN autoencoder embedding (svdd.knn_space=autoencoder)",
         ["multi", "single", "recon", "knn5_ae"],
         ["pretrain", "single", "multi"],
     ),
@@ -167,9 +171,14 @@ def train(cfg: C.Config, folder: Path, stages_from: Path | None = None, stages=(
     return run(C.apply_overrides(cfg, {"resume": True, "run_dir": str(folder)}), progress=False)
 
 
+def group_over(group, seed: int) -> dict:
+    """The settings of one group and seed's runs."""
+    return {"data.normal_classes": list(group), "seed": seed, "eval_every": 0}
+
+
 def train_group(base: C.Config, group, seed: int, where: Path) -> dict[str, dict]:
     """The main run and the two control runs of one group and seed; their results.json."""
-    cfg = C.apply_overrides(base, {"data.normal_classes": list(group), "seed": seed, "eval_every": 0})
+    cfg = C.apply_overrides(base, group_over(group, seed))
     main = train(cfg, where / "main")
     sizes = main["clustering"]["sizes"]
     null = C.apply_overrides(
@@ -190,6 +199,76 @@ def train_group(base: C.Config, group, seed: int, where: Path) -> dict[str, dict
     return out
 
 
+class _Pretrained(Exception):
+    """Raised where the library's fit turns from pretraining to clustering."""
+
+
+class PretrainOnly(RunHooks):
+    """The run's harness, stopping ``fit`` once the autoencoder's stage is recorded in the run folder."""
+
+    def finished(self, stage: str):
+        if stage == "clustering":
+            raise _Pretrained
+        return super().finished(stage)
+
+
+def pretrain_only(cfg: C.Config, folder: Path, split) -> tuple[torch.nn.Module, torch.nn.Module, float]:
+    """The main run's first stage alone, by the library's own fit, into ``folder`` (a later full run
+    resumes from it): the fitted preprocessor, the pretrained autoencoder and its training seconds."""
+    rf = RunFolder(folder)
+    if not rf.has_run():
+        rf.start(cfg, resume=False)
+    if rf.load_stage("pretrain") is None:
+        print(f"  pretraining {folder} ...", file=sys.stderr, flush=True)
+        hooks = PretrainOnly(device=torch.device("cpu"), progress="none", run=rf, resume=True)
+        try:
+            MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, hooks=hooks)
+        except _Pretrained:
+            pass
+    done = rf.load_stage("pretrain")
+    x = as_tensor(split.x_train)
+    in_shape = tuple(x.shape[1:])
+    arch = resolve_arch(cfg.net.arch, in_shape)
+    prep = build_preprocessor(resolve_preprocess(cfg.preprocess, in_shape), in_shape).fit(x)
+    ae = build_autoencoder(arch, in_shape, *net_options(cfg.net))
+    ae.load_state_dict(done["autoencoder"])
+    return prep, ae.eval(), json.loads(done["info"])["seconds"]
+
+
+def put_column(cols: dict, secs: dict, name: str, fn) -> None:
+    """Column ``name`` on the training and the test data (``fn(split_name)``), and its seconds."""
+    t0 = time.perf_counter()
+    for s in ("train", "test"):
+        cols[s][name] = fn(s).float()
+    secs[name] = time.perf_counter() - t0
+
+
+def put_knn(cols: dict, secs: dict, space: str, z, ks=(5,)) -> None:
+    """k-NN distance columns ``knn{k}_{space}`` of rows ``z(split_name)``; training points leave themselves out."""
+    ref = z("train")
+    for k in ks:
+        put_column(
+            cols,
+            secs,
+            f"knn{k}_{space}",
+            lambda s, k=k: knn_distance(ref, ref, k, exclude_self=True) if s == "train" else knn_distance(z(s), ref, k),
+        )
+
+
+@torch.inference_mode()
+def autoencoder_columns(split, prep, ae, k: int = 5) -> tuple[dict, dict]:
+    """The columns that need no more than the pretrained autoencoder: k-NN on raw pixels (k = 1 and
+    ``k``), on the preprocessed input and in the autoencoder's embedding, and its reconstruction error."""
+    xs = {"train": as_tensor(split.x_train), "test": as_tensor(split.x_test)}
+    x = {s: fast_layout(prep(v), "cpu") for s, v in xs.items()}
+    cols, secs = {"train": {}, "test": {}}, {}
+    put_column(cols, secs, "recon", lambda s: torch.cat([reconstruction_error(ae, b) for b in x[s].split(256)]))
+    put_knn(cols, secs, "raw", lambda s: xs[s].flatten(1), ks=(1, k))
+    put_knn(cols, secs, "input", lambda s: x[s].reshape(x[s].shape[0], -1), ks=(k,))
+    put_knn(cols, secs, "ae", lambda s: embed(ae.encoder, x[s]), ks=(k,))
+    return cols, secs
+
+
 @torch.inference_mode()
 def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
     """Every score column on the training data (k-NN: leave-one-out) and the test data, and the seconds
@@ -201,39 +280,20 @@ def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
         det._eval()
     xs = {"train": as_tensor(split.x_train), "test": as_tensor(split.x_test)}
     prep = {s: fast_layout(main.preprocessor_(x), "cpu") for s, x in xs.items()}
-    cols, secs = {"train": {}, "test": {}}, {}
+    cols, secs = autoencoder_columns(split, main.preprocessor_, main.recon_, k)
 
     def put(name, fn):
-        t0 = time.perf_counter()
-        for s in ("train", "test"):
-            cols[s][name] = fn(s).float()
-        secs[name] = time.perf_counter() - t0
+        put_column(cols, secs, name, fn)
 
     def sphere(det, encoder, head):
         return lambda s: scores(embed(encoder, prep[s]), head.centres, head.radii, head.rule)[0]
 
     put("multi", sphere(main, main.encoder_, main.head_))
     put("single", lambda s: main.single_head_(embed(main.single_encoder_, prep[s])))
-    put("recon", lambda s: torch.cat([reconstruction_error(main.recon_, b) for b in prep[s].split(256)]))
     put("null", sphere(null, null.encoder_, null.head_))
     put("seed2", sphere(seed2, seed2.encoder_, seed2.head_))
-    spaces = {
-        "raw": lambda s: xs[s].flatten(1),
-        "input": lambda s: prep[s].reshape(prep[s].shape[0], -1),
-        "ae": lambda s: embed(main.recon_.encoder, prep[s]),
-        "single": lambda s: embed(main.single_encoder_, prep[s]),
-        "multi": lambda s: embed(main.encoder_, prep[s]),
-        "null": lambda s: embed(null.encoder_, prep[s]),
-    }
-    for space, z in spaces.items():
-        for kk in (1, k) if space == "raw" else (k,):
-            ref = z("train")
-            put(
-                f"knn{kk}_{space}",
-                lambda s, ref=ref, kk=kk, z=z: (
-                    knn_distance(ref, ref, kk, exclude_self=True) if s == "train" else knn_distance(z(s), ref, kk)
-                ),
-            )
+    for space, encoder in {"single": main.single_encoder_, "multi": main.encoder_, "null": null.encoder_}.items():
+        put_knn(cols, secs, space, lambda s, encoder=encoder: embed(encoder, prep[s]), ks=(k,))
     recipe = cols["test"]["multi"], cols["test"]["single"], cols["test"]["recon"]
     want = torch.from_numpy(main.decision_function(split.x_test))
     got = combined_scores(torch.stack(recipe, 1), main.score_stats_.cpu(), torch.ones(3))
@@ -241,18 +301,11 @@ def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
     return cols, secs, {"main": main, "null": null}
 
 
-RAW_ROWS = ("knn1-raw", "knn5-raw")
-
-
 def raw_columns(split, ks=(1, 5)) -> tuple[dict, dict]:
     """The k-NN columns on raw pixels alone (x / 255, flattened), and their seconds: no model needed."""
     x = {"train": as_tensor(split.x_train).flatten(1), "test": as_tensor(split.x_test).flatten(1)}
     cols, secs = {"train": {}, "test": {}}, {}
-    for k in ks:
-        t0 = time.perf_counter()
-        cols["train"][f"knn{k}_raw"] = knn_distance(x["train"], x["train"], k, exclude_self=True)
-        cols["test"][f"knn{k}_raw"] = knn_distance(x["test"], x["train"], k)
-        secs[f"knn{k}_raw"] = time.perf_counter() - t0
+    put_knn(cols, secs, "raw", x.get, ks=ks)
     return cols, secs
 
 
@@ -378,8 +431,14 @@ def main() -> None:
                 continue
             where = out / "-".join(map(str, group)) / f"s{seed}"
             split = load_split(C.apply_overrides(base, {"data.normal_classes": list(group)}).data, seed)
-            if set(todo) <= set(RAW_ROWS):  # no model needed: nothing is trained
+            needs = {m for r in todo for m in ROWS[r][2]}
+            if not needs:  # no model needed: nothing is trained
                 cols, secs, dets, trained = *raw_columns(split), {}, {}
+            elif needs == {"pretrain"}:  # the autoencoder alone: the main run's first stage
+                prep, ae, seconds = pretrain_only(
+                    C.apply_overrides(base, group_over(group, seed)), where / "main", split
+                )
+                cols, secs, dets, trained = *autoencoder_columns(split, prep, ae), {}, {"pretrain": seconds}
             else:
                 results = train_group(base, group, seed, where)
                 cols, secs, dets = columns(where, split)

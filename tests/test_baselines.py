@@ -76,3 +76,44 @@ def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, mo
     # a second call finds everything done and trains nothing
     bench.main()
     assert len(bench.read_csv(out / name / "auroc.csv")) == len(rows)
+
+
+def test_autoencoder_rows_train_the_autoencoder_alone_and_score_as_the_detector_setting(tmp_path, monkeypatch, capsys):
+    """Rows that need no more than the autoencoder run the main run's first stage only; its 5-NN row is
+    what the detector scores with the k-NN term alone in the autoencoder's embedding."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from toolkit import MultiRadiusDeepSVDD
+    from toolkit import config as C
+    from toolkit.data import load_split
+
+    make_mnist(tmp_path, n_train=200, n_test=60)
+    bench = load_benchmark()
+    out = tmp_path / "out"
+    argv = ["baselines.py", "--data-root", str(tmp_path), "--groups", "0,1", "--seeds", "0", "--out", str(out)]
+    argv += ["--epochs-scale", "0.01", "--set", "clustering.min_cluster_size=5"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--rows", "knn1-raw,knn5-input,ae-recon,knn5-ae"])
+    bench.main()
+    rows = {r["row"]: r for r in bench.read_csv(out / "mnist" / "auroc.csv")}
+    assert sorted(rows) == ["ae-recon", "knn1-raw", "knn5-ae", "knn5-input"]
+    where = out / "mnist" / "0-1" / "s0"
+    assert sorted(p.name for p in (where / "main" / "stages").glob("*.pt")) == ["pretrain.pt"]
+    assert not (where / "null").exists() and not (where / "seed2").exists()
+    # the shipped setting, fitted by the library from the same recipe, seed and data, scores the same
+    cfg = bench.scaled(C.load_recipe(ROOT / "recipes" / "mnist.py"), 0.01)
+    over = {"data.root": str(tmp_path), "data.download": False, "data.normal_classes": [0, 1]}
+    cfg = C.apply_overrides(cfg, {**over, "clustering.min_cluster_size": 5})
+    split = load_split(cfg.data, 0)
+    knn_alone = {"svdd.score_multi": 0, "svdd.score_single": 0, "svdd.score_recon": 0, "svdd.score_knn": 1}
+    det = MultiRadiusDeepSVDD(cfg, device="cpu", **knn_alone, **{"svdd.knn_space": "autoencoder"})
+    auroc = roc_auc_score(split.is_anomaly_test, det.fit(split.x_train).decision_function(split.x_test))
+    assert float(rows["knn5-ae"]["auroc"]) == pytest.approx(auroc, abs=1e-5)
+    # a later full run takes the autoencoder up instead of training it again
+    before = torch.load(where / "main" / "stages" / "pretrain.pt", weights_only=True)["autoencoder"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--rows", "recipe"])
+    bench.main()
+    main = MultiRadiusDeepSVDD.load(where / "main" / "detector_multi.pt")
+    for k, t in main.recon_.state_dict().items():
+        assert torch.equal(t, before[k])
+    assert np.isfinite(float(bench.read_csv(out / "mnist" / "auroc.csv")[-1]["auroc"]))

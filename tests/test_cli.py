@@ -2,6 +2,7 @@
 ``digits_run``), and the verbs, refusals and a replayed run through the CLI's ``main`` in this process."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,11 @@ def test_missing_recipe_and_unknown_clusterer():
     assert r.returncode == 2 and "unknown clusterer 'nope'" in r.stderr and "finch" in r.stderr
     r = cli_in_process("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
     assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
+    r = cli_in_process(
+        "--svdd.score_multi=0", "--svdd.score_single=0", "--svdd.score_recon=0", "--run_dir=/tmp/_unused_run"
+    )
+    assert r.returncode == 2 and "leaves no score" in r.stderr and "pretrain" not in r.stderr
+    assert not Path("/tmp/_unused_run").exists()
 
 
 def test_plugins_verb_lists_clusterers_with_settings():

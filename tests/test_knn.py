@@ -142,7 +142,50 @@ def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
     torch.testing.assert_close(column, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("bad", [{"svdd.score_knn": -1.0}, {"svdd.knn_k": 0}, {"svdd.knn_space": "pixels"}])
+def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
+    """knn_space="autoencoder" measures in the pretrained autoencoder's embedding, which the detector keeps
+    (and saves) without a reconstruction term; score_multi=0 leaves the spheres out of the score."""
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    settings = {
+        **TINY,
+        "svdd.score_multi": 0.0,
+        "svdd.score_recon": 0.0,
+        "svdd.score_knn": 1.0,
+        "svdd.knn_space": "autoencoder",
+    }
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
+    x_new = x[~normal][:40]
+    with torch.inference_mode():
+        xb = det.preprocessor_(torch.from_numpy(x[normal]))
+        z_ae = det.recon_.encoder(xb)
+        parts = det._parts(det.preprocessor_(torch.from_numpy(x_new)))[0]
+        z_new = det.recon_.encoder(det.preprocessor_(torch.from_numpy(x_new)))
+    assert parts.shape[1] == 2  # the multi-sphere score and the k-NN distance: no reconstruction column
+    torch.testing.assert_close(det.knn_reference_, z_ae)
+    knn = brute_force(z_new.double(), z_ae.double(), 5).float()
+    torch.testing.assert_close(parts[:, 1], knn, rtol=1e-4, atol=1e-4)
+    stats = det.score_stats_
+    loo = brute_force(z_ae.double(), z_ae.double(), 5, exclude_self=True).float()
+    torch.testing.assert_close(stats[:, 1], torch.stack([loo.mean(), loo.std()]), rtol=1e-4, atol=1e-4)
+    want = ((knn - stats[0, 1]) / stats[1, 1]).numpy()  # the standardised k-NN distance alone
+    np.testing.assert_allclose(det.decision_function(x_new), want, rtol=1e-4, atol=1e-4)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
+
+
+def test_a_score_with_no_term_is_refused_before_training():
+    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_multi": 0.0, "svdd.score_recon": 0.0})
+    x = load_digits().data.astype(np.float32)
+    with pytest.raises(ConfigError, match="score_multi=0 leaves no score"):
+        MultiRadiusDeepSVDD(cfg, device="cpu").fit(x)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"svdd.score_knn": -1.0}, {"svdd.knn_k": 0}, {"svdd.knn_space": "pixels"}, {"svdd.score_multi": -1.0}],
+)
 def test_bad_knn_settings_are_refused(bad):
     with pytest.raises(ConfigError):
         apply_overrides(load_recipe(default_recipe()), bad)

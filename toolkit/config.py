@@ -29,7 +29,7 @@ BACKENDS = ("", "gloo", "nccl")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
 PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
-KNN_SPACES = ("embedding", "input")  # where the k-NN score term measures distances
+KNN_SPACES = ("embedding", "autoencoder", "input")  # where the k-NN score term measures distances
 PREPROCESS = ("auto", "gcn-minmax", "standardize", "none")  # toolkit.data.build_preprocessor
 IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
 
@@ -128,11 +128,13 @@ class SVDDConfig(OptimConfig):
     shared_radius: bool = False  # one radius for all spheres (quantile over every point's own distance)
     reassign: bool = False  # after each epoch move every training point to its nearest sphere (by `score`)
     recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
+    score_multi: float = 1.0  # the multi-sphere score's weight in a combined score (0: the other terms alone)
     score_single: float = 0.0  # > 0: + this x the standardised score of one sphere trained from the same AE
     score_recon: float = 0.0  # > 0: score = standardised sphere score + this x standardised AE reconstruction error
     score_knn: float = 0.0  # > 0: + this x the standardised mean distance to the knn_k nearest training points
     knn_k: int = 5  # with score_knn: neighbours of the k-NN term
-    knn_space: str = "embedding"  # with score_knn: "embedding" (the multi-sphere encoder's) or "input" (preprocessed)
+    knn_space: str = "embedding"  # with score_knn: "embedding" (the multi-sphere encoder's), "autoencoder"
+    # (the pretrained autoencoder's encoder), or "input" (the preprocessed input)
     holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
     patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
 
@@ -144,6 +146,7 @@ class SVDDConfig(OptimConfig):
             f"svdd.radius_update={self.radius_update!r} is unknown; accepted: {RADIUS_UPDATES}",
         )
         _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
+        _check(self.score_multi >= 0, f"svdd.score_multi={self.score_multi} must be >= 0 (0 = not in the score)")
         _check(self.score_single >= 0, f"svdd.score_single={self.score_single} must be >= 0 (0 = no one-sphere term)")
         _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
         _check(self.score_knn >= 0, f"svdd.score_knn={self.score_knn} must be >= 0 (0 = no k-NN term)")
@@ -161,6 +164,21 @@ class SVDDConfig(OptimConfig):
         _check(0.0 < self.nu <= 1.0, f"svdd.nu={self.nu} must be in (0, 1]")
         _check(self.warmup_epochs >= 0, f"svdd.warmup_epochs={self.warmup_epochs} must be >= 0")
         _check(self.eps >= 0, f"svdd.eps={self.eps} must be >= 0")
+
+    def check_score(self) -> None:
+        """Refuse a score with no term. Checked on the whole configuration (by ``fit`` and the run), not
+        here per setting, so that overrides may come in any order."""
+        _check(
+            self.score_multi > 0 or max(self.score_single, self.score_recon, self.score_knn) > 0,
+            "svdd.score_multi=0 leaves no score: set svdd.score_single, svdd.score_recon or svdd.score_knn > 0, "
+            "or svdd.score_multi > 0",
+        )
+
+    @property
+    def keeps_autoencoder(self) -> bool:
+        """Whether the score needs the pretrained autoencoder: its reconstruction error, or its embedding
+        for the k-NN term."""
+        return self.score_recon > 0 or (self.score_knn > 0 and self.knn_space == "autoencoder")
 
 
 @dataclass(frozen=True)

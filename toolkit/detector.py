@@ -70,12 +70,14 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     ``decision_scores_`` (the training data's scores), ``labels_`` (PyOD's 0/1 outlier labels of the
     training data), ``cluster_labels_`` (the pseudo-label of each training point), ``n_clusters_``,
     ``n_features_in_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
-    one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 ``recon_`` (the
-    pretrained autoencoder), with ``svdd.score_knn`` > 0 ``knn_reference_`` (the training points that the
-    k-NN term measures against: their embeddings, or with ``svdd.knn_space="input"`` the preprocessed
-    inputs, flattened); with any, ``score_stats_`` (2, C): the training mean and spread of
-    each score column (multi-sphere score, then the one-sphere score, the reconstruction error, the k-NN
-    distance; the k-NN distance of a training point leaves the point itself out).
+    one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 or
+    ``svdd.knn_space="autoencoder"`` ``recon_`` (the pretrained autoencoder), with ``svdd.score_knn`` > 0
+    ``knn_reference_`` (the training points that the k-NN term measures against: their embeddings by the
+    multi-sphere encoder, or with ``svdd.knn_space="autoencoder"`` by the pretrained autoencoder's, or with
+    ``"input"`` the preprocessed inputs, flattened); with any, ``score_stats_`` (2, C): the training mean
+    and spread of each score column (multi-sphere score, then the one-sphere score, the reconstruction
+    error, the k-NN distance; the k-NN distance of a training point leaves the point itself out), added
+    with the weights ``svdd.score_multi``, ``score_single``, ``score_recon``, ``score_knn``.
     """
 
     def __init__(
@@ -179,6 +181,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         self._check_params()
         cfg = self.resolved_config()
         m = cfg.model  # the model's settings; the run's (data, folder, monitoring) come in through hooks
+        m.svdd.check_score()
         hooks = hooks or Hooks(device=resolve_device(self.device))
         device = hooks.device
         x_raw = self._validate(X, fitting=True)
@@ -255,14 +258,18 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             trained[name] = (encoder, head, lab)
 
         self.autoencoder_ = ae.eval()  # the pretrained autoencoder (frozen), for the score and diagnostics
-        recon = copy.deepcopy(ae) if m.svdd.score_recon > 0 else None
+        recon = copy.deepcopy(ae) if m.svdd.keeps_autoencoder else None
         single = trained["single"][:2] if m.svdd.score_single > 0 else None
         self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(x)
         self.baseline_ = None
         if hooks.baseline:  # one sphere on its own: never its own one-sphere term
-            base_cfg = C.apply_overrides(cfg, {"svdd.score_single": 0.0, "svdd.score_knn": 0.0})
+            base_cfg = C.apply_overrides(
+                cfg, {"svdd.score_multi": 1.0, "svdd.score_single": 0.0, "svdd.score_knn": 0.0}
+            )
+            base_recon = recon if base_cfg.svdd.keeps_autoencoder else None
             self.baseline_ = type(self)(base_cfg, device=self.device, contamination=self.contamination)
-            self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=recon)._calibrate(x)
+            self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=base_recon)
+            self.baseline_._calibrate(x)
         if "single" in info and not hooks.baseline:  # the sphere is the multi-sphere score's term
             info["multi"]["one_sphere"] = info.pop("single")
         self.fit_info_ = info
@@ -296,8 +303,10 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     ) -> MultiRadiusDeepSVDD:
         """Set the learned attributes from trained parts; ``threshold`` and ``score_stats`` as saved, or
         (None) left for :meth:`_calibrate` to compute on the training data."""
-        if (recon is not None) != (cfg.svdd.score_recon > 0):
-            raise ValueError("svdd.score_recon > 0 needs the pretrained autoencoder, and only then")
+        if (recon is not None) != cfg.svdd.keeps_autoencoder:
+            raise ValueError(
+                "svdd.score_recon > 0 or svdd.knn_space='autoencoder' needs the pretrained autoencoder, and only then"
+            )
         if (single is not None) != (cfg.svdd.score_single > 0):
             raise ValueError("svdd.score_single > 0 needs the one-sphere encoder and head, and only then")
         device = head.centres.device
@@ -316,10 +325,13 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return self
 
     def _weights(self) -> Tensor:
-        """The weight of each score column: 1 for the multi-sphere score, then the configured ones."""
+        """The weight of each score column, as configured: the multi-sphere score's, then the others'."""
         svdd = self.resolved_config().svdd
-        single, recon, knn = (v is not None for v in (self.single_head_, self.recon_, self.knn_reference_))
-        return torch.tensor([1.0] + [svdd.score_single] * single + [svdd.score_recon] * recon + [svdd.score_knn] * knn)
+        single, knn = self.single_head_ is not None, self.knn_reference_ is not None
+        recon = svdd.score_recon > 0
+        return torch.tensor(
+            [svdd.score_multi] + [svdd.score_single] * single + [svdd.score_recon] * recon + [svdd.score_knn] * knn
+        )
 
     def _parts(self, xb: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
         """(B, C) score columns of preprocessed ``xb`` and the nearest sphere (B,) of the multi-sphere
@@ -329,17 +341,22 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         parts = [s]
         if self.single_head_ is not None:
             parts.append(self.single_head_(self.single_encoder_(xb)))
-        if self.recon_ is not None:
+        svdd = self.resolved_config().svdd
+        if svdd.score_recon > 0:
             parts.append(reconstruction_error(self.recon_, xb))
         if knn and self.knn_reference_ is not None:
-            svdd = self.resolved_config().svdd
-            parts.append(knn_distance(self._knn_space(xb, z, svdd), self.knn_reference_, svdd.knn_k))
+            parts.append(knn_distance(self._knn_rows(xb, z), self.knn_reference_, svdd.knn_k))
         return torch.stack(parts, dim=1), k
 
-    @staticmethod
-    def _knn_space(xb: Tensor, z: Tensor, svdd: C.SVDDConfig) -> Tensor:
-        """The rows the k-NN term compares: embeddings ``z``, or the preprocessed inputs ``xb`` flattened."""
-        return z if svdd.knn_space == "embedding" else xb.reshape(xb.shape[0], -1)
+    def _knn_rows(self, xb: Tensor, z: Tensor | None = None) -> Tensor:
+        """The rows the k-NN term compares, for preprocessed ``xb``: the multi-sphere embeddings ``z``, the
+        pretrained autoencoder's embeddings, or ``xb`` flattened (``svdd.knn_space``)."""
+        space = self.resolved_config().svdd.knn_space
+        if space == "input":
+            return xb.reshape(xb.shape[0], -1)
+        if space == "autoencoder":
+            return self.recon_.encoder(xb)
+        return self.encoder_(xb) if z is None else z
 
     def _eval(self) -> None:
         """Every net that scores in evaluation mode (BatchNorm with its running statistics)."""
@@ -361,7 +378,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         parts = torch.cat([self._parts(xb, knn=False)[0] for xb in x.split(batch_size)])
         svdd = self.resolved_config().svdd
         if svdd.score_knn > 0:  # each training point's neighbours, itself left out
-            self.knn_reference_ = self._knn_space(x, embed(self.encoder_, x, batch_size), svdd)
+            self.knn_reference_ = torch.cat([self._knn_rows(xb) for xb in x.split(batch_size)])
             loo = knn_distance(self.knn_reference_, self.knn_reference_, svdd.knn_k, exclude_self=True)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None

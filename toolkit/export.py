@@ -34,7 +34,8 @@ class Scorer(nn.Module):
             [det.preprocessor_, det.encoder_, det.head_, det.single_encoder_, det.single_head_, det.recon_]
         )
         self.prep, self.encoder, self.head, self.single_encoder, self.single_head, self.recon = nets
-        self.knn_input = svdd.knn_space == "input"
+        self.recon_term = svdd.score_recon > 0  # the autoencoder may be kept for the k-NN term alone
+        self.knn_space = svdd.knn_space
         self.knn_k = svdd.knn_k
         self.register_buffer("knn_reference", det.knn_reference_)
         self.register_buffer("stats", det.score_stats_)
@@ -47,10 +48,14 @@ class Scorer(nn.Module):
         parts = [scores(z, self.head.centres, self.head.radii, self.head.rule)[0]]
         if self.single_head is not None:
             parts.append(self.single_head(self.single_encoder(xb)))
-        if self.recon is not None:
+        if self.recon_term:
             parts.append((self.recon(xb) - xb).pow(2).flatten(1).sum(dim=1))
         if self.knn_reference is not None:
-            q = xb.reshape(xb.shape[0], -1) if self.knn_input else z
+            q = z
+            if self.knn_space == "input":
+                q = xb.reshape(xb.shape[0], -1)
+            elif self.knn_space == "autoencoder":
+                q = self.recon.encoder(xb)
             ref = self.knn_reference
             d2 = q.pow(2).sum(1, keepdim=True) + ref.pow(2).sum(1) - 2.0 * (q @ ref.T)
             parts.append(d2.topk(self.knn_k, dim=1, largest=False).values.clamp(min=0).sqrt().mean(dim=1))

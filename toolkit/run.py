@@ -190,6 +190,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     if not cfg.dist.backend:
         resolve_device(cfg.device)
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
+    cfg.svdd.check_score()
     run_dir = resolve_run_dir(cfg)
     cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
     torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
