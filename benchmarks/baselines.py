@@ -176,15 +176,19 @@ def group_over(group, seed: int) -> dict:
     return {"data.normal_classes": list(group), "seed": seed, "eval_every": 0}
 
 
-def train_group(base: C.Config, group, seed: int, where: Path) -> dict[str, dict]:
-    """The main run and the two control runs of one group and seed; their results.json."""
+def train_group(base: C.Config, group, seed: int, where: Path, controls=("null", "seed2")) -> dict[str, dict]:
+    """The main run and the ``controls`` runs of one group and seed; their results.json."""
     cfg = C.apply_overrides(base, group_over(group, seed))
     main = train(cfg, where / "main")
-    sizes = main["clustering"]["sizes"]
-    null = C.apply_overrides(
-        cfg, {"clustering.name": "random", "clustering.options": {"sizes": sizes}, "baseline": False}
-    )
-    out = {"main": main, "null": train(null, where / "null", where / "main", ("pretrain", "svdd_single"))}
+    out = {"main": main}
+    if "null" in controls:
+        sizes = main["clustering"]["sizes"]
+        null = C.apply_overrides(
+            cfg, {"clustering.name": "random", "clustering.options": {"sizes": sizes}, "baseline": False}
+        )
+        out["null"] = train(null, where / "null", where / "main", ("pretrain", "svdd_single"))
+    if "seed2" not in controls:
+        return out
     seed2 = C.apply_overrides(
         cfg,
         {
@@ -216,15 +220,19 @@ def pretrain_only(cfg: C.Config, folder: Path, split) -> tuple[torch.nn.Module, 
     """The main run's first stage alone, by the library's own fit, into ``folder`` (a later full run
     resumes from it): the fitted preprocessor, the pretrained autoencoder and its training seconds."""
     rf = RunFolder(folder)
-    if not rf.has_run():
-        rf.start(cfg, resume=False)
-    if rf.load_stage("pretrain") is None:
-        print(f"  pretraining {folder} ...", file=sys.stderr, flush=True)
-        hooks = PretrainOnly(device=torch.device("cpu"), progress="none", run=rf, resume=True)
-        try:
-            MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, hooks=hooks)
-        except _Pretrained:
-            pass
+    rf.lock()  # as the library's run does: another process training here is named, not raced
+    try:
+        if not rf.has_run():
+            rf.start(cfg, resume=False)
+        if rf.load_stage("pretrain") is None:
+            print(f"  pretraining {folder} ...", file=sys.stderr, flush=True)
+            hooks = PretrainOnly(device=torch.device("cpu"), progress="none", run=rf, resume=True)
+            try:
+                MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, hooks=hooks)
+            except _Pretrained:
+                pass
+    finally:
+        rf.unlock()
     done = rf.load_stage("pretrain")
     x = as_tensor(split.x_train)
     in_shape = tuple(x.shape[1:])
@@ -270,14 +278,13 @@ def autoencoder_columns(split, prep, ae, k: int = 5) -> tuple[dict, dict]:
 
 
 @torch.inference_mode()
-def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
+def columns(where: Path, split, controls=("null", "seed2"), k: int = 5) -> tuple[dict, dict, dict]:
     """Every score column on the training data (k-NN: leave-one-out) and the test data, and the seconds
-    each took, from the group's three detectors."""
-    main = MultiRadiusDeepSVDD.load(where / "main" / "detector_multi.pt")
-    null = MultiRadiusDeepSVDD.load(where / "null" / "detector_multi.pt")
-    seed2 = MultiRadiusDeepSVDD.load(where / "seed2" / "detector_multi.pt")
-    for det in (main, null, seed2):
+    each took, from the group's main detector and its ``controls``."""
+    dets = {v: MultiRadiusDeepSVDD.load(where / v / "detector_multi.pt") for v in ("main", *controls)}
+    for det in dets.values():
         det._eval()
+    main = dets["main"]
     xs = {"train": as_tensor(split.x_train), "test": as_tensor(split.x_test)}
     prep = {s: fast_layout(main.preprocessor_(x), "cpu") for s, x in xs.items()}
     cols, secs = autoencoder_columns(split, main.preprocessor_, main.recon_, k)
@@ -290,15 +297,18 @@ def columns(where: Path, split, k: int = 5) -> tuple[dict, dict, dict]:
 
     put("multi", sphere(main, main.encoder_, main.head_))
     put("single", lambda s: main.single_head_(embed(main.single_encoder_, prep[s])))
-    put("null", sphere(null, null.encoder_, null.head_))
-    put("seed2", sphere(seed2, seed2.encoder_, seed2.head_))
-    for space, encoder in {"single": main.single_encoder_, "multi": main.encoder_, "null": null.encoder_}.items():
+    for v in controls:
+        put(v, sphere(dets[v], dets[v].encoder_, dets[v].head_))
+    encoders = {"single": main.single_encoder_, "multi": main.encoder_}
+    if "null" in dets:
+        encoders["null"] = dets["null"].encoder_
+    for space, encoder in encoders.items():
         put_knn(cols, secs, space, lambda s, encoder=encoder: embed(encoder, prep[s]), ks=(k,))
     recipe = cols["test"]["multi"], cols["test"]["single"], cols["test"]["recon"]
     want = torch.from_numpy(main.decision_function(split.x_test))
     got = combined_scores(torch.stack(recipe, 1), main.score_stats_.cpu(), torch.ones(3))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # the benchmark scores as the library does
-    return cols, secs, {"main": main, "null": null}
+    return cols, secs, dets
 
 
 def raw_columns(split, ks=(1, 5)) -> tuple[dict, dict]:
@@ -439,16 +449,12 @@ def main() -> None:
                     C.apply_overrides(base, group_over(group, seed)), where / "main", split
                 )
                 cols, secs, dets, trained = *autoencoder_columns(split, prep, ae), {}, {"pretrain": seconds}
-            else:
-                results = train_group(base, group, seed, where)
-                cols, secs, dets = columns(where, split)
-                trained = {
-                    "pretrain": results["main"]["pretrain"]["seconds"],
-                    "single": results["main"]["single"]["seconds"],
-                    "multi": results["main"]["multi"]["seconds"],
-                    "null": results["null"]["multi"]["seconds"],
-                    "seed2": results["seed2"]["multi"]["seconds"],
-                }
+            else:  # the main run, and the control runs only when a row needs them
+                controls = tuple(v for v in ("null", "seed2") if v in needs)
+                results = train_group(base, group, seed, where, controls)
+                cols, secs, dets = columns(where, split, controls)
+                trained = {m: results["main"][m]["seconds"] for m in ("pretrain", "single", "multi")}
+                trained |= {v: results[v]["multi"]["seconds"] for v in controls}
             y = split.is_anomaly_test
             with open(path, "a", newline="") as f:
                 writer = csv.DictWriter(f, FIELDS)

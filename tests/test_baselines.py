@@ -80,7 +80,8 @@ def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, mo
 
 def test_autoencoder_rows_train_the_autoencoder_alone_and_score_as_the_detector_setting(tmp_path, monkeypatch, capsys):
     """Rows that need no more than the autoencoder run the main run's first stage only; its 5-NN row is
-    what the detector scores with the k-NN term alone in the autoencoder's embedding."""
+    what the detector scores with the k-NN term alone in the autoencoder's embedding; rows of the main
+    run alone train no control."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
@@ -113,6 +114,7 @@ def test_autoencoder_rows_train_the_autoencoder_alone_and_score_as_the_detector_
     before = torch.load(where / "main" / "stages" / "pretrain.pt", weights_only=True)["autoencoder"]
     monkeypatch.setattr(sys, "argv", [*argv, "--rows", "recipe"])
     bench.main()
+    assert not (where / "null").exists() and not (where / "seed2").exists()  # no row asked for the controls
     main = MultiRadiusDeepSVDD.load(where / "main" / "detector_multi.pt")
     for k, t in main.recon_.state_dict().items():
         assert torch.equal(t, before[k])
