@@ -77,13 +77,13 @@ def register_clusterer(name: str, factory: Callable[..., Any] | None = None, *, 
     def deco(f: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(f):
             raise TypeError(f"clusterer {name!r} must be a class or function, got {type(f).__name__}")
+        if not overwrite and name in BUILTINS:  # loaded yet or not: the same answer
+            raise RegistryError(
+                f"{name!r} is a built-in clusterer ({BUILTINS[name]}); pick another name, or pass overwrite=True"
+            )
         if not overwrite and name in _REGISTRY and _ident(_REGISTRY[name]) != _ident(f):
             raise RegistryError(
                 f"a clusterer named {name!r} is already registered ({_ident(_REGISTRY[name])[0]}); pick another name"
-            )
-        if not overwrite and name in BUILTINS and name not in _REGISTRY:
-            raise RegistryError(
-                f"{name!r} is a built-in clusterer ({BUILTINS[name]}); pick another name, or pass overwrite=True"
             )
         _REGISTRY[name] = f
         return f
