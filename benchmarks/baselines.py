@@ -72,6 +72,11 @@ ROWS = {
         ["knn5_ae"],
         ["pretrain"],
     ),
+    "knn5-ae+recon": (
+        "5-NN autoencoder embedding + its reconstruction error (score_multi=0, score_recon=1)",
+        ["knn5_ae", "recon"],
+        ["pretrain"],
+    ),
     "single": ("one sphere", ["single"], ["pretrain", "single"]),
     "single+recon": ("one sphere + recon", ["single", "recon"], ["pretrain", "single"]),
     "knn5-single": ("5-NN, one-sphere embedding", ["knn5_single"], ["pretrain", "single"]),
@@ -367,7 +372,26 @@ def summary(rows: list[dict[str, str]], rows_wanted) -> str:
         per_group.append(
             f"| {key} | " + " | ".join("" if np.isnan(gmean[g]) else f"{gmean[g]:.3f}" for _, g in groups) + " |"
         )
-    return "\n".join(lines) + "\n\nBy group (mean over seeds):\n\n" + "\n".join(per_group)
+    text = "\n".join(lines) + "\n\nBy group (mean over seeds):\n\n" + "\n".join(per_group)
+    return text + "\n\n" + paired_gains(by)
+
+
+# row -> the rows it is compared with, model by model (the same group and seed)
+GAINS = {"recipe": ("null", "ensemble", "knn1-raw"), "knn5-ae": ("knn1-raw", "recipe"), "recipe+knn-ae": ("recipe",)}
+
+
+def paired_gains(by: dict) -> str:
+    """AUROC of a row minus another's on the same group and seed: mean +- standard deviation over the
+    models both have, and how many of them it is above."""
+    lines = ["| row | against | gain (mean +- sd) | above on | models |", "|---|---|---|---|---|"]
+    for row, others in GAINS.items():
+        for other in others:
+            both = sorted(set(by.get(row, {})) & set(by.get(other, {})))
+            if not both:
+                continue
+            d = np.array([float(by[row][m]["auroc"]) - float(by[other][m]["auroc"]) for m in both])
+            lines.append(f"| {row} | {other} | {d.mean():+.3f} +- {d.std():.3f} | {(d > 0).sum()} | {len(d)} |")
+    return "Paired gains (same group and seed):\n\n" + "\n".join(lines)
 
 
 def parse_class(text: str) -> int | str:

@@ -58,7 +58,9 @@ def test_every_row_from_the_library_run_on_generated_files(dataset, tmp_path, mo
     rows = bench.read_csv(out / name / "auroc.csv")
     assert sorted(r["row"] for r in rows) == sorted(bench.ROWS)
     assert all(0.0 <= float(r["auroc"]) <= 1.0 and float(r["seconds"]) >= 0 for r in rows)
-    assert "1-NN distance, raw pixels" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1-NN distance, raw pixels" in printed
+    assert "| recipe | null |" in printed and "| recipe | ensemble |" in printed  # the gains over the controls
     where = out / name / "0-1" / "s0"
     results = {v: json.loads((where / v / "results.json").read_text()) for v in ("main", "null", "seed2")}
     assert results["main"]["pretrain"]["history"]["epochs"]  # trained by the library's run
@@ -119,3 +121,22 @@ def test_autoencoder_rows_train_the_autoencoder_alone_and_score_as_the_detector_
     for k, t in main.recon_.state_dict().items():
         assert torch.equal(t, before[k])
     assert np.isfinite(float(bench.read_csv(out / "mnist" / "auroc.csv")[-1]["auroc"]))
+
+
+def test_paired_gains_are_differences_on_the_same_group_and_seed():
+    bench = load_benchmark()
+    rows = [
+        {"row": row, "group": g, "seed": str(seed), "auroc": str(a)}
+        for row, g, seed, a in [
+            ("recipe", "[0, 9]", 0, 0.90),
+            ("recipe", "[0, 9]", 1, 0.80),
+            ("recipe", "[2, 3]", 0, 0.70),
+            ("null", "[0, 9]", 0, 0.85),
+            ("null", "[0, 9]", 1, 0.90),  # [2, 3] has no null run: left out, not paired with another model
+        ]
+    ]
+    by = {}
+    for r in rows:
+        by.setdefault(r["row"], {})[(r["group"], int(r["seed"]))] = r
+    line = next(x for x in bench.paired_gains(by).splitlines() if x.startswith("| recipe | null |"))
+    assert line == "| recipe | null | -0.025 +- 0.075 | 1 | 2 |"  # (+0.05, -0.10): mean -0.025, sd 0.075
