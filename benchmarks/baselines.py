@@ -12,13 +12,14 @@ subfolder per class, a .npz with ``y``, a .csv with a label column; ``toolkit.so
 the ``folder`` recipe (images) or the ``table`` recipe (vectors) unless ``--recipe`` names another;
 groups are then folder names or label values.
 
-For each group and seed three runs of the dataset's recipe go into ``OUT/DATASET/GROUP/sSEED/``:
-``main`` (the recipe as shipped: autoencoder, one sphere, FINCH spheres), ``null`` (FINCH's labels
-replaced by a random partition with the same cluster sizes: clusterer ``random``) and ``seed2`` (a second
-one-sphere model, SVDD seed + 1000). The controls start from the main run's finished stages (its
-autoencoder; the null run also its one sphere), copied into their folders and taken up by ``--resume``,
-so they differ from the main run only where they should. A run that was interrupted is resumed; a
-finished one is never redone.
+For each group and seed up to three runs of the dataset's recipe go into ``OUT/DATASET/GROUP/sSEED/``:
+``main`` (the recipe's nets and schedule: autoencoder, one sphere, FINCH spheres, scored by the three
+together, ``MAIN_SCORE``), ``null`` (FINCH's labels replaced by a random partition with the same cluster
+sizes: clusterer ``random``) and ``seed2`` (a second one-sphere model, SVDD seed + 1000); the controls
+only when a row asks for them, and only the main run's first stage when the rows need no more than the
+autoencoder. The controls start from the main run's finished stages (its autoencoder; the null run also
+its one sphere), copied into their folders and taken up by ``--resume``, so they differ from the main
+run only where they should. A run that was interrupted is resumed; a finished one is never redone.
 
 Every row is then a score computed from those models' columns, each standardised by its training mean
 and spread and added (the detector's own combination, ``toolkit.svdd.combined_scores``): the recipe's
@@ -132,6 +133,8 @@ ROWS = {
         ["pretrain", "single", "null"],
     ),
 }
+# The main run's score, whatever the recipe's default: the sum its decision_function is checked against
+MAIN_SCORE = {"svdd.score_multi": 1.0, "svdd.score_single": 1.0, "svdd.score_recon": 1.0, "svdd.score_knn": 0.0}
 FIELDS = ["dataset", "group_size", "group", "seed", "row", "auroc", "seconds", "clusters"]
 
 
@@ -443,7 +446,7 @@ def main() -> None:
         if not sep:
             ap.error(f"--set {kv!r}: expected KEY=VALUE, e.g. --set svdd.knn_k=10")
         over[key] = parse_value(value)
-    recipe = C.load_recipe(args.recipe or own_recipe(args.dataset))
+    recipe = C.apply_overrides(C.load_recipe(args.recipe or own_recipe(args.dataset)), MAIN_SCORE)
     over["data.dataset"] = args.dataset
     base = scaled(
         C.apply_overrides(recipe, {k: v for k, v in over.items() if not k.endswith("epochs")}), args.epochs_scale
