@@ -43,6 +43,9 @@ def test_results_json(run_dir):
     k = len(res["clustering"]["sizes"])
     assert sum(res["clustering"]["sizes"]) == res["n_train"]
     assert len(res["multi"]["radii"]) == k and len(res["single"]["radii"]) == 1
+    # what each model's AUROC measures, in words, as the summary prints it
+    assert res["multi"]["score"] == "sphere score + one-sphere score + reconstruction error"
+    assert res["single"]["score"] == "sphere score + reconstruction error"
     for name in ("multi", "single"):
         assert 0.0 <= res[name]["test_auroc"] <= 1.0
         assert [t["epoch"] for t in res[name]["history"]["tests"]] == [2, 3]  # every 2 epochs, and at the end

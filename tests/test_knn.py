@@ -175,6 +175,15 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
 
 
+def test_score_terms_name_what_the_score_adds_up():
+    cfg = load_recipe(default_recipe())
+    assert cfg.svdd.score_terms() == "sphere score + one-sphere score + reconstruction error"
+    knn = {"svdd.score_multi": 0, "svdd.score_single": 0.5, "svdd.score_knn": 1, "svdd.knn_space": "autoencoder"}
+    assert apply_overrides(cfg, knn).svdd.score_terms() == (
+        "0.5 x one-sphere score + reconstruction error + 5-NN distance (autoencoder embedding)"
+    )
+
+
 def test_a_score_with_no_term_is_refused_before_training():
     cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_multi": 0.0, "svdd.score_recon": 0.0})
     x = load_digits().data.astype(np.float32)

@@ -165,6 +165,17 @@ class SVDDConfig(OptimConfig):
         _check(self.warmup_epochs >= 0, f"svdd.warmup_epochs={self.warmup_epochs} must be >= 0")
         _check(self.eps >= 0, f"svdd.eps={self.eps} must be >= 0")
 
+    def score_terms(self) -> str:
+        """What the detector's score adds up, in words (weights other than 1 shown), for summaries."""
+        knn_in = {"embedding": "sphere embedding", "autoencoder": "autoencoder embedding", "input": "input"}
+        terms = [
+            (self.score_multi, "sphere score"),
+            (self.score_single, "one-sphere score"),
+            (self.score_recon, "reconstruction error"),
+            (self.score_knn, f"{self.knn_k}-NN distance ({knn_in[self.knn_space]})"),
+        ]
+        return " + ".join(name if w == 1 else f"{w:g} x {name}" for w, name in terms if w > 0)
+
     def check_score(self) -> None:
         """Refuse a score with no term. Checked on the whole configuration (by ``fit`` and the run), not
         here per setting, so that overrides may come in any order."""

@@ -254,12 +254,12 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
         lines.append(
             f"Agreement with the true classes: ARI {c['agreement']['ari']:.3f}, NMI {c['agreement']['nmi']:.3f}."
         )
-    lines += ["", "| model | spheres | test AUROC | test AUPR |", "|---|---|---|---|"]
+    lines += ["", "| model | spheres | score | test AUROC | test AUPR |", "|---|---|---|---|---|"]
     for m, label in MODELS.items():
         if m in results:
             r = results[m]
             auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
-            lines.append(f"| {label} | {len(r['radii'])} | {auroc} | {aupr} |")
+            lines.append(f"| {label} | {len(r['radii'])} | {r.get('score', '')} | {auroc} | {aupr} |")
     lines.append("")
     titles = {
         "roc.png": "Test ROC curves",

@@ -276,6 +276,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
         d.save(folder.path / f"detector_{name}.pt")
         info[name].update(final[name])  # the final detector's own scores (also right after a resume)
         info[name]["threshold"] = d.threshold_
+        info[name]["score"] = d.resolved_config().svdd.score_terms()
     results = {
         "name": cfg.name,
         "dataset": cfg.data.dataset,
@@ -311,11 +312,11 @@ def summary(results: dict[str, Any]) -> str:
         a = c["agreement"]
         lines += [f"agreement with the true normal classes: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}"]
         lines += [contingency_markdown(a)]
-    lines += ["", "| model | spheres | radii | test AUROC | test AUPR |", "|---|---|---|---|---|"]
+    lines += ["", "| model | spheres | radii | score | test AUROC | test AUPR |", "|---|---|---|---|---|---|"]
     for name, label in (("multi", "Multi-Radius Deep SVDD"), ("single", "Deep SVDD (one sphere)")):
         if name in results:
             r = results[name]
             radii = ", ".join(f"{v:.3f}" for v in r["radii"][:8]) + (" ..." if len(r["radii"]) > 8 else "")
             auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
-            lines.append(f"| {label} | {len(r['radii'])} | {radii} | {auroc} | {aupr} |")
+            lines.append(f"| {label} | {len(r['radii'])} | {radii} | {r.get('score', '')} | {auroc} | {aupr} |")
     return "\n".join(lines)
