@@ -153,6 +153,45 @@ def test_unlabelled_data_are_all_normal_and_their_own_test_set(tmp_path):
     assert s.x_test is s.x_train and s.is_anomaly_test.sum() == 0
 
 
+def test_a_separate_labelled_test_set(image_folder, tmp_path):
+    """data.test: every normal item of the data trains (all of an unlabelled set), the test set is the other
+    file's, and class names are shared between the two."""
+    s = load_split(DataConfig(dataset=str(image_folder), normal_classes=("normal",), test=str(image_folder)), seed=0)
+    assert s.labelled and s.train_labelled and s.class_names == ["normal", "odd"]
+    assert len(s.x_train) == 40 and len(s.x_test) == 52 and s.is_anomaly_test.sum() == 12
+    assert set(s.named(s.y_train).tolist()) == {"normal"}
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(20, int), np.ones(8, int)]
+    np.savez(tmp_path / "test.npz", x=rng.random((28, 6)).astype(np.float32), y=y)
+    np.save(tmp_path / "train.npy", rng.random((30, 6)).astype(np.float32))  # no labels: all normal
+    s = load_split(
+        DataConfig(dataset=str(tmp_path / "train.npy"), normal_classes=(0,), test=str(tmp_path / "test.npz"))
+    )
+    assert s.labelled and not s.train_labelled and len(s.x_train) == 30
+    np.testing.assert_array_equal(s.is_anomaly_test, y)
+
+
+def test_a_test_set_that_cannot_give_an_auroc_is_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "train.npy", rng.random((30, 6)).astype(np.float32))
+    np.save(tmp_path / "plain.npy", rng.random((10, 6)).astype(np.float32))
+    np.savez(tmp_path / "normal_only.npz", x=rng.random((10, 6)).astype(np.float32), y=np.zeros(10, int))
+    np.savez(
+        tmp_path / "wide.npz", x=rng.random((10, 7)).astype(np.float32), y=np.r_[np.zeros(5, int), np.ones(5, int)]
+    )
+    train = str(tmp_path / "train.npy")
+    cases = {
+        "plain.npy": "has no classes: a test set needs them",
+        "normal_only.npz": "holds no anomalies",
+        "wide.npz": r"the test items .* are \(7,\) each, the training items .* \(6,\)",
+    }
+    for name, message in cases.items():
+        with pytest.raises(DataError, match=message):
+            load_split(DataConfig(dataset=train, normal_classes=(0,), test=str(tmp_path / name)))
+    with pytest.raises(ConfigError, match="a separate test set is for your own data"):
+        DataConfig(dataset="mnist", test=str(tmp_path / "normal_only.npz"))
+
+
 def test_unknown_names_and_missing_files_are_one_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"'mnits' does not exist .*did you mean 'mnist'\?"):
         load_split(DataConfig(dataset="mnits"))
@@ -296,6 +335,14 @@ def test_arrays_labelled_npz_and_unlabelled_npy_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(scores, det.decision_function(x[y == 0]), rtol=1e-5)  # the training items, scored
     assert main(["report", str(unlabelled), "--projection=pca"]) == 0
     assert "n/a" in (unlabelled / "report.md").read_text() and not (unlabelled / "roc.png").exists()
+
+    # the same unlabelled items trained, tested on a labelled set: an AUROC, and no class agreement
+    tested = tmp_path / "tested"
+    test = f"--data.test={tmp_path / 'a.npz'}"
+    assert main([*args, f"--data.dataset={tmp_path / 'x.npy'}", test, f"--run_dir={tested}"]) == 0
+    res = json.loads((tested / "results.json").read_text())
+    assert res["n_train"] == 40 and res["n_test"] == 52 and res["n_test_anomalies"] == 12
+    assert res["multi"]["test_auroc"] is not None and "agreement" not in res["clustering"]
 
     np.save(tmp_path / "big.npy", rng.random((4, 3, 64, 64)).astype(np.float32))
     assert main(["folder", f"--data.dataset={tmp_path / 'big.npy'}", f"--run_dir={tmp_path / 'big'}"]) == 2

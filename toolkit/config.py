@@ -52,6 +52,7 @@ class DataConfig:
     test_fraction: float = 0.5  # digits and own labelled data: stratified share of the data held out for testing
     label_column: str = "label"  # .csv tables: the column holding each row's class, if the table has it
     image_mode: str = "auto"  # image folders: "grey" (read as 1x28x28), "colour" (3x32x32), "auto" (colour if any is)
+    test: str = ""  # own data: a separate labelled test set (same kinds); then every normal item of dataset trains
 
     @property
     def own(self) -> bool:
@@ -81,6 +82,10 @@ class DataConfig:
                 "data.normal_classes holds all ten classes: nothing would be left to be an anomaly",
             )
         _check(0.0 < self.test_fraction < 1.0, f"data.test_fraction={self.test_fraction} must be in (0, 1)")
+        _check(
+            not self.test or self.own,
+            f"data.test={self.test!r}: a separate test set is for your own data; {self.dataset} has its own test split",
+        )
         _check(
             self.image_mode in IMAGE_MODES, f"data.image_mode={self.image_mode!r} is unknown; accepted: {IMAGE_MODES}"
         )

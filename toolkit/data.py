@@ -38,6 +38,7 @@ class Split:
     is_anomaly_test: np.ndarray  # 1 for anomalies (classes not in normal_classes), else 0
     class_names: list[str] | None = None  # own data with classes named by strings (folder names)
     labelled: bool = True  # False: no classes, so no anomalies to test against
+    train_labelled: bool = True  # False: the training items have no classes (a separate labelled test set)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -113,47 +114,97 @@ def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return out[0], out[1], out[2], out[3]
 
 
-def _own(cfg: DataConfig, seed: int) -> Split:
-    """The user's data at ``cfg.dataset`` (``toolkit.sources``). Labelled: a stratified test share
-    (``test_fraction``), normal classes by label value or folder name. Unlabelled: all normal, all for
-    training; the test set is the training data."""
-    from sklearn.model_selection import train_test_split
-
+def _read_own(path: str, cfg: DataConfig, setting: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The items at ``path`` as float32 (N, C, H, W) or (N, D), and their labels if the data hold them."""
     try:
-        d = read(cfg.dataset, cfg.label_column, cfg.image_mode)
+        d = read(path, cfg.label_column, cfg.image_mode)
     except DataError as e:
         import difflib
 
-        near = difflib.get_close_matches(cfg.dataset, DATASETS, n=1)
+        near = difflib.get_close_matches(path, DATASETS, n=1) if setting == "data.dataset" else []
         hint = f" (a built-in data set: {DATASETS}; did you mean {near[0]!r}?)" if near else ""
-        raise DataError(f"data.dataset: {e}{hint}") from None
+        raise DataError(f"{setting}: {e}{hint}") from None
     try:
         x = np.ascontiguousarray(image_layout(d.x), dtype=np.float32)
     except ValueError as e:
-        raise DataError(f"{cfg.dataset}: {e}") from None
-    if len(x) < 2:
-        raise DataError(f"{cfg.dataset} holds {len(x)} item(s); training needs at least 2")
-    if d.y is None:
-        y = np.zeros(len(x), dtype=np.int64)
-        return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False)
-    text = d.y.astype(str)
-    names = sorted(set(text.tolist()))
-    y = d.y.astype(np.int64) if d.y.dtype.kind in "iu" else np.searchsorted(np.array(names), text)
+        raise DataError(f"{path}: {e}") from None
+    return x, d.y
+
+
+def _classes(labels: list[np.ndarray]) -> tuple[list[np.ndarray], list[str] | None]:
+    """Labels as class integers: as they are when they are all integers, else indices into the sorted
+    names of every label (the returned ``class_names``)."""
+    if all(y.dtype.kind in "iu" for y in labels):
+        return [y.astype(np.int64) for y in labels], None
+    names = sorted(set().union(*(y.astype(str).tolist() for y in labels)))
+    return [np.searchsorted(np.array(names), y.astype(str)) for y in labels], names
+
+
+def _check_normal_classes(cfg: DataConfig, path: str, labels: np.ndarray) -> list[str]:
+    """The normal classes as text, each one found among ``labels``."""
+    names = sorted(set(labels.astype(str).tolist()))
     wanted = [str(c) for c in cfg.normal_classes]
     if missing := [c for c in wanted if c not in names]:
-        raise DataError(
-            f"normal class(es) {missing} are not in {cfg.dataset}; its classes are {names} (data.normal_classes)"
-        )
+        raise DataError(f"normal class(es) {missing} are not in {path}; its classes are {names} (data.normal_classes)")
     if set(wanted) == set(names):
-        raise DataError(f"data.normal_classes names every class of {cfg.dataset} ({names}): none is left as anomaly")
-    normal = np.isin(text, wanted)
+        raise DataError(f"data.normal_classes names every class of {path} ({names}): none is left as anomaly")
+    return wanted
+
+
+def _own(cfg: DataConfig, seed: int) -> Split:
+    """The user's data at ``cfg.dataset`` (``toolkit.sources``). With ``cfg.test`` (a labelled test set):
+    every normal item of the data trains (all of them when the data have no classes). Else labelled: a
+    stratified test share (``test_fraction``), normal classes by label value or folder name; unlabelled:
+    all normal, all for training, and the test set is the training data."""
+    from sklearn.model_selection import train_test_split
+
+    x, labels = _read_own(cfg.dataset, cfg, "data.dataset")
+    if len(x) < 2:
+        raise DataError(f"{cfg.dataset} holds {len(x)} item(s); training needs at least 2")
+    if cfg.test:
+        return _own_with_test(cfg, x, labels)
+    if labels is None:
+        y = np.zeros(len(x), dtype=np.int64)
+        return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False)
+    wanted = _check_normal_classes(cfg, cfg.dataset, labels)
+    (y,), class_names = _classes([labels])
+    normal = np.isin(labels.astype(str), wanted)
     try:
         idx_tr, idx_te = train_test_split(np.arange(len(x)), test_size=cfg.test_fraction, stratify=y, random_state=seed)
     except ValueError as e:
         raise DataError(f"{cfg.dataset}: cannot hold out a stratified test share ({e})") from None
     idx_tr = idx_tr[normal[idx_tr]]
-    class_names = None if d.y.dtype.kind in "iu" else names
     return Split(x[idx_tr], y[idx_tr], x[idx_te], y[idx_te], (~normal[idx_te]).astype(np.int64), class_names)
+
+
+def _own_with_test(cfg: DataConfig, x: np.ndarray, labels: np.ndarray | None) -> Split:
+    """Training items from ``cfg.dataset`` (its normal classes, or all of it unlabelled); the labelled
+    test set from ``cfg.test``, whose items of the normal classes are normal and the others anomalies."""
+    xt, lt = _read_own(cfg.test, cfg, "data.test")
+    if lt is None:
+        raise DataError(
+            f"data.test={cfg.test!r} has no classes: a test set needs them to tell anomalies from normal items "
+            "(a folder with one subfolder per class, a .npz with y, or a .csv with the data.label_column column)"
+        )
+    if xt.shape[1:] != x.shape[1:]:
+        raise DataError(
+            f"the test items ({cfg.test}) are {xt.shape[1:]} each, the training items ({cfg.dataset}) "
+            f"{x.shape[1:]}; give both the same shape (image folders: --data.image_mode=grey or colour reads "
+            "both alike)"
+        )
+    wanted = [str(c) for c in cfg.normal_classes]
+    normal_t = np.isin(lt.astype(str), wanted)
+    if normal_t.all() or not normal_t.any():
+        what = "anomalies (items of other classes)" if normal_t.all() else f"items of the normal classes {wanted}"
+        raise DataError(f"data.test={cfg.test!r} holds no {what}; the AUROC needs both")
+    if labels is None:  # all normal; the classes of the training items are unknown
+        (yt,), class_names = _classes([lt])
+        y = np.zeros(len(x), dtype=np.int64)
+        return Split(x, y, xt, yt, (~normal_t).astype(np.int64), class_names, train_labelled=False)
+    _check_normal_classes(cfg, cfg.dataset, labels)
+    normal = np.isin(labels.astype(str), wanted)
+    (y, yt), class_names = _classes([labels, lt])
+    return Split(x[normal], y[normal], xt, yt, (~normal_t).astype(np.int64), class_names)
 
 
 def load_split(cfg: DataConfig, seed: int = 0) -> Split:

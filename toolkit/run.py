@@ -258,7 +258,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
             tb=tb,
             eval_raw=(as_tensor(split.x_test), torch.from_numpy(split.is_anomaly_test)) if split.labelled else None,
             eval_every=cfg.eval_every,
-            true_classes=split.named(split.y_train) if split.labelled else None,
+            true_classes=split.named(split.y_train) if split.labelled and split.train_labelled else None,
             stop=stop,
         )
         try:
