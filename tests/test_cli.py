@@ -86,6 +86,24 @@ def test_help_lists_settings_and_defaults():
     assert "--svdd.epochs" in r.stdout and "--clustering.name" in r.stdout and "'finch'" in r.stdout
 
 
+def test_help_and_version_answer_without_loading_torch():
+    """The commands a user types first stay fast: no torch, Ignite or scikit-learn behind them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from toolkit.__main__ import main\n"
+        "assert main(['--help']) == 0 and main(['--version']) == 0 and main(['mnist', '--help']) == 0\n"
+        "assert main(['--svdd.epoch=3']) == 2  # a refused setting is answered as lightly\n"
+        "loaded = sorted(m for m in ('torch', 'ignite', 'sklearn') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "multi-radius-deep-svdd 0.1.0 (torch " in r.stdout
+
+
 def test_unknown_key_and_wrong_type_are_refused():
     r = cli_in_process("--svdd.epoch=3")
     assert r.returncode == 2 and "unknown setting --svdd.epoch" in r.stderr and "--svdd.epochs" in r.stderr

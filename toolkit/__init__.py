@@ -1,11 +1,30 @@
 """Multi-Radius Deep SVDD: deep one-class anomaly detection with one hypersphere per mode of the
-normal data. See docs/architecture.md for the stages and where to hook in."""
+normal data. See docs/architecture.md for the stages and where to hook in.
+
+The detector, its events and hooks load torch, Ignite and scikit-learn when first used, so that
+``import toolkit`` and ``python -m toolkit --help`` / ``--version`` stay light."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, apply_overrides, load_recipe
-from .detector import MultiRadiusDeepSVDD
-from .engines import SVDDEvents
 from .registry import available_clusterers, build_clusterer, register_clusterer
-from .stages import Hooks
+
+if TYPE_CHECKING:
+    from .detector import MultiRadiusDeepSVDD
+    from .engines import SVDDEvents
+    from .stages import Hooks
+
+_LAZY = {"MultiRadiusDeepSVDD": ".detector", "SVDDEvents": ".engines", "Hooks": ".stages"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Config",

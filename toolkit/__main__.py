@@ -17,17 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import fire
-import torch
 
 from . import config as C
-from .clustering import ClusteringError
-from .data import DataError
-from .detector import DetectorFileError
-from .handlers import TrainingDiverged
 from .registry import RegistryError, available_clusterers, clusterer_options
-from .report import ReportError
-from .run import Interrupted
-from .runfolder import RunFolder, RunFolderError
+
+# torch, Ignite and scikit-learn are imported by the verbs that use them: --help and --version stay light
 
 USAGE = """usage: python -m toolkit [run] [RECIPE] [--setting=value ...]
        python -m toolkit score RUN_DIR INPUT [--out=scores.csv] [--model=multi|single]
@@ -46,10 +40,10 @@ images (recipe folder), a .csv table, a .npz (x, y) or .npy array (recipe table,
 
 
 def run(recipe: str | None = None, **overrides: Any) -> None:
+    cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)  # checked before torch loads
     from .run import run as run_pipeline
     from .run import summary
 
-    cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)
     if cfg.resume:
         cfg = resume_config(cfg, overrides)
     results = run_pipeline(cfg)
@@ -62,6 +56,7 @@ def resume_config(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
     so a run resumes without retyping its original overrides; one that changes the model's settings or
     data is refused by the run folder's check."""
     from .run import resolve_run_dir
+    from .runfolder import RunFolder, RunFolderError
 
     folder = RunFolder(resolve_run_dir(cfg))
     folder.check_path()
@@ -160,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     verb = argv[0] if argv[:1] in (["score"], ["report"], ["export"]) else "run"
     try:
         if argv[:1] == ["--version"]:
+            from importlib.metadata import version
+
             from . import __version__
 
-            print(f"multi-radius-deep-svdd {__version__} (torch {torch.__version__})")
+            print(f"multi-radius-deep-svdd {__version__} (torch {version('torch')})")
             return 0
         if argv[:1] == ["plugins"]:
             fire.Fire(plugins, argv[1:], name="toolkit plugins")
@@ -182,29 +179,42 @@ def main(argv: list[str] | None = None) -> int:
             _help([a for a in argv if a not in ("-h", "--help")])
             return 0
         fire.Fire(run, argv, name="python -m toolkit")
-    except (
-        C.ConfigError,
-        DataError,
-        RegistryError,
-        DetectorFileError,
-        ClusteringError,
-        ReportError,
-        RunFolderError,
-    ) as e:
+    except Exception as e:
+        code = _exit_status(e, verb)
+        if code is None:
+            raise
+        return code
+    return 0
+
+
+def _exit_status(e: Exception, verb: str) -> int | None:
+    """Print what went wrong and return the exit status, for errors the user can act on: 2 for a
+    setting, the data, a file or the disk, 1 for training that diverged, 130 for a stop asked for;
+    None for anything else (a bug: its traceback is shown)."""
+    if isinstance(e, (C.ConfigError, RegistryError)):  # before importing what the other errors live in
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
+    from .clustering import ClusteringError
+    from .data import DataError
+    from .detector import DetectorFileError
+    from .handlers import TrainingDiverged
+    from .report import ReportError
+    from .run import Interrupted
+    from .runfolder import RunFolderError
+
+    if isinstance(e, (DataError, DetectorFileError, ClusteringError, ReportError, RunFolderError)):
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         print(f"error: {_disk_full(e, verb)}", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
+    if isinstance(e, TrainingDiverged):
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except Interrupted as e:
+    if isinstance(e, Interrupted):
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    return 0
+    return None
 
 
 if __name__ == "__main__":
