@@ -121,6 +121,11 @@ ROWS = {
         ["multi", "single", "recon", "knn5_ae"],
         ["pretrain", "single", "multi"],
     ),
+    "finch+knn-ae": (
+        "FINCH spheres + 5-NN autoencoder embedding (svdd.knn_space=autoencoder, no other term)",
+        ["multi", "knn5_ae"],
+        ["pretrain", "multi"],
+    ),
     "finch+knn-input": ("FINCH spheres + 5-NN preprocessed input", ["multi", "knn5_input"], ["pretrain", "multi"]),
     "single+recon+knn-input": (
         "one sphere + recon + 5-NN preprocessed input",
@@ -134,7 +139,13 @@ ROWS = {
     ),
 }
 # The main run's score, whatever the recipe's default: the sum its decision_function is checked against
-MAIN_SCORE = {"svdd.score_multi": 1.0, "svdd.score_single": 1.0, "svdd.score_recon": 1.0, "svdd.score_knn": 0.0}
+MAIN_SCORE = {
+    "svdd.score_multi": 1.0,
+    "svdd.score_single": 1.0,
+    "svdd.score_recon": 1.0,
+    "svdd.score_knn": 0.0,
+    "svdd.knn_space": "embedding",
+}
 FIELDS = ["dataset", "group_size", "group", "seed", "row", "auroc", "seconds", "clusters"]
 
 
