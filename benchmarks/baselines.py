@@ -22,8 +22,9 @@ its one sphere), copied into their folders and taken up by ``--resume``, so they
 run only where they should. A run that was interrupted is resumed; a finished one is never redone.
 
 Every row is then a score computed from those models' columns, each standardised by its training mean
-and spread and added (the detector's own combination, ``toolkit.svdd.combined_scores``): the recipe's
-score (checked equal to the main detector's ``decision_function``), its parts, the controls, k-NN
+and spread and added (the detector's own combination, ``toolkit.svdd.combined_scores``): the spheres'
+score (row ``recipe``, checked equal to the main detector's ``decision_function``), its parts, the
+controls, k-NN
 distances on raw pixels (x / 255, flattened) and in each learned embedding (``toolkit.knn``; training
 points leave themselves out), and candidate combinations. ``seconds`` is the training time of the
 models a row uses plus the time to compute its columns. Rows append to ``OUT/DATASET/auroc.csv``;
@@ -83,7 +84,11 @@ ROWS = {
     "knn5-single": ("5-NN, one-sphere embedding", ["knn5_single"], ["pretrain", "single"]),
     "finch": ("FINCH spheres alone", ["multi"], ["pretrain", "multi"]),
     "knn5-multi": ("5-NN, FINCH-sphere embedding", ["knn5_multi"], ["pretrain", "multi"]),
-    "recipe": ("recipe: FINCH + one sphere + recon", ["multi", "single", "recon"], ["pretrain", "single", "multi"]),
+    "recipe": (
+        "spheres' score: FINCH + one sphere + recon",
+        ["multi", "single", "recon"],
+        ["pretrain", "single", "multi"],
+    ),
     "null": (
         "null control: random partition + one sphere + recon",
         ["null", "single", "recon"],
@@ -95,7 +100,7 @@ ROWS = {
         ["pretrain", "single", "seed2"],
     ),
     "recipe+knn": (
-        "recipe + 5-NN (FINCH-sphere embedding)",
+        "spheres' score + 5-NN (FINCH-sphere embedding)",
         ["multi", "single", "recon", "knn5_multi"],
         ["pretrain", "single", "multi"],
     ),
@@ -106,18 +111,18 @@ ROWS = {
         ["pretrain", "single"],
     ),
     "recipe+knn-raw": (
-        "recipe + 5-NN raw pixels",
+        "spheres' score + 5-NN raw pixels",
         ["multi", "single", "recon", "knn5_raw"],
         ["pretrain", "single", "multi"],
     ),
     "knn5-input": ("5-NN, preprocessed input", ["knn5_input"], []),
     "recipe+knn-input": (
-        "recipe + 5-NN preprocessed input (svdd.knn_space=input)",
+        "spheres' score + 5-NN preprocessed input (svdd.knn_space=input)",
         ["multi", "single", "recon", "knn5_input"],
         ["pretrain", "single", "multi"],
     ),
     "recipe+knn-ae": (
-        "recipe + 5-NN autoencoder embedding (svdd.knn_space=autoencoder)",
+        "spheres' score + 5-NN autoencoder embedding (svdd.knn_space=autoencoder)",
         ["multi", "single", "recon", "knn5_ae"],
         ["pretrain", "single", "multi"],
     ),
