@@ -288,11 +288,17 @@ def put_knn(cols: dict, secs: dict, space: str, z, ks=(5,)) -> None:
 
 
 @torch.inference_mode()
-def autoencoder_columns(split, prep, ae, k: int = 5) -> tuple[dict, dict]:
-    """The columns that need no more than the pretrained autoencoder: k-NN on raw pixels (k = 1 and
-    ``k``), on the preprocessed input and in the autoencoder's embedding, and its reconstruction error."""
+def inputs(split, prep) -> tuple[dict, dict]:
+    """The raw training and test data, and the same preprocessed by ``prep``."""
     xs = {"train": as_tensor(split.x_train), "test": as_tensor(split.x_test)}
-    x = {s: fast_layout(prep(v), "cpu") for s, v in xs.items()}
+    return xs, {s: fast_layout(prep(v), "cpu") for s, v in xs.items()}
+
+
+@torch.inference_mode()
+def autoencoder_columns(xs: dict, x: dict, ae, k: int = 5) -> tuple[dict, dict]:
+    """The columns that need no more than the pretrained autoencoder, from raw ``xs`` and preprocessed
+    ``x`` (:func:`inputs`): k-NN on raw pixels (k = 1 and ``k``), on the preprocessed input and in the
+    autoencoder's embedding, and its reconstruction error."""
     cols, secs = {"train": {}, "test": {}}, {}
     put_column(cols, secs, "recon", lambda s: torch.cat([reconstruction_error(ae, b) for b in x[s].split(256)]))
     put_knn(cols, secs, "raw", lambda s: xs[s].flatten(1), ks=(1, k))
@@ -309,20 +315,20 @@ def columns(where: Path, split, controls=("null", "seed2"), k: int = 5) -> tuple
     for det in dets.values():
         det._eval()
     main = dets["main"]
-    xs = {"train": as_tensor(split.x_train), "test": as_tensor(split.x_test)}
-    prep = {s: fast_layout(main.preprocessor_(x), "cpu") for s, x in xs.items()}
-    cols, secs = autoencoder_columns(split, main.preprocessor_, main.recon_, k)
+    xs, prep = inputs(split, main.preprocessor_)
+    cols, secs = autoencoder_columns(xs, prep, main.recon_, k)
 
     def put(name, fn):
         put_column(cols, secs, name, fn)
 
-    def sphere(det, encoder, head):
-        return lambda s: scores(embed(encoder, prep[s]), head.centres, head.radii, head.rule)[0]
+    def sphere(det):
+        head = det.head_
+        return lambda s: scores(embed(det.encoder_, prep[s]), head.centres, head.radii, head.rule)[0]
 
-    put("multi", sphere(main, main.encoder_, main.head_))
+    put("multi", sphere(main))
     put("single", lambda s: main.single_head_(embed(main.single_encoder_, prep[s])))
     for v in controls:
-        put(v, sphere(dets[v], dets[v].encoder_, dets[v].head_))
+        put(v, sphere(dets[v]))
     encoders = {"single": main.single_encoder_, "multi": main.encoder_}
     if "null" in dets:
         encoders["null"] = dets["null"].encoder_
@@ -491,7 +497,7 @@ def main() -> None:
                 prep, ae, seconds = pretrain_only(
                     C.apply_overrides(base, group_over(group, seed)), where / "main", split
                 )
-                cols, secs, dets, trained = *autoencoder_columns(split, prep, ae), {}, {"pretrain": seconds}
+                cols, secs, dets, trained = *autoencoder_columns(*inputs(split, prep), ae), {}, {"pretrain": seconds}
             else:  # the main run, and the control runs only when a row needs them
                 controls = tuple(v for v in ("null", "seed2") if v in needs)
                 results = train_group(base, group, seed, where, controls)

@@ -24,6 +24,16 @@ def cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
+def fresh_python(code: str):
+    """Run ``code`` in a new interpreter (nothing imported yet) and check that it succeeded."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def cli_in_process(*args):
     """``python -m toolkit ARGS`` through ``toolkit.__main__.main`` in this process: the same command without an
     interpreter's start-up (seconds each, mostly importing torch), for the tests of what a command does rather

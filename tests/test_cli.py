@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import cli_in_process
+from conftest import cli_in_process, fresh_python
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from toolkit import MultiRadiusDeepSVDD
@@ -88,9 +88,6 @@ def test_help_lists_settings_and_defaults():
 
 def test_help_and_version_answer_without_loading_torch():
     """The commands a user types first stay fast: no torch, Ignite or scikit-learn behind them."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "from toolkit.__main__ import main\n"
@@ -99,9 +96,7 @@ def test_help_and_version_answer_without_loading_torch():
         "loaded = sorted(m for m in ('torch', 'ignite', 'sklearn') if m in sys.modules)\n"
         "assert not loaded, loaded\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "multi-radius-deep-svdd 0.1.0 (torch " in r.stdout
+    assert "multi-radius-deep-svdd 0.1.0 (torch " in fresh_python(code).stdout
 
 
 def test_unknown_key_and_wrong_type_are_refused():

@@ -1,11 +1,9 @@
 """The clustering registry and the built-in plugins."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
+from conftest import fresh_python
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
@@ -41,8 +39,7 @@ def test_builtins_are_registered_in_code_and_imported_on_first_use():
         "assert get_clusterer_factory('kmeans').__module__ == 'toolkit.plugins.kmeans'\n"
         "assert 'toolkit.plugins.finch' not in sys.modules, 'one name imported another'\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    fresh_python(code)
 
 
 def test_builtin_names_are_reserved(monkeypatch):

@@ -345,16 +345,15 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         if svdd.score_recon > 0:
             parts.append(reconstruction_error(self.recon_, xb))
         if knn and self.knn_reference_ is not None:
-            parts.append(knn_distance(self._knn_rows(xb, z), self.knn_reference_, svdd.knn_k))
+            parts.append(knn_distance(self._knn_rows(xb, svdd, z), self.knn_reference_, svdd.knn_k))
         return torch.stack(parts, dim=1), k
 
-    def _knn_rows(self, xb: Tensor, z: Tensor | None = None) -> Tensor:
+    def _knn_rows(self, xb: Tensor, svdd: C.SVDDConfig, z: Tensor | None = None) -> Tensor:
         """The rows the k-NN term compares, for preprocessed ``xb``: the multi-sphere embeddings ``z``, the
         pretrained autoencoder's embeddings, or ``xb`` flattened (``svdd.knn_space``)."""
-        space = self.resolved_config().svdd.knn_space
-        if space == "input":
+        if svdd.knn_space == "input":
             return xb.reshape(xb.shape[0], -1)
-        if space == "autoencoder":
+        if svdd.knn_space == "autoencoder":
             return self.recon_.encoder(xb)
         return self.encoder_(xb) if z is None else z
 
@@ -378,7 +377,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         parts = torch.cat([self._parts(xb, knn=False)[0] for xb in x.split(batch_size)])
         svdd = self.resolved_config().svdd
         if svdd.score_knn > 0:  # each training point's neighbours, itself left out
-            self.knn_reference_ = torch.cat([self._knn_rows(xb) for xb in x.split(batch_size)])
+            self.knn_reference_ = torch.cat([self._knn_rows(xb, svdd) for xb in x.split(batch_size)])
             loo = knn_distance(self.knn_reference_, self.knn_reference_, svdd.knn_k, exclude_self=True)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
