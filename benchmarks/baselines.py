@@ -70,13 +70,28 @@ ROWS = {
     "knn5-raw": ("5-NN mean distance, raw pixels", ["knn5_raw"], []),
     "ae-recon": ("autoencoder reconstruction error", ["recon"], ["pretrain"]),
     "knn5-ae": (
-        "5-NN, autoencoder embedding (svdd.knn_space=autoencoder, the k-NN term alone)",
+        "5-NN, autoencoder embedding (score_multi=0, knn_space=autoencoder)",
         ["knn5_ae"],
         ["pretrain"],
     ),
     "knn5-ae+recon": (
         "5-NN autoencoder embedding + its reconstruction error (score_multi=0, score_recon=1)",
         ["knn5_ae", "recon"],
+        ["pretrain"],
+    ),
+    "knn5-ae+input": (
+        "5-NN autoencoder embedding + 5-NN preprocessed input (knn_space=autoencoder+input)",
+        ["knn5_ae", "knn5_input"],
+        ["pretrain"],
+    ),
+    "knn5-ae+raw": (
+        "5-NN autoencoder embedding + 1-NN raw pixels",
+        ["knn5_ae", "knn1_raw"],
+        ["pretrain"],
+    ),
+    "knn5-ae+raw5": (
+        "5-NN autoencoder embedding + 5-NN raw pixels (the MNIST recipe: knn_space=autoencoder+raw)",
+        ["knn5_ae", "knn5_raw"],
         ["pretrain"],
     ),
     "single": ("one sphere", ["single"], ["pretrain", "single"]),

@@ -96,22 +96,23 @@ def test_autoencoder_rows_train_the_autoencoder_alone_and_score_as_the_detector_
     out = tmp_path / "out"
     argv = ["baselines.py", "--data-root", str(tmp_path), "--groups", "0,1", "--seeds", "0", "--out", str(out)]
     argv += ["--epochs-scale", "0.01", "--set", "clustering.min_cluster_size=5"]
-    monkeypatch.setattr(sys, "argv", [*argv, "--rows", "knn1-raw,knn5-input,ae-recon,knn5-ae"])
+    monkeypatch.setattr(sys, "argv", [*argv, "--rows", "knn1-raw,knn5-input,ae-recon,knn5-ae,knn5-ae+raw5"])
     bench.main()
     rows = {r["row"]: r for r in bench.read_csv(out / "mnist" / "auroc.csv")}
-    assert sorted(rows) == ["ae-recon", "knn1-raw", "knn5-ae", "knn5-input"]
+    assert sorted(rows) == ["ae-recon", "knn1-raw", "knn5-ae", "knn5-ae+raw5", "knn5-input"]
     where = out / "mnist" / "0-1" / "s0"
     assert sorted(p.name for p in (where / "main" / "stages").glob("*.pt")) == ["pretrain.pt"]
     assert not (where / "null").exists() and not (where / "seed2").exists()
-    # the shipped setting, fitted by the library from the same recipe, seed and data, scores the same
+    # the settings, fitted by the library from the same recipe, seed and data, score the same
     cfg = bench.scaled(C.load_recipe(ROOT / "recipes" / "mnist.py"), 0.01)
     over = {"data.root": str(tmp_path), "data.download": False, "data.normal_classes": [0, 1]}
     cfg = C.apply_overrides(cfg, {**over, "clustering.min_cluster_size": 5})
     split = load_split(cfg.data, 0)
     knn_alone = {"svdd.score_multi": 0, "svdd.score_single": 0, "svdd.score_recon": 0, "svdd.score_knn": 1}
-    det = MultiRadiusDeepSVDD(cfg, device="cpu", **knn_alone, **{"svdd.knn_space": "autoencoder"})
-    auroc = roc_auc_score(split.is_anomaly_test, det.fit(split.x_train).decision_function(split.x_test))
-    assert float(rows["knn5-ae"]["auroc"]) == pytest.approx(auroc, abs=1e-5)
+    for row, space in (("knn5-ae", "autoencoder"), ("knn5-ae+raw5", "autoencoder+raw")):
+        det = MultiRadiusDeepSVDD(cfg, device="cpu", **knn_alone, **{"svdd.knn_space": space})
+        auroc = roc_auc_score(split.is_anomaly_test, det.fit(split.x_train).decision_function(split.x_test))
+        assert float(rows[row]["auroc"]) == pytest.approx(auroc, abs=1e-5)
     # a later full run takes the autoencoder up instead of training it again
     before = torch.load(where / "main" / "stages" / "pretrain.pt", weights_only=True)["autoencoder"]
     monkeypatch.setattr(sys, "argv", [*argv, "--rows", "recipe"])

@@ -42,7 +42,7 @@ def test_paper_recipes_use_the_paper_schedule(name):
     assert (cfg.svdd.nu, cfg.svdd.warmup_epochs, cfg.net.leak) == (0.1, 10, 0.1)
     assert cfg.net.arch == ("lenet32" if name == "cifar10" else "lenet28")
     # the best label-free score measured on MNIST (docs/results.md); the spheres are trained, not scored
-    assert cfg.svdd.score_terms() == "5-NN distance (autoencoder embedding)"
+    assert cfg.svdd.score_terms() == "5-NN distance (autoencoder embedding) + 5-NN distance (raw input)"
     assert load_recipe(RECIPES / "folder.py").svdd == cfg.svdd
 
 

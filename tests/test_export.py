@@ -21,6 +21,7 @@ TINY = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
         {"svdd.score_knn": 1.0},  # + k-NN in the embedding
         {"svdd.score_knn": 0.5, "svdd.knn_space": "input", "svdd.score": "margin"},
         {"svdd.score_knn": 1.0, "svdd.knn_space": "autoencoder", "svdd.score_recon": 0.0, "svdd.score_multi": 0.0},
+        {"svdd.score_knn": 1.0, "svdd.knn_space": "autoencoder+raw", "svdd.score_recon": 0.0, "svdd.score_multi": 0.0},
     ],
 )
 def test_exported_scorer_equals_decision_function(settings, tmp_path):

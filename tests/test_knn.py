@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError, apply_overrides, default_recipe, load_recipe
+from toolkit.files import save_checked
 from toolkit.knn import knn_distance
 from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
@@ -102,8 +103,9 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         z = det.encoder_(xb)
         sphere = scores(z, det.head_.centres, det.head_.radii, det.head_.rule)[0]
-        recon = det._parts(xb)[0][:, 1]
-    torch.testing.assert_close(det.knn_reference_, z)
+        recon = det._parts(torch.from_numpy(x[normal]))[0][:, 1]
+    assert list(det.knn_reference_) == ["embedding"]
+    torch.testing.assert_close(det.knn_reference_["embedding"], z)
     loo = brute_force(z.double(), z.double(), 3, exclude_self=True).float()
     train_parts = torch.stack([sphere, recon, loo], dim=1)
     torch.testing.assert_close(det.score_stats_, score_stats(train_parts), rtol=1e-4, atol=1e-4)
@@ -111,7 +113,7 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     x_new = x[~normal][:50]
     with torch.inference_mode():
         z_new = det.encoder_(det.preprocessor_(torch.from_numpy(x_new)))
-        new_parts = det._parts(det.preprocessor_(torch.from_numpy(x_new)))[0]
+        new_parts = det._parts(torch.from_numpy(x_new))[0]
     torch.testing.assert_close(
         new_parts[:, 2], brute_force(z_new.double(), z.double(), 3).float(), rtol=1e-4, atol=1e-4
     )
@@ -135,9 +137,9 @@ def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
+        column = det._parts(torch.from_numpy(x[~normal][:30]))[0][:, 1]
         x_new = det.preprocessor_(torch.from_numpy(x[~normal][:30]))
-        column = det._parts(x_new)[0][:, 1]
-    torch.testing.assert_close(det.knn_reference_, xb)
+    torch.testing.assert_close(det.knn_reference_["input"], xb)
     want = brute_force(x_new.double(), xb.double(), 5).float()
     torch.testing.assert_close(column, want, rtol=1e-4, atol=1e-4)
 
@@ -160,10 +162,10 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         z_ae = det.recon_.encoder(xb)
-        parts = det._parts(det.preprocessor_(torch.from_numpy(x_new)))[0]
+        parts = det._parts(torch.from_numpy(x_new))[0]
         z_new = det.recon_.encoder(det.preprocessor_(torch.from_numpy(x_new)))
     assert parts.shape[1] == 2  # the multi-sphere score and the k-NN distance: no reconstruction column
-    torch.testing.assert_close(det.knn_reference_, z_ae)
+    torch.testing.assert_close(det.knn_reference_["autoencoder"], z_ae)
     knn = brute_force(z_new.double(), z_ae.double(), 5).float()
     torch.testing.assert_close(parts[:, 1], knn, rtol=1e-4, atol=1e-4)
     stats = det.score_stats_
@@ -172,6 +174,56 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     want = ((knn - stats[0, 1]) / stats[1, 1]).numpy()  # the standardised k-NN distance alone
     np.testing.assert_allclose(det.decision_function(x_new), want, rtol=1e-4, atol=1e-4)
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
+
+
+def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
+    """knn_space="autoencoder+raw": the k-NN distance in the pretrained autoencoder's embedding and on the
+    data as given (before preprocessing), each standardised by its leave-one-out training scores and
+    weighted by score_knn; files saved with one space's rows as a bare tensor still load."""
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    normal = np.isin(d.target, (0, 1, 3))
+    settings = {
+        **TINY,
+        "svdd.score_multi": 0.0,
+        "svdd.score_recon": 0.0,
+        "svdd.score_knn": 2.0,
+        "svdd.knn_k": 3,
+        "svdd.knn_space": "autoencoder+raw",
+    }
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
+    assert list(det.knn_reference_) == ["autoencoder", "raw"]
+    torch.testing.assert_close(det.knn_reference_["raw"], torch.from_numpy(x[normal]))
+    x_new = x[~normal][:40]
+    with torch.inference_mode():
+        z_ae = det.recon_.encoder(det.preprocessor_(torch.from_numpy(x[normal])))
+        z_new = det.recon_.encoder(det.preprocessor_(torch.from_numpy(x_new)))
+    torch.testing.assert_close(det.knn_reference_["autoencoder"], z_ae)
+    ae = brute_force(z_new.double(), z_ae.double(), 3).float()
+    raw = brute_force(torch.from_numpy(x_new).double(), torch.from_numpy(x[normal]).double(), 3).float()
+    loo = [
+        brute_force(z_ae.double(), z_ae.double(), 3, exclude_self=True).float(),
+        brute_force(torch.from_numpy(x[normal]).double(), torch.from_numpy(x[normal]).double(), 3, exclude_self=True),
+    ]
+    stats = det.score_stats_
+    for col, train in ((1, loo[0]), (2, loo[1].float())):
+        torch.testing.assert_close(stats[:, col], torch.stack([train.mean(), train.std()]), rtol=1e-4, atol=1e-4)
+    want = (2 * (ae - stats[0, 1]) / stats[1, 1] + 2 * (raw - stats[0, 2]) / stats[1, 2]).numpy()
+    np.testing.assert_allclose(det.decision_function(x_new), want, rtol=1e-4, atol=1e-4)
+    assert det.resolved_config().svdd.score_terms() == (
+        "2 x 3-NN distance (autoencoder embedding) + 2 x 3-NN distance (raw input)"
+    )
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
+    # a file of one space whose rows were saved as a bare tensor
+    one = {**settings, "svdd.knn_space": "raw"}
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **one).fit(x[normal])
+    path = det.save(tmp_path / "one.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["knn_reference"] = payload["knn_reference"]["raw"]
+    loaded = MultiRadiusDeepSVDD.load(save_checked(tmp_path / "old.pt", payload))  # with its digest, as save()
+    assert list(loaded.knn_reference_) == ["raw"]
     np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
 
 
@@ -193,7 +245,15 @@ def test_a_score_with_no_term_is_refused_before_training():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"svdd.score_knn": -1.0}, {"svdd.knn_k": 0}, {"svdd.knn_space": "pixels"}, {"svdd.score_multi": -1.0}],
+    [
+        {"svdd.score_knn": -1.0},
+        {"svdd.knn_k": 0},
+        {"svdd.knn_space": "pixels"},
+        {"svdd.knn_space": "autoencoder+pixels"},
+        {"svdd.knn_space": "raw+raw"},
+        {"svdd.knn_space": "autoencoder+"},
+        {"svdd.score_multi": -1.0},
+    ],
 )
 def test_bad_knn_settings_are_refused(bad):
     with pytest.raises(ConfigError):

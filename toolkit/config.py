@@ -29,7 +29,7 @@ BACKENDS = ("", "gloo", "nccl")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
 PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
-KNN_SPACES = ("embedding", "autoencoder", "input")  # where the k-NN score term measures distances
+KNN_SPACES = ("embedding", "autoencoder", "input", "raw")  # where the k-NN score term measures distances
 PREPROCESS = ("auto", "gcn-minmax", "standardize", "none")  # toolkit.data.build_preprocessor
 IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
 
@@ -139,7 +139,8 @@ class SVDDConfig(OptimConfig):
     score_knn: float = 0.0  # > 0: + this x the standardised mean distance to the knn_k nearest training points
     knn_k: int = 5  # with score_knn: neighbours of the k-NN term
     knn_space: str = "embedding"  # with score_knn: "embedding" (the multi-sphere encoder's), "autoencoder"
-    # (the pretrained autoencoder's encoder), or "input" (the preprocessed input)
+    # (the pretrained autoencoder's encoder), "input" (the preprocessed input), "raw" (the data as given), or
+    # several joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score_knn
     holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
     patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
 
@@ -156,7 +157,12 @@ class SVDDConfig(OptimConfig):
         _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
         _check(self.score_knn >= 0, f"svdd.score_knn={self.score_knn} must be >= 0 (0 = no k-NN term)")
         _check(self.knn_k >= 1, f"svdd.knn_k={self.knn_k} must be >= 1")
-        _check(self.knn_space in KNN_SPACES, f"svdd.knn_space={self.knn_space!r} is unknown; accepted: {KNN_SPACES}")
+        spaces = self.knn_spaces
+        _check(
+            all(s in KNN_SPACES for s in spaces) and len(set(spaces)) == len(spaces),
+            f"svdd.knn_space={self.knn_space!r} is unknown; accepted: one of {KNN_SPACES}, or several of them "
+            "joined by '+' (each once), e.g. 'autoencoder+raw'",
+        )
         _check(
             0.0 <= self.holdout_fraction < 0.5,
             f"svdd.holdout_fraction={self.holdout_fraction} must be in [0, 0.5) (0 = no early stopping)",
@@ -172,12 +178,17 @@ class SVDDConfig(OptimConfig):
 
     def score_terms(self) -> str:
         """What the detector's score adds up, in words (weights other than 1 shown), for summaries."""
-        knn_in = {"embedding": "sphere embedding", "autoencoder": "autoencoder embedding", "input": "input"}
+        knn_in = {
+            "embedding": "sphere embedding",
+            "autoencoder": "autoencoder embedding",
+            "input": "preprocessed input",
+            "raw": "raw input",
+        }
         terms = [
             (self.score_multi, "sphere score"),
             (self.score_single, "one-sphere score"),
             (self.score_recon, "reconstruction error"),
-            (self.score_knn, f"{self.knn_k}-NN distance ({knn_in[self.knn_space]})"),
+            *[(self.score_knn, f"{self.knn_k}-NN distance ({knn_in[s]})") for s in self.knn_spaces],
         ]
         return " + ".join(name if w == 1 else f"{w:g} x {name}" for w, name in terms if w > 0)
 
@@ -191,10 +202,15 @@ class SVDDConfig(OptimConfig):
         )
 
     @property
+    def knn_spaces(self) -> tuple[str, ...]:
+        """The spaces of ``knn_space`` ("autoencoder+raw" -> ("autoencoder", "raw")), one k-NN column each."""
+        return tuple(self.knn_space.split("+"))
+
+    @property
     def keeps_autoencoder(self) -> bool:
         """Whether the score needs the pretrained autoencoder: its reconstruction error, or its embedding
         for the k-NN term."""
-        return self.score_recon > 0 or (self.score_knn > 0 and self.knn_space == "autoencoder")
+        return self.score_recon > 0 or (self.score_knn > 0 and "autoencoder" in self.knn_spaces)
 
 
 @dataclass(frozen=True)

@@ -71,13 +71,14 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     training data), ``cluster_labels_`` (the pseudo-label of each training point), ``n_clusters_``,
     ``n_features_in_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
     one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 or
-    ``svdd.knn_space="autoencoder"`` ``recon_`` (the pretrained autoencoder), with ``svdd.score_knn`` > 0
-    ``knn_reference_`` (the training points that the k-NN term measures against: their embeddings by the
-    multi-sphere encoder, or with ``svdd.knn_space="autoencoder"`` by the pretrained autoencoder's, or with
-    ``"input"`` the preprocessed inputs, flattened); with any, ``score_stats_`` (2, C): the training mean
-    and spread of each score column (multi-sphere score, then the one-sphere score, the reconstruction
-    error, the k-NN distance; the k-NN distance of a training point leaves the point itself out), added
-    with the weights ``svdd.score_multi``, ``score_single``, ``score_recon``, ``score_knn``.
+    ``svdd.knn_space`` naming "autoencoder" ``recon_`` (the pretrained autoencoder), with ``svdd.score_knn``
+    > 0 ``knn_reference_`` (space -> the training points that the k-NN term measures against, one entry
+    per space of ``svdd.knn_space``: "embedding" their embeddings by the multi-sphere encoder,
+    "autoencoder" by the pretrained autoencoder's, "input" the preprocessed inputs and "raw" the data as
+    given to ``fit``, flattened); with any, ``score_stats_`` (2, C): the training mean and spread of each
+    score column (multi-sphere score, then the one-sphere score, the reconstruction error, the k-NN
+    distance in each space; the k-NN distance of a training point leaves the point itself out), added with
+    the weights ``svdd.score_multi``, ``score_single``, ``score_recon``, ``score_knn``.
     """
 
     def __init__(
@@ -260,7 +261,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         self.autoencoder_ = ae.eval()  # the pretrained autoencoder (frozen), for the score and diagnostics
         recon = copy.deepcopy(ae) if m.svdd.keeps_autoencoder else None
         single = trained["single"][:2] if m.svdd.score_single > 0 else None
-        self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(x)
+        self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(x_raw)
         self.baseline_ = None
         if hooks.baseline:  # one sphere on its own: never its own one-sphere term
             base_cfg = C.apply_overrides(
@@ -269,7 +270,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             base_recon = recon if base_cfg.svdd.keeps_autoencoder else None
             self.baseline_ = type(self)(base_cfg, device=self.device, contamination=self.contamination)
             self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=base_recon)
-            self.baseline_._calibrate(x)
+            self.baseline_._calibrate(x_raw)
         if "single" in info and not hooks.baseline:  # the sphere is the multi-sphere score's term
             info["multi"]["one_sphere"] = info.pop("single")
         self.fit_info_ = info
@@ -299,13 +300,14 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         single: tuple[nn.Module, SphereHead] | None = None,
         threshold: float | None = None,
         score_stats: Tensor | None = None,
-        knn_reference: Tensor | None = None,
+        knn_reference: dict[str, Tensor] | None = None,
     ) -> MultiRadiusDeepSVDD:
         """Set the learned attributes from trained parts; ``threshold`` and ``score_stats`` as saved, or
         (None) left for :meth:`_calibrate` to compute on the training data."""
         if (recon is not None) != cfg.svdd.keeps_autoencoder:
             raise ValueError(
-                "svdd.score_recon > 0 or svdd.knn_space='autoencoder' needs the pretrained autoencoder, and only then"
+                "svdd.score_recon > 0 or 'autoencoder' in svdd.knn_space needs the pretrained autoencoder, and only "
+                "then"
             )
         if (single is not None) != (cfg.svdd.score_single > 0):
             raise ValueError("svdd.score_single > 0 needs the one-sphere encoder and head, and only then")
@@ -316,7 +318,9 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         self.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
         self.single_head_ = None if single is None else single[1].to(device)
         self.cluster_labels_ = labels.detach().cpu().numpy()
-        self.knn_reference_ = None if knn_reference is None else knn_reference.detach().to(device)
+        self.knn_reference_ = None
+        if knn_reference is not None:
+            self.knn_reference_ = {space: ref.detach().to(device) for space, ref in knn_reference.items()}
         if score_stats is not None and score_stats.dim() == 1:  # files from before score_single: (4,) flat
             score_stats = score_stats.view(2, 2).T.contiguous()
         self.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
@@ -327,15 +331,17 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     def _weights(self) -> Tensor:
         """The weight of each score column, as configured: the multi-sphere score's, then the others'."""
         svdd = self.resolved_config().svdd
-        single, knn = self.single_head_ is not None, self.knn_reference_ is not None
-        recon = svdd.score_recon > 0
+        single, recon = self.single_head_ is not None, svdd.score_recon > 0
+        knn = 0 if self.knn_reference_ is None else len(self.knn_reference_)
         return torch.tensor(
             [svdd.score_multi] + [svdd.score_single] * single + [svdd.score_recon] * recon + [svdd.score_knn] * knn
         )
 
-    def _parts(self, xb: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
-        """(B, C) score columns of preprocessed ``xb`` and the nearest sphere (B,) of the multi-sphere
-        score; ``knn=False`` leaves the k-NN column out (calibration adds its leave-one-out form)."""
+    def _parts(self, xr: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
+        """(B, C) score columns of a batch ``xr`` of raw samples (on the detector's device) and the nearest
+        sphere (B,) of the multi-sphere score; ``knn=False`` leaves the k-NN columns out (calibration adds
+        their leave-one-out form)."""
+        xb = fast_layout(self.preprocessor_(xr), xr.device)
         z = self.encoder_(xb)
         s, k = scores(z, self.head_.centres, self.head_.radii, self.head_.rule)
         parts = [s]
@@ -345,15 +351,21 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         if svdd.score_recon > 0:
             parts.append(reconstruction_error(self.recon_, xb))
         if knn and self.knn_reference_ is not None:
-            parts.append(knn_distance(self._knn_rows(xb, svdd, z), self.knn_reference_, svdd.knn_k))
+            for space, ref in self.knn_reference_.items():
+                parts.append(knn_distance(self._knn_rows(space, xr, xb, z), ref, svdd.knn_k))
         return torch.stack(parts, dim=1), k
 
-    def _knn_rows(self, xb: Tensor, svdd: C.SVDDConfig, z: Tensor | None = None) -> Tensor:
-        """The rows the k-NN term compares, for preprocessed ``xb``: the multi-sphere embeddings ``z``, the
-        pretrained autoencoder's embeddings, or ``xb`` flattened (``svdd.knn_space``)."""
-        if svdd.knn_space == "input":
+    def _knn_rows(self, space: str, xr: Tensor, xb: Tensor | None = None, z: Tensor | None = None) -> Tensor:
+        """The rows the k-NN term compares in ``space``, for raw samples ``xr`` (and, when already computed,
+        their preprocessed form ``xb`` and multi-sphere embeddings ``z``): ``z``, the pretrained
+        autoencoder's embeddings, ``xb`` or ``xr`` flattened."""
+        if space == "raw":
+            return xr.reshape(xr.shape[0], -1).float()
+        if xb is None:
+            xb = fast_layout(self.preprocessor_(xr), xr.device)
+        if space == "input":
             return xb.reshape(xb.shape[0], -1)
-        if svdd.knn_space == "autoencoder":
+        if space == "autoencoder":
             return self.recon_.encoder(xb)
         return self.encoder_(xb) if z is None else z
 
@@ -368,18 +380,22 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
 
     @torch.inference_mode()
     def _calibrate(self, x: Tensor, batch_size: int = EVAL_BATCH) -> MultiRadiusDeepSVDD:
-        """From preprocessed training data ``x``: the standardisation statistics of combined scores, and
+        """From the raw training data ``x``: the standardisation statistics of combined scores, and
         the score above which ``predict`` calls a point anomalous: "outside every sphere" for the margin
         (0) and ratio (1) rules alone; for the distance rule, which has no sphere boundary, and for
         combined scores, the (1 - nu) quantile of the training scores (a share nu of the normal data
         flagged, as a contamination rate)."""
         self._eval()
-        parts = torch.cat([self._parts(xb, knn=False)[0] for xb in x.split(batch_size)])
+        device = self.head_.centres.device
+        parts = torch.cat([self._parts(xr.to(device), knn=False)[0] for xr in x.split(batch_size)])
         svdd = self.resolved_config().svdd
         if svdd.score_knn > 0:  # each training point's neighbours, itself left out
-            self.knn_reference_ = torch.cat([self._knn_rows(xb, svdd) for xb in x.split(batch_size)])
-            loo = knn_distance(self.knn_reference_, self.knn_reference_, svdd.knn_k, exclude_self=True)
-            parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
+            self.knn_reference_ = {}
+            for space in svdd.knn_spaces:
+                ref = torch.cat([self._knn_rows(space, xr.to(device)) for xr in x.split(batch_size)])
+                self.knn_reference_[space] = ref
+                loo = knn_distance(ref, ref, svdd.knn_k, exclude_self=True)
+                parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
         self.decision_scores_ = self._combine(parts, self._weights()).float().cpu().numpy()
         if self.contamination is not None:  # PyOD's threshold: this share of the training data flagged
@@ -439,8 +455,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         weights = self._weights()
         out_s, out_k = [], []
         for s in range(0, x.shape[0], batch_size):
-            xb = fast_layout(self.preprocessor_(x[s : s + batch_size].to(device)), device)
-            parts, k = self._parts(xb)
+            parts, k = self._parts(x[s : s + batch_size].to(device))
             out_s.append(self._combine(parts, weights).cpu())
             out_k.append(k.cpu())
         scores_, clusters = torch.cat(out_s), torch.cat(out_k)
@@ -496,7 +511,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             payload["score_stats"] = self.score_stats_.detach().cpu()
         payload["decision_scores"] = torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float32))
         if self.knn_reference_ is not None:
-            payload["knn_reference"] = self.knn_reference_.detach().cpu()
+            payload["knn_reference"] = {space: ref.detach().cpu() for space, ref in self.knn_reference_.items()}
         return save_checked(path, payload)  # with its digest, PATH.sha256, checked by load
 
     @classmethod
@@ -540,6 +555,9 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             single_encoder.load_state_dict(p["single"]["encoder"])
             single_head = SphereHead(p["single"]["centres"], p["single"]["radii"], rule=cfg.svdd.score)
             single = (single_encoder.to(device), single_head.to(device))
+        knn_reference = p.get("knn_reference")
+        if isinstance(knn_reference, Tensor):  # files from before several spaces: the one space's rows
+            knn_reference = {cfg.svdd.knn_space: knn_reference}
         det = cls._from_parts(
             cfg,
             p["arch"],
@@ -552,7 +570,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             single=single,
             threshold=p["threshold"],
             score_stats=p.get("score_stats"),
-            knn_reference=p.get("knn_reference"),
+            knn_reference=knn_reference,
             device=device,
         )
         det.n_features_in_ = int(np.prod(in_shape))

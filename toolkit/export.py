@@ -35,9 +35,11 @@ class Scorer(nn.Module):
         )
         self.prep, self.encoder, self.head, self.single_encoder, self.single_head, self.recon = nets
         self.recon_term = svdd.score_recon > 0  # the autoencoder may be kept for the k-NN term alone
-        self.knn_space = svdd.knn_space
         self.knn_k = svdd.knn_k
-        self.register_buffer("knn_reference", det.knn_reference_)
+        refs = det.knn_reference_ or {}
+        self.knn_spaces = list(refs)  # one buffer each, knn_<space>, in the order of the score's columns
+        for space, ref in refs.items():
+            self.register_buffer(f"knn_{space}", ref)
         self.register_buffer("stats", det.score_stats_)
         self.register_buffer("weights", det._weights().float())
         self.register_buffer("threshold", torch.tensor(float(det.threshold_)))
@@ -50,13 +52,15 @@ class Scorer(nn.Module):
             parts.append(self.single_head(self.single_encoder(xb)))
         if self.recon_term:
             parts.append((self.recon(xb) - xb).pow(2).flatten(1).sum(dim=1))
-        if self.knn_reference is not None:
+        for space in self.knn_spaces:
             q = z
-            if self.knn_space == "input":
+            if space == "raw":
+                q = x.reshape(x.shape[0], -1).float()
+            elif space == "input":
                 q = xb.reshape(xb.shape[0], -1)
-            elif self.knn_space == "autoencoder":
+            elif space == "autoencoder":
                 q = self.recon.encoder(xb)
-            ref = self.knn_reference
+            ref = getattr(self, f"knn_{space}")
             d2 = q.pow(2).sum(1, keepdim=True) + ref.pow(2).sum(1) - 2.0 * (q @ ref.T)
             parts.append(d2.topk(self.knn_k, dim=1, largest=False).values.clamp(min=0).sqrt().mean(dim=1))
         if self.stats is None:
