@@ -146,6 +146,21 @@ ROWS = {
         ["multi", "knn5_ae"],
         ["pretrain", "multi"],
     ),
+    "finch+knn-ae+raw5": (
+        "FINCH spheres + the MNIST recipe's two 5-NN distances",
+        ["multi", "knn5_ae", "knn5_raw"],
+        ["pretrain", "multi"],
+    ),
+    "recipe+knn-ae+raw5": (
+        "spheres' score + the MNIST recipe's two 5-NN distances",
+        ["multi", "single", "recon", "knn5_ae", "knn5_raw"],
+        ["pretrain", "single", "multi"],
+    ),
+    "null+knn-ae+raw5": (
+        "null control (random-partition spheres) + the MNIST recipe's two 5-NN distances",
+        ["null", "knn5_ae", "knn5_raw"],
+        ["pretrain", "single", "null"],
+    ),
     "finch+knn-input": ("FINCH spheres + 5-NN preprocessed input", ["multi", "knn5_input"], ["pretrain", "multi"]),
     "single+recon+knn-input": (
         "one sphere + recon + 5-NN preprocessed input",
