@@ -432,7 +432,12 @@ def summary(rows: list[dict[str, str]], rows_wanted) -> str:
 
 
 # row -> the rows it is compared with, model by model (the same group and seed)
-GAINS = {"recipe": ("null", "ensemble", "knn1-raw"), "knn5-ae": ("knn1-raw", "recipe"), "recipe+knn-ae": ("recipe",)}
+GAINS = {
+    "recipe": ("null", "ensemble", "knn1-raw"),
+    "knn5-ae+raw5": ("knn1-raw", "knn5-ae", "recipe"),
+    "finch+knn-ae+raw5": ("knn5-ae+raw5", "null+knn-ae+raw5"),
+    "recipe+knn-ae+raw5": ("knn5-ae+raw5",),
+}
 
 
 def paired_gains(by: dict) -> str:

@@ -16,6 +16,12 @@ from toolkit.svdd import combined_scores, score_stats, scores
 TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2, "svdd.score_single": 0.0}
 
 
+def digits_013():
+    """scikit-learn's digits as float32 rows, and which are normal: the classes 0, 1 and 3."""
+    d = load_digits()
+    return d.data.astype(np.float32), np.isin(d.target, (0, 1, 3))
+
+
 def brute_force(query, reference, k, exclude_self=False):
     """Every distance by a Python loop, sorted: the slow, obvious way."""
     out = []
@@ -93,9 +99,7 @@ def test_random_partition_sizes_must_add_up():
 
 @pytest.mark.slow  # a whole fit
 def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
-    d = load_digits()
-    x = d.data.astype(np.float32)
-    normal = np.isin(d.target, (0, 1, 3))
+    x, normal = digits_013()
     det = MultiRadiusDeepSVDD(
         load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score_knn": 2.0, "svdd.knn_k": 3}
     ).fit(x[normal])
@@ -130,9 +134,7 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
 
 
 def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
-    d = load_digits()
-    x = d.data.astype(np.float32)
-    normal = np.isin(d.target, (0, 1, 3))
+    x, normal = digits_013()
     settings = {**TINY, "svdd.score_recon": 0.0, "svdd.score_knn": 1.0, "svdd.knn_space": "input"}
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     with torch.inference_mode():
@@ -147,9 +149,7 @@ def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
 def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     """knn_space="autoencoder" measures in the pretrained autoencoder's embedding, which the detector keeps
     (and saves) without a reconstruction term; score_multi=0 leaves the spheres out of the score."""
-    d = load_digits()
-    x = d.data.astype(np.float32)
-    normal = np.isin(d.target, (0, 1, 3))
+    x, normal = digits_013()
     settings = {
         **TINY,
         "svdd.score_multi": 0.0,
@@ -181,9 +181,7 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     """knn_space="autoencoder+raw": the k-NN distance in the pretrained autoencoder's embedding and on the
     data as given (before preprocessing), each standardised by its leave-one-out training scores and
     weighted by score_knn; files saved with one space's rows as a bare tensor still load."""
-    d = load_digits()
-    x = d.data.astype(np.float32)
-    normal = np.isin(d.target, (0, 1, 3))
+    x, normal = digits_013()
     settings = {
         **TINY,
         "svdd.score_multi": 0.0,
