@@ -360,7 +360,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         their preprocessed form ``xb`` and multi-sphere embeddings ``z``): ``z``, the pretrained
         autoencoder's embeddings, ``xb`` or ``xr`` flattened."""
         if space == "raw":
-            return xr.reshape(xr.shape[0], -1).float()
+            return xr.reshape(xr.shape[0], -1)  # float32, as _validate makes every input
         if xb is None:
             xb = fast_layout(self.preprocessor_(xr), xr.device)
         if space == "input":
