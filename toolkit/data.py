@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import DATASETS, DataConfig
+from .files import describe
 from .sources import DataError, read
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
@@ -103,7 +104,7 @@ def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             except Exception as e:
                 raise DataError(
                     f"{cfg.dataset} is not under data.root={str(root)!r} and downloading it failed "
-                    f"({type(e).__name__}: {str(e)[:200]}). Offline? Put the files at {where} "
+                    f"({type(e).__name__}: {describe(e)}). Offline? Put the files at {where} "
                     "(torchvision's layout), or point --data.root at the folder that holds them."
                 ) from None
         data = ds.data.numpy() if isinstance(ds.data, Tensor) else np.asarray(ds.data)

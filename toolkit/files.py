@@ -8,9 +8,12 @@ before digests were kept have no sidecar; they still load, with one warning per 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import pickle
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +27,26 @@ class ChecksumError(ValueError):
     """A file whose content does not match its recorded SHA-256 digest: it was damaged after writing."""
 
 
+class UnsafeFileError(ValueError):
+    """A file holding Python objects other than tensors and plain values: refused, since loading such a file
+    could run code."""
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` whole if it has at most ``limit`` characters; else cut at the last space before the limit (a
+    word is never cut in two), with " ..." in place of the rest."""
+    if len(text) <= limit:
+        return text
+    head = text[: max(limit - 4, 1)]
+    cut = head.rsplit(" ", 1)[0] if " " in head else head
+    return cut.rstrip(" ,;:(") + " ..."
+
+
 def describe(e: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message, or its type when the message is empty."""
+    """The first line of an exception's message (at most ``limit`` characters, cut between words), or its
+    type when the message is empty."""
     lines = str(e).strip().splitlines()
-    return lines[0][:limit] if lines else type(e).__name__
+    return shorten(lines[0], limit) if lines else type(e).__name__
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -41,7 +60,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         write(tmp)
         tmp.replace(path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a failed clean-up must not hide why the write failed
+            tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -125,7 +145,18 @@ def load_checked(path: str | Path, **load_args: Any) -> Any:
     import torch
 
     verify(path)
-    return torch.load(path, weights_only=True, **load_args)
+    try:
+        return torch.load(path, weights_only=True, **load_args)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise
+        # torch's own message suggests turning the protection off; this one says what the file holds
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise UnsafeFileError(
+            f"{path} holds Python objects{what} other than tensors and plain values; such files are refused, "
+            "since loading them could run code"
+        ) from None
 
 
 def savez_checked(path: str | Path, **arrays: Any) -> Path:

@@ -84,7 +84,7 @@ def read_npz(path: str | Path) -> Labelled:
             arrays = {k: f[k] for k in f.files}
     except (ValueError, OSError, EOFError) as e:
         raise DataError(
-            f"{path} is not a readable .npz of number arrays ({str(e)[:120]}); save it with "
+            f"{path} is not a readable .npz of number arrays ({describe(e, 120)}); save it with "
             "numpy.savez(PATH, x=items, y=classes)"
         ) from None
     if "x" not in arrays:
@@ -107,7 +107,7 @@ def read_table(path: str | Path, label_column: str = "label") -> Labelled:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable text table ({str(e)[:120]})") from None
+        raise DataError(f"{path} is not a readable text table ({describe(e, 120)})") from None
     rows = [r for r in rows if r]
     if len(rows) < 2:
         raise DataError(f"{path} holds no data rows; a header row, then one row per item, is needed")
