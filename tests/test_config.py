@@ -1,5 +1,6 @@
 """Recipes, checked overrides and the config round trip."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,39 @@ def test_unknown_setting_suggests_the_nearest_ones(typo, suggestion):
     with pytest.raises(ConfigError, match="did you mean") as e:
         apply_overrides(Config(), {typo: 1})
     assert suggestion in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_a_replayed_config_is_checked_as_overrides_are(tmp_path):
+    from toolkit.config import replay
+
+    cfg = apply_overrides(Config(), {"svdd.epochs": 3, "normal_classes": [4, 7], "clustering.options.level": 2})
+    saved = to_dict(cfg)
+    assert replay(saved, "cfg.json") == cfg
+    assert replay({"svdd": {"epochs": 3}}, "cfg.json") == apply_overrides(Config(), {"svdd.epochs": 3})  # defaults
+    for change, match in (
+        ({"svdd": {**saved["svdd"], "epocs": 3}}, r"cfg.json: unknown setting 'svdd.epocs'; did you mean 'svdd.epo"),
+        ({"sed": 1}, r"unknown setting 'sed'; did you mean 'seed'\? \(the top level takes: name, seed, "),
+        ({"svdd": {**saved["svdd"], "epochs": 2.7}}, r"svdd.epochs=2.7 has the wrong type: expected an integer"),
+        ({"svdd": {**saved["svdd"], "nu": "0.1"}}, r"svdd.nu='0.1' has the wrong type: expected a number"),
+        ({"name": 7}, r"name=7 has the wrong type: expected a string"),
+        ({"svdd": 3}, r"cfg.json: svdd is 3; a JSON object of settings is expected"),
+        ({"svdd": {**saved["svdd"], "nu": 3.0}}, r"cfg.json: svdd.nu=3.0 must be in \(0, 1\]"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            replay({**saved, **change}, "cfg.json")
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({**saved, "svdd": {**saved["svdd"], "epochs": 2.7}}))
+    with pytest.raises(ConfigError, match="expected an integer"):
+        load_recipe(path)
+
+
+def test_a_bare_file_name_in_the_current_folder_is_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = apply_overrides(load_recipe("digits"), {"svdd.epochs": 3})
+    Path("cfg.json").write_text(dumps(cfg))
+    Path("my_recipe.py").write_text("from toolkit import Config\nconfig = Config(name='mine')\n")
+    assert load_recipe("cfg.json") == cfg
+    assert load_recipe("my_recipe.py").name == "mine"
+    assert load_recipe("digits") == load_recipe(default_recipe())  # a packaged name stays a name
+    with pytest.raises(ConfigError, match="'other.json' does not exist"):
+        load_recipe("other.json")

@@ -118,7 +118,11 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
         _check(self.lr > 0, f"lr={self.lr} must be > 0")
-        _check(self.batch_size > 0, f"batch_size={self.batch_size} must be > 0")
+        _check(
+            self.batch_size >= 2,
+            f"batch_size={self.batch_size} must be >= 2: the nets' batch normalisation needs two or more rows per "
+            "training step",
+        )
         _check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
 
 
@@ -397,19 +401,21 @@ def describe(cfg: Config) -> str:
     return "\n".join(f"  --{k:<{w0}}  {t:<{w1}}  {v:<{w2}}  {helps.get(k, '')}".rstrip() for k, t, v in rows)
 
 
-def _coerce(key: str, tp: Any, value: Any) -> Any:
-    """Check ``value`` against the field type ``tp``; return it in the field's own type."""
+def _coerce(key: str, tp: Any, value: Any, *, strict: bool = False, name: str | None = None) -> Any:
+    """Check ``value`` against the field type ``tp``; return it in the field's own type. ``strict`` (a saved
+    configuration, whose values have their own types) takes no text for a boolean and no number for a
+    string, as the command line does; ``name`` is how the message names the setting (``--KEY``)."""
     origin = typing.get_origin(tp)
 
     def bad(accepted: str) -> ConfigError:
-        return ConfigError(f"--{key}={value!r} has the wrong type: expected {accepted}")
+        return ConfigError(f"{name or '--' + key}={value!r} has the wrong type: expected {accepted}")
 
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
+        if not strict and isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise bad("a boolean (True or False)")
+        raise bad("a boolean (True or False)" if not strict else "a boolean (true or false)")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -421,8 +427,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)  # fire turns --run_dir=2024 into an int
+        if not strict and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # the command line reads --run_dir=2024 as an int
         raise bad("a string")
     if origin is tuple:
         (elem,) = typing.get_args(tp)[:1]
@@ -507,26 +513,32 @@ def default_recipe() -> Path:
 
 def load_recipe(path: str | Path) -> Config:
     """Run a recipe and return the ``config`` it defines. ``path`` is a packaged recipe's name (a string
-    such as ``"mnist"``, no ``/`` and no ``.py``) or the path of any recipe file."""
-    if isinstance(path, str) and Path(path).name == path and not path.endswith(".py"):
+    such as ``"mnist"``, no ``/`` and no suffix), the path of any recipe file, or a run's config.json (its
+    settings replayed, each checked by :func:`replay`). A bare name ending in ``.py`` or ``.json``, or naming
+    a file in the current folder and no packaged recipe, is a path."""
+    if isinstance(path, str) and Path(path).name == path and Path(path).suffix not in (".py", ".json"):
         recipes = packaged_recipes()
-        if path not in recipes:
+        if path in recipes:
+            path = recipes[path]
+        elif not Path(path).is_file():  # a file of that name in the current folder is taken as its path
             raise ConfigError(
                 f"unknown recipe {path!r}; packaged recipes: {', '.join(recipes)}; "
                 "or pass the path of a .py file that defines `config = Config(...)`"
             )
-        path = recipes[path]
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
-            f"recipe {str(path)!r} does not exist; pass a packaged recipe name ({', '.join(packaged_recipes())}) "
-            "or the path of a .py file such as recipes/mnist.py"
+            f"recipe {str(path)!r} does not exist; pass a packaged recipe name ({', '.join(packaged_recipes())}), "
+            "the path of a .py file such as recipes/mnist.py, or a run's config.json"
         )
     if p.suffix == ".json":  # a run's config.json: replay its settings, into a new run folder
+        from .files import describe
+
         try:
-            cfg = from_dict(json.loads(p.read_text()))
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{str(path)!r} is not a run's config.json ({str(e)[:200]})") from None
+            saved = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{str(path)!r} is not a run's config.json ({describe(e)})") from None
+        cfg = replay(saved, str(path))
         return dataclasses.replace(cfg, run_dir="", resume=False)
     if p.suffix != ".py":
         raise ConfigError(
@@ -537,6 +549,47 @@ def load_recipe(path: str | Path) -> Config:
     if not isinstance(cfg, Config):
         raise ConfigError(f"recipe {str(path)!r} defines no `config = Config(...)` (found {type(cfg).__name__})")
     return cfg
+
+
+def replay(saved: Any, source: str) -> Config:
+    """The configuration a saved run's settings (a config.json's content) describe, every key and value
+    checked as the command line's are: an unknown key is refused (with the nearest valid ones and the
+    keys its section takes), and so is a value of the wrong type (2.7 for an integer, "3" for a number).
+    A key the file leaves out keeps its default."""
+    values: dict[str, Any] = {}
+
+    def walk(obj: Any, cls: type, prefix: str) -> None:
+        where = prefix.rstrip(".") or "the file"
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{source}: {where} is {obj!r}; a JSON object of settings is expected")
+        hints = _hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key, value in obj.items():
+            dotted = f"{prefix}{key}"
+            if key not in names:
+                near = difflib.get_close_matches(str(key), names, n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(repr(prefix + n) for n in near)}?" if near else ""
+                raise ConfigError(
+                    f"{source}: unknown setting {dotted!r}{hint} ({'the top level' if not prefix else where} takes: "
+                    f"{', '.join(names)})"
+                )
+            if dataclasses.is_dataclass(hints[key]):
+                walk(value, hints[key], f"{dotted}.")
+            else:
+                values[dotted] = _coerce(dotted, hints[key], value, strict=True, name=f"{source}: {dotted}")
+
+    walk(saved, Config, "")
+    nested: dict[str, Any] = {}
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return from_dict(nested)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
