@@ -14,6 +14,7 @@ quantiles use every rank's distances; only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -186,16 +187,21 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     Everything that can be checked is checked here, before any process is spawned or any training
     starts: the device, the clusterer and its options, the run folder (checked and locked before any data
     are loaded or downloaded), the data. The launching process (rank 0 under torchrun) holds the folder's
-    lock until the run ends."""
+    lock until the run ends. A start that fails before the run's config.json is written takes away the
+    lock and the folders it made; a folder holding a symbolic link is refused (nothing is written through
+    one)."""
     if not cfg.dist.backend:
         resolve_device(cfg.device)
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     cfg.svdd.check_score()
+    torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
+    check_batch_sizes(cfg, int(os.environ.get("WORLD_SIZE", 1)) if torchrun else cfg.dist.nproc_per_node)
     run_dir = resolve_run_dir(cfg)
     cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
-    torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
     launcher = not torchrun or os.environ.get("RANK", "0") == "0"
     folder = RunFolder(run_dir)
+    created = folder.missing()  # what a start that fails before config.json takes away again
+    started = False
     try:
         if launcher:
             if folder.path.is_dir():
@@ -206,19 +212,38 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
         resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
         if launcher:
             folder.start(cfg, cfg.resume)  # config.json once the data are there: a data error leaves no run
+        started = True
         if cfg.dist.backend:
             spawn = {} if torchrun else {"nproc_per_node": cfg.dist.nproc_per_node, "master_port": _free_port()}
             with idist.Parallel(backend=cfg.dist.backend, **spawn) as parallel:
                 parallel.run(_process, cfg, progress, None, torchrun)
         else:
             _process(0, cfg, progress, split, False)
+    except BaseException:
+        if launcher and not started:  # a failed start leaves no folder holding only its lock
+            folder.discard(created)
+        raise
     finally:
-        folder.unlock()
+        with contextlib.suppress(OSError):  # never hides why the run ended
+            folder.unlock()
     if not launcher:
         return {}  # under torchrun every process runs this function; rank 0 reports
     results = json.loads((run_dir / "results.json").read_text())
     results["run_dir"] = str(run_dir)
     return results
+
+
+def check_batch_sizes(cfg: C.Config, world: int) -> None:
+    """Each process trains on its share of every batch, and the nets' batch normalisation needs two or more
+    rows of it."""
+    for stage in ("pretrain", "svdd"):
+        size = getattr(cfg, stage).batch_size
+        if world > 1 and size < 2 * world:
+            raise C.ConfigError(
+                f"--{stage}.batch_size={size} is too small for {world} processes: each trains on its share of a "
+                f"batch, and batch normalisation needs two or more rows of it; use --{stage}.batch_size={2 * world} "
+                "or more"
+            )
 
 
 def threads_per_process(threads: int, nproc: int) -> int:
@@ -265,10 +290,15 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
             det.fit(split.x_train, hooks=hooks)
             detectors = {"multi": det, **({"single": det.baseline_} if det.baseline_ is not None else {})}
             if rank == 0:
+                folder.check_links()  # the projector's files are written by TensorBoard, through any link
                 final = write_story(tb.writer, folder.path, cfg, split, detectors, det.autoencoder_.encoder)
-        finally:
+        except BaseException:
             if tb is not None:
-                tb.close()
+                with contextlib.suppress(Exception):  # a second error (a full disk) never hides the first
+                    tb.close()
+            raise
+        if tb is not None:
+            tb.close()
     if rank != 0:
         return
     info = det.fit_info_

@@ -5,15 +5,19 @@ half-written artifact that a later run would trust. Finished stages (the pretrai
 pseudo-labels, each trained SVDD model) are kept under ``stages/`` and are not redone on ``--resume``.
 Stage files and checkpoints hold tensors and plain values only and are read with ``weights_only=True``,
 after their SHA-256 digest (``NAME.sha256``) is checked. The folder is locked (``lock``, an ``flock``) for
-the whole of a run, so two runs never write into one folder.
+the whole of a run, so two runs never write into one folder. Nothing in the folder is written through a
+symbolic link: a run refuses a folder holding one (it could point anywhere), naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import re
 import socket
+import stat
 import warnings
 from pathlib import Path
 from typing import IO, Any
@@ -57,8 +61,43 @@ class RunFolder:
         return (self.path / "config.json").is_file()
 
     def check_path(self) -> None:
+        """Refuse a path that is a file, or lies under one (``somefile/run``)."""
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"--run_dir={str(self.path)!r} is a file, not a folder; pass a folder's path")
+        for parent in self.path.parents:
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise RunFolderError(
+                        f"--run_dir={str(self.path)!r} lies under {str(parent)!r}, which is a file, not a folder; "
+                        "pass a folder's path"
+                    )
+                return
+
+    def missing(self) -> list[Path]:
+        """The folders that creating this one would make, deepest first (none when it exists)."""
+        out, p = [], self.path.absolute()
+        while not (p.exists() or p.is_symlink()) and p != p.parent:
+            out.append(p)
+            p = p.parent
+        return out
+
+    def links(self) -> list[Path]:
+        """Every symbolic link inside the folder (the folder itself may be one)."""
+        found = []
+        if self.path.is_dir():
+            for root, dirs, files in os.walk(self.path):  # never descends into a linked folder
+                found += [p for name in (*dirs, *files) if (p := Path(root, name)).is_symlink()]
+        return sorted(found)
+
+    def check_links(self) -> None:
+        """Refuse a folder holding a symbolic link: a run writes plain files and folders only, never through a
+        link, which could point anywhere (a run would write where the link points)."""
+        if found := self.links():
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise RunFolderError(
+                f"{found[0]} is a symbolic link{more}; a run writes only plain files and folders inside its run "
+                "folder, never through a link: remove it, or replace it by a copy"
+            )
 
     def saved_config(self) -> C.Config:
         """The configuration the run in this folder was started with (its config.json)."""
@@ -72,9 +111,11 @@ class RunFolder:
             ) from None
 
     def check(self, cfg: C.Config, resume: bool) -> None:
-        """Refuse a folder that cannot take this run: a file, a run already there (without ``resume``), no
-        run or a damaged one to resume, or a resume that changes the model's settings or data."""
+        """Refuse a folder that cannot take this run: a file, a folder holding a symbolic link, a run already
+        there (without ``resume``), no run or a damaged one to resume, or a resume that changes the model's
+        settings or data."""
         self.check_path()
+        self.check_links()
         if resume:
             if not self.has_run():
                 raise RunFolderError(f"--resume: {self.path} holds no run to resume (no config.json)")
@@ -107,7 +148,7 @@ class RunFolder:
             return
         self.check_path()
         self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self.path / "lock", "a+")
+        f = self._open_lock()
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -123,11 +164,47 @@ class RunFolder:
         f.flush()
         self._lock = f
 
+    def _open_lock(self) -> IO[str]:
+        """``RUN_DIR/lock``, opened (created if missing) for reading and writing: a plain file, never a symbolic
+        link's target (the lock is truncated and written)."""
+        p = self.path / "lock"
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(p, flags, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP or p.is_symlink():
+                raise RunFolderError(
+                    f"{p} is a symbolic link; a run writes only plain files inside its run folder, never through a "
+                    "link: remove it"
+                ) from None
+            if e.errno == errno.EISDIR:
+                raise RunFolderError(f"{p} is a folder; a run keeps its lock file there: move it away") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunFolderError(f"{p} is not a plain file; a run keeps its lock file there: move it away")
+        return os.fdopen(fd, "r+")
+
     def unlock(self) -> None:
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+    def discard(self, created: list[Path]) -> None:
+        """Undo a start that failed before the run's config.json was written: release and remove the lock, and
+        remove the folders in ``created`` (made by this start, deepest first) if nothing else is in them. A
+        failure here is ignored, so that it never hides why the start failed."""
+        if self.has_run():
+            return
+        with contextlib.suppress(OSError):
+            if self._lock is not None:
+                (self.path / "lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.unlock()
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only an empty folder goes
 
     # ----------------------------------------------------------------------------- finished stages
     def stage_path(self, name: str) -> Path:
