@@ -12,6 +12,7 @@ detector's sample shape, any batch size; checking the input is the caller's part
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 from pathlib import Path
 
@@ -70,7 +71,9 @@ class Scorer(nn.Module):
 
 def export(det: MultiRadiusDeepSVDD, path: str | Path, example: Tensor | None = None) -> Path:
     """Trace ``det``'s scoring path (on ``example``, or a batch of zeros of its sample shape) and save it
-    as TorchScript at ``path``, on the CPU."""
+    as TorchScript at ``path``, on the CPU. The file is serialised in memory and written atomically: a full
+    disk raises ``OSError`` (ENOSPC) and leaves nothing behind (torch's own file writer aborts the process
+    when the disk fills, leaving its partial file)."""
     from .files import atomic_write
 
     det._eval()
@@ -79,4 +82,7 @@ def export(det: MultiRadiusDeepSVDD, path: str | Path, example: Tensor | None = 
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in favour of torch.export
         traced = torch.jit.trace(scorer, x, check_trace=False)
-        return atomic_write(path, lambda p: torch.jit.save(traced, str(p)))
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+    data = buf.getvalue()
+    return atomic_write(path, lambda p: p.write_bytes(data))

@@ -22,6 +22,7 @@ from .files import ChecksumError, atomic_write, describe, load_npz_checked, read
 from .monitor import MODELS, as_images
 
 DPI = 100
+PROJECTIONS = ("tsne", "pca")  # the 2-D maps of the embeddings figure
 SIZES = {
     "roc.png": (6, 5),
     "scores.png": (12, 4.5),
@@ -223,6 +224,8 @@ def extremes_figure(run_dir: Path, ext: Any) -> Path:
 
 def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     """Write every figure and ``report.md`` into ``run_dir``; returns the report's path."""
+    if projection not in PROJECTIONS:  # before anything is read or written
+        raise ReportError(f"projection {projection!r} is unknown; accepted: {', '.join(PROJECTIONS)}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportError(f"run folder {str(run_dir)!r} does not exist")

@@ -5,7 +5,8 @@ INPUT is what training takes (``toolkit.sources``): a ``.npy`` array (read memor
 at a time; resized when the detector was trained on a folder of images, which are read at the nets'
 sizes), or a torchvision dataset as ``NAME:SPLIT`` (mnist, fashion_mnist, cifar10; train or test). One
 CSV row per item: id, score, is_anomaly (score > threshold), nearest cluster. Rows are written batch by
-batch.
+batch. An item holding NaN or inf is refused, naming its row (``non_finite="raise"``), or scored ``inf``,
+anomalous, in cluster -1 (``non_finite="anomaly"``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,23 @@ def _dataset(spec: str, root: str, batch: int) -> Iterator[tuple[list[str], np.n
         yield [str(i) for i in range(s, s + len(x))], (x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2))
 
 
+NON_FINITE = ("raise", "anomaly")
+
+
+def _refuse_non_finite(source: str, ids: list[str], x: np.ndarray) -> None:
+    """Refuse a batch holding NaN or inf, naming the items by their ids (row numbers in the whole input, not
+    in the batch)."""
+    if x.dtype.kind not in "fc":
+        return
+    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    if len(bad):
+        shown = ", ".join(ids[i] for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise DataError(
+            f"{source} holds NaN or infinite values (first in row{'s' if len(bad) > 1 else ''} {shown}); clean "
+            "them, or pass --non_finite=anomaly to score such rows as anomalies (score inf, cluster -1)"
+        )
+
+
 def score_to_csv(
     run_dir: str | Path,
     source: str,
@@ -49,19 +67,26 @@ def score_to_csv(
     batch_size: int = 4096,
     data_root: str | None = None,
     progress: bool = True,
+    non_finite: str = "raise",
 ) -> int:
     """Score ``source`` with ``RUN_DIR/detector_MODEL.pt``; write ``out``; return the number of rows.
     ``batch_size`` rows are read and written at a time; the detector scores them in its own smaller
-    passes (``nets.EVAL_BATCH``)."""
+    passes (``nets.EVAL_BATCH``). ``non_finite``: what an item holding NaN or inf gets ("raise": refused,
+    naming its row; "anomaly": scored inf)."""
     from tqdm import tqdm
 
+    if non_finite not in NON_FINITE:
+        raise DataError(f"--non_finite={non_finite!r} is unknown; accepted: {', '.join(NON_FINITE)}")
     run_dir = Path(run_dir)
     folder = Path(out).parent
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--out={str(out)!r}: {str(folder)!r} is a file, not a folder; pick another --out")
     if not folder.is_dir():
         raise DataError(f"--out={str(out)!r}: folder {str(folder)!r} does not exist; create it or pick another --out")
     if Path(out).is_dir():
         raise DataError(f"--out={str(out)!r} is a folder; pass the path of the CSV file to write")
     det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{model}.pt")
+    det.non_finite = non_finite
     data = det.resolved_config().data
     src = Path(source)
     if src.is_dir() or (src.suffix.lower() in FILE_SUFFIXES and src.is_file()):
@@ -85,6 +110,8 @@ def score_to_csv(
             w = csv.writer(f)
             w.writerow(["id", "score", "is_anomaly", "cluster"])
             for ids, x in batches:
+                if non_finite == "raise":
+                    _refuse_non_finite(source, ids, x)
                 try:
                     s, k = det.score_with_clusters(x)
                 except ValueError as e:  # data the detector cannot take (shape, NaN): say so in one line
