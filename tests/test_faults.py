@@ -248,9 +248,9 @@ def test_damaged_or_incomplete_detector_files_are_refused(detector_dir, tmp_path
     with pytest.warns(UserWarning, match="no checksum"), pytest.raises(DetectorFileError, match="not a readable"):
         MultiRadiusDeepSVDD.load(p)
     payload = torch.load(good, weights_only=True)
-    del payload["encoder"]
+    del payload["scorer"]
     torch.save(payload, p)  # no digest: as written by an older version, but incomplete
-    with pytest.raises(DetectorFileError, match="lacks encoder.*refit the detector"):
+    with pytest.raises(DetectorFileError, match="lacks scorer.*refit the detector"):
         MultiRadiusDeepSVDD.load(p)
 
 

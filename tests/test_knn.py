@@ -8,7 +8,6 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError, apply_overrides, default_recipe, load_recipe
-from toolkit.files import save_checked
 from toolkit.knn import knn_distance
 from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
@@ -107,7 +106,7 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         z = det.encoder_(xb)
         sphere = scores(z, det.head_.centres, det.head_.radii, det.head_.rule)[0]
-        recon = det._parts(torch.from_numpy(x[normal]))[0][:, 1]
+        recon = det.scorer_.columns(torch.from_numpy(x[normal]))[0][:, 1]
     assert list(det.knn_reference_) == ["embedding"]
     torch.testing.assert_close(det.knn_reference_["embedding"], z)
     loo = brute_force(z.double(), z.double(), 3, exclude_self=True).float()
@@ -117,7 +116,7 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     x_new = x[~normal][:50]
     with torch.inference_mode():
         z_new = det.encoder_(det.preprocessor_(torch.from_numpy(x_new)))
-        new_parts = det._parts(torch.from_numpy(x_new))[0]
+        new_parts = det.scorer_.columns(torch.from_numpy(x_new))[0]
     torch.testing.assert_close(
         new_parts[:, 2], brute_force(z_new.double(), z.double(), 3).float(), rtol=1e-4, atol=1e-4
     )
@@ -139,7 +138,7 @@ def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
-        column = det._parts(torch.from_numpy(x[~normal][:30]))[0][:, 1]
+        column = det.scorer_.columns(torch.from_numpy(x[~normal][:30]))[0][:, 1]
         x_new = det.preprocessor_(torch.from_numpy(x[~normal][:30]))
     torch.testing.assert_close(det.knn_reference_["input"], xb)
     want = brute_force(x_new.double(), xb.double(), 5).float()
@@ -162,7 +161,7 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         z_ae = det.recon_.encoder(xb)
-        parts = det._parts(torch.from_numpy(x_new))[0]
+        parts = det.scorer_.columns(torch.from_numpy(x_new))[0]
         z_new = det.recon_.encoder(det.preprocessor_(torch.from_numpy(x_new)))
     assert parts.shape[1] == 2  # the multi-sphere score and the k-NN distance: no reconstruction column
     torch.testing.assert_close(det.knn_reference_["autoencoder"], z_ae)
@@ -180,7 +179,7 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
 def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     """knn_space="autoencoder+raw": the k-NN distance in the pretrained autoencoder's embedding and on the
     data as given (before preprocessing), each standardised by its leave-one-out training scores and
-    weighted by score_knn; files saved with one space's rows as a bare tensor still load."""
+    weighted by score_knn."""
     x, normal = digits_013()
     settings = {
         **TINY,
@@ -213,15 +212,6 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
         "2 x 3-NN distance (autoencoder embedding) + 2 x 3-NN distance (raw input)"
     )
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
-    np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
-    # a file of one space whose rows were saved as a bare tensor
-    one = {**settings, "svdd.knn_space": "raw"}
-    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **one).fit(x[normal])
-    path = det.save(tmp_path / "one.pt")
-    payload = torch.load(path, weights_only=True)
-    payload["knn_reference"] = payload["knn_reference"]["raw"]
-    loaded = MultiRadiusDeepSVDD.load(save_checked(tmp_path / "old.pt", payload))  # with its digest, as save()
-    assert list(loaded.knn_reference_) == ["raw"]
     np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
 
 

@@ -11,7 +11,9 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError, SVDDConfig, apply_overrides, default_recipe, load_recipe
+from toolkit.detector import DetectorFileError
 from toolkit.engines import create_svdd_trainer, reconstruction_error
+from toolkit.files import save_checked
 from toolkit.nets import MLPEncoder
 from toolkit.spheres import SphereUpdate
 from toolkit.stages import Hooks, train_svdd
@@ -185,18 +187,17 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
 
 
 @pytest.mark.slow  # a whole fit
-def test_detector_files_from_before_the_one_sphere_term_still_load(tmp_path):
+def test_detector_files_of_another_format_version_are_refused_by_name(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
-    settings = {**TINY, "svdd.score_single": 0.0}  # the sphere score and the reconstruction error
-    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[d.target < 3])
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY).fit(x[d.target < 3])
     path = det.save(tmp_path / "det.pt")
     p = torch.load(path, weights_only=True)
-    p["score_stats"] = p["score_stats"].T.reshape(-1)  # the old flat (4,): sphere mean, spread, recon mean, spread
-    torch.save(p, path)
-    path.with_name(path.name + ".sha256").unlink()  # files of that time carried no digest
-    old = MultiRadiusDeepSVDD.load(path)
-    np.testing.assert_array_equal(old.decision_function(x[:100]), det.decision_function(x[:100]))
+    p["format"] = "multi-radius-deep-svdd/1"
+    save_checked(path, p)
+    with pytest.raises(DetectorFileError, match=r"format 'multi-radius-deep-svdd/1'.*refit the detector") as e:
+        MultiRadiusDeepSVDD.load(path)
+    assert "\n" not in str(e.value)
 
 
 def test_recon_weight_needs_the_decoder():

@@ -20,17 +20,13 @@ from torch import Tensor, nn
 
 from . import config as C
 from .clustering import check_clusterer, pseudo_labels
-from .data import build_preprocessor, image_layout, preprocessor_kind, resolve_preprocess
-from .engines import reconstruction_error
-from .files import ChecksumError, describe, load_checked, save_checked
-from .knn import knn_distance
-from .nets import EVAL_BATCH, build_autoencoder, build_encoder, embed, fast_layout, net_options, resolve_arch
+from .data import build_preprocessor, image_layout, resolve_preprocess
+from .nets import EVAL_BATCH, build_autoencoder, embed, fast_layout, net_options, resolve_arch
+from .persistence import DetectorFileError as DetectorFileError  # raised by load
+from .persistence import load_detector, save_detector
+from .scoring import Scorer, column_names, column_weights
 from .stages import Hooks, pretrain, resolve_device, train_svdd
-from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
-
-FORMAT = "multi-radius-deep-svdd/1"
-# what every detector file holds (the others are optional)
-FILE_KEYS = ("config", "arch", "input_shape", "threshold", "encoder", "preprocessor", "centres", "radii", "labels")
+from .svdd import OUTSIDE, SphereHead
 
 
 class NotFittedError(SklearnNotFittedError):
@@ -38,10 +34,6 @@ class NotFittedError(SklearnNotFittedError):
 
 
 NON_FINITE = ("raise", "anomaly")  # what scoring does with rows holding NaN or inf
-
-
-class DetectorFileError(ValueError):
-    """A detector file that is not one, is damaged, or carries something other than tensors and values."""
 
 
 class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
@@ -117,7 +109,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "head_")
+        return hasattr(self, "scorer_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -298,113 +290,60 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         *,
         recon: nn.Module | None = None,
         single: tuple[nn.Module, SphereHead] | None = None,
-        threshold: float | None = None,
-        score_stats: Tensor | None = None,
-        knn_reference: dict[str, Tensor] | None = None,
     ) -> MultiRadiusDeepSVDD:
-        """Set the learned attributes from trained parts; ``threshold`` and ``score_stats`` as saved, or
-        (None) left for :meth:`_calibrate` to compute on the training data."""
-        if (recon is not None) != cfg.svdd.keeps_autoencoder:
-            raise ValueError(
-                "svdd.score_recon > 0 or 'autoencoder' in svdd.knn_space needs the pretrained autoencoder, and only "
-                "then"
-            )
-        if (single is not None) != (cfg.svdd.score_single > 0):
-            raise ValueError("svdd.score_single > 0 needs the one-sphere encoder and head, and only then")
+        """Set the learned attributes from trained parts; the scorer's state (k-NN rows, statistics,
+        threshold) is then calibrated on the training data (:meth:`_calibrate`) or loaded."""
         device = head.centres.device
+        names = column_names(cfg.svdd, single is not None)
+        single = None if single is None else (fast_layout(single[0].eval(), device), single[1].to(device))
+        self.scorer_ = Scorer(
+            prep,
+            fast_layout(encoder.eval(), device),
+            head,
+            names,
+            column_weights(cfg.svdd, names),
+            knn_k=cfg.svdd.knn_k,
+            single=single,
+            autoencoder=None if recon is None else fast_layout(recon.eval(), device),
+        ).to(device)
         self.arch_, self.input_shape_ = arch, tuple(in_shape)
-        self.preprocessor_, self.encoder_, self.head_ = prep, fast_layout(encoder.eval(), device), head
-        self.recon_ = None if recon is None else fast_layout(recon.eval(), device)
-        self.single_encoder_ = None if single is None else fast_layout(single[0].eval(), device)
-        self.single_head_ = None if single is None else single[1].to(device)
         self.cluster_labels_ = labels.detach().cpu().numpy()
-        self.knn_reference_ = None
-        if knn_reference is not None:
-            self.knn_reference_ = {space: ref.detach().to(device) for space, ref in knn_reference.items()}
-        if score_stats is not None and score_stats.dim() == 1:  # files from before score_single: (4,) flat
-            score_stats = score_stats.view(2, 2).T.contiguous()
-        self.score_stats_ = None if score_stats is None else score_stats.detach().to(device)
-        if threshold is not None:
-            self.threshold_ = float(threshold)
         return self
 
-    def _weights(self) -> Tensor:
-        """The weight of each score column, as configured: the multi-sphere score's, then the others'."""
-        svdd = self.resolved_config().svdd
-        single, recon = self.single_head_ is not None, svdd.score_recon > 0
-        knn = 0 if self.knn_reference_ is None else len(self.knn_reference_)
-        return torch.tensor(
-            [svdd.score_multi] + [svdd.score_single] * single + [svdd.score_recon] * recon + [svdd.score_knn] * knn
-        )
+    # the scorer's parts, by the names scikit-learn users and the report know them
+    preprocessor_ = property(lambda self: self.scorer_.prep)
+    encoder_ = property(lambda self: self.scorer_.encoder)
+    head_ = property(lambda self: self.scorer_.head)
+    recon_ = property(lambda self: self.scorer_.autoencoder)
+    single_encoder_ = property(lambda self: self.scorer_.single_encoder)
+    single_head_ = property(lambda self: self.scorer_.single_head)
 
-    def _parts(self, xr: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
-        """(B, C) score columns of a batch ``xr`` of raw samples (on the detector's device) and the nearest
-        sphere (B,) of the multi-sphere score; ``knn=False`` leaves the k-NN columns out (calibration adds
-        their leave-one-out form)."""
-        xb = fast_layout(self.preprocessor_(xr), xr.device)
-        z = self.encoder_(xb)
-        s, k = scores(z, self.head_.centres, self.head_.radii, self.head_.rule)
-        parts = [s]
-        if self.single_head_ is not None:
-            parts.append(self.single_head_(self.single_encoder_(xb)))
-        svdd = self.resolved_config().svdd
-        if svdd.score_recon > 0:
-            parts.append(reconstruction_error(self.recon_, xb))
-        if knn and self.knn_reference_ is not None:
-            for space, ref in self.knn_reference_.items():
-                parts.append(knn_distance(self._knn_rows(space, xr, xb, z), ref, svdd.knn_k))
-        return torch.stack(parts, dim=1), k
+    @property
+    def knn_reference_(self) -> dict[str, Tensor] | None:
+        """Space -> the training rows the k-NN column of that space measures against (None: no k-NN term)."""
+        spaces = self.scorer_.knn_spaces
+        return {s: self.scorer_.reference(s) for s in spaces} if spaces else None
 
-    def _knn_rows(self, space: str, xr: Tensor, xb: Tensor | None = None, z: Tensor | None = None) -> Tensor:
-        """The rows the k-NN term compares in ``space``, for raw samples ``xr`` (and, when already computed,
-        their preprocessed form ``xb`` and multi-sphere embeddings ``z``): ``z``, the pretrained
-        autoencoder's embeddings, ``xb`` or ``xr`` flattened."""
-        if space == "raw":
-            return xr.reshape(xr.shape[0], -1)  # float32, as _validate makes every input
-        if xb is None:
-            xb = fast_layout(self.preprocessor_(xr), xr.device)
-        if space == "input":
-            return xb.reshape(xb.shape[0], -1)
-        if space == "autoencoder":
-            return self.recon_.encoder(xb)
-        return self.encoder_(xb) if z is None else z
+    @property
+    def score_stats_(self) -> Tensor | None:
+        """(2, C): each score column's training mean and spread (None: the score is one column)."""
+        return self.scorer_.stats if len(self.scorer_.names) > 1 else None
 
-    def _eval(self) -> None:
-        """Every net that scores in evaluation mode (BatchNorm with its running statistics)."""
-        for m in (self.encoder_, self.single_encoder_, self.recon_):
-            if m is not None:
-                m.eval()
-
-    def _combine(self, parts: Tensor, weights: Tensor) -> Tensor:
-        return parts[:, 0] if parts.shape[1] == 1 else combined_scores(parts, self.score_stats_, weights)
-
-    @torch.inference_mode()
     def _calibrate(self, x: Tensor, batch_size: int = EVAL_BATCH) -> MultiRadiusDeepSVDD:
-        """From the raw training data ``x``: the standardisation statistics of combined scores, and
-        the score above which ``predict`` calls a point anomalous: "outside every sphere" for the margin
-        (0) and ratio (1) rules alone; for the distance rule, which has no sphere boundary, and for
-        combined scores, the (1 - nu) quantile of the training scores (a share nu of the normal data
-        flagged, as a contamination rate)."""
-        self._eval()
-        device = self.head_.centres.device
-        parts = torch.cat([self._parts(xr.to(device), knn=False)[0] for xr in x.split(batch_size)])
-        svdd = self.resolved_config().svdd
-        if svdd.score_knn > 0:  # each training point's neighbours, itself left out
-            self.knn_reference_ = {}
-            for space in svdd.knn_spaces:
-                ref = torch.cat([self._knn_rows(space, xr.to(device)) for xr in x.split(batch_size)])
-                self.knn_reference_[space] = ref
-                loo = knn_distance(ref, ref, svdd.knn_k, exclude_self=True)
-                parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
-        self.score_stats_ = score_stats(parts) if parts.shape[1] > 1 else None
-        self.decision_scores_ = self._combine(parts, self._weights()).float().cpu().numpy()
+        """From the raw training data ``x``: the scorer's k-NN rows and column statistics, the training
+        scores, and the score above which ``predict`` calls a point anomalous: "outside every sphere"
+        for the margin (0) and ratio (1) rules alone; for the distance rule, which has no sphere
+        boundary, and for combined scores, the (1 - nu) quantile of the training scores (a share nu of
+        the normal data flagged, as a contamination rate)."""
+        self.decision_scores_ = self.scorer_.calibrate(x, batch_size).float().cpu().numpy()
         if self.contamination is not None:  # PyOD's threshold: this share of the training data flagged
             self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
-        elif parts.shape[1] == 1 and self.head_.rule in OUTSIDE:
+        elif len(self.scorer_.names) == 1 and self.head_.rule in OUTSIDE:
             self.threshold_ = OUTSIDE[self.head_.rule]
         else:
             nu = self.resolved_config().svdd.nu
             self.threshold_ = float(torch.quantile(torch.from_numpy(self.decision_scores_), 1.0 - nu))
+        self.scorer_.threshold.fill_(self.threshold_)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
 
@@ -424,7 +363,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return self.head_.num_clusters
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "head_"):
+        if not hasattr(self, "scorer_"):
             raise NotFittedError("this detector is not fitted yet: call fit(X) or MultiRadiusDeepSVDD.load(path)")
 
     # -------------------------------------------------------------- scoring
@@ -450,15 +389,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             )
         bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)  # only with non_finite="anomaly"
         x = torch.where(bad.view(-1, *[1] * (x.dim() - 1)), torch.zeros_like(x), x)
-        device = self.head_.centres.device
-        self._eval()
-        weights = self._weights()
-        out_s, out_k = [], []
-        for s in range(0, x.shape[0], batch_size):
-            parts, k = self._parts(x[s : s + batch_size].to(device))
-            out_s.append(self._combine(parts, weights).cpu())
-            out_k.append(k.cpu())
-        scores_, clusters = torch.cat(out_s), torch.cat(out_k)
+        scores_, clusters = self.scorer_.score(x, batch_size)
         scores_[bad], clusters[bad] = float("inf"), -1  # could not be scored: anomalous, never normal
         return scores_.numpy(), clusters.numpy()
 
@@ -475,106 +406,18 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         """(N, 2) probabilities of normal and anomalous, PyOD's "linear" way: the score scaled by the
         training scores' range, clipped to [0, 1]."""
         self._check_fitted()
-        if not hasattr(self, "decision_scores_"):
-            raise ValueError(
-                "this detector file keeps no training scores (saved by an older version): refit to use predict_proba"
-            )
         lo, hi = float(np.min(self.decision_scores_)), float(np.max(self.decision_scores_))
         p = np.clip((self.decision_function(X) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         return np.stack([1.0 - p, p], axis=1)
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write tensors and plain values only (readable with ``weights_only=True``), atomically."""
+        """Write tensors and plain values only (readable with ``weights_only=True``), atomically, with the
+        file's digest (``toolkit.persistence``)."""
         self._check_fitted()
-        payload = {
-            "format": FORMAT,
-            "config": C.dumps(self.resolved_config()),
-            "arch": self.arch_,
-            "input_shape": list(self.input_shape_),
-            "threshold": self.threshold_,
-            "encoder": {k: v.detach().cpu() for k, v in self.encoder_.state_dict().items()},
-            "preprocessor": {k: v.detach().cpu() for k, v in self.preprocessor_.state_dict().items()},
-            "centres": self.head_.centres.detach().cpu(),
-            "radii": self.head_.radii.detach().cpu(),
-            "labels": torch.from_numpy(np.asarray(self.cluster_labels_)),
-        }
-        if self.recon_ is not None:
-            payload["autoencoder"] = {k: v.detach().cpu() for k, v in self.recon_.state_dict().items()}
-        if self.single_head_ is not None:
-            payload["single"] = {
-                "encoder": {k: v.detach().cpu() for k, v in self.single_encoder_.state_dict().items()},
-                "centres": self.single_head_.centres.detach().cpu(),
-                "radii": self.single_head_.radii.detach().cpu(),
-            }
-        if self.score_stats_ is not None:
-            payload["score_stats"] = self.score_stats_.detach().cpu()
-        payload["decision_scores"] = torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float32))
-        if self.knn_reference_ is not None:
-            payload["knn_reference"] = {space: ref.detach().cpu() for space, ref in self.knn_reference_.items()}
-        return save_checked(path, payload)  # with its digest, PATH.sha256, checked by load
+        return save_detector(self, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> MultiRadiusDeepSVDD:
         """Load a saved detector; never unpickles arbitrary objects."""
-        path = Path(path)
-        if not path.is_file():
-            raise DetectorFileError(f"no detector file at {str(path)!r}")
-        try:
-            p = load_checked(path, map_location=device)
-        except ChecksumError as e:
-            raise DetectorFileError(f"{e}; refit the detector and save it again, or copy an intact file") from None
-        except Exception as e:
-            raise DetectorFileError(
-                f"{str(path)!r} is not a readable detector file (damaged, truncated, or it holds objects other "
-                f"than tensors and plain values, which are refused): {describe(e, 300)}; use a file written by "
-                "save(), or refit and save the detector again"
-            ) from None
-        if not isinstance(p, dict) or p.get("format") != FORMAT:
-            raise DetectorFileError(f"{str(path)!r} is not a detector file of format {FORMAT!r}")
-        if missing := [k for k in FILE_KEYS if k not in p]:
-            raise DetectorFileError(
-                f"{str(path)!r} lacks {', '.join(missing)}: it was not written whole by save(); refit the "
-                "detector and save it again"
-            )
-        cfg = C.from_dict(json.loads(p["config"]))
-        in_shape = tuple(p["input_shape"])
-        net = (p["arch"], in_shape, *net_options(cfg.net))
-        encoder = build_encoder(*net)
-        encoder.load_state_dict(p["encoder"])
-        prep = build_preprocessor(preprocessor_kind(p["preprocessor"]), in_shape)
-        prep.load_state_dict(p["preprocessor"])
-        head = SphereHead(p["centres"], p["radii"], rule=cfg.svdd.score)
-        recon, single = None, None
-        if "autoencoder" in p:
-            recon = build_autoencoder(*net)
-            recon.load_state_dict(p["autoencoder"])
-            recon = recon.to(device)
-        if "single" in p:
-            single_encoder = build_encoder(*net)
-            single_encoder.load_state_dict(p["single"]["encoder"])
-            single_head = SphereHead(p["single"]["centres"], p["single"]["radii"], rule=cfg.svdd.score)
-            single = (single_encoder.to(device), single_head.to(device))
-        knn_reference = p.get("knn_reference")
-        if isinstance(knn_reference, Tensor):  # files from before several spaces: the one space's rows
-            knn_reference = {cfg.svdd.knn_space: knn_reference}
-        det = cls._from_parts(
-            cfg,
-            p["arch"],
-            in_shape,
-            prep.to(device),
-            encoder.to(device),
-            head.to(device),
-            p["labels"],
-            recon=recon,
-            single=single,
-            threshold=p["threshold"],
-            score_stats=p.get("score_stats"),
-            knn_reference=knn_reference,
-            device=device,
-        )
-        det.n_features_in_ = int(np.prod(in_shape))
-        if "decision_scores" in p:  # files written before these were kept have no training scores
-            det.decision_scores_ = p["decision_scores"].numpy()
-            det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
-        return det
+        return load_detector(cls, path, device)

@@ -29,13 +29,18 @@ def knn_distance(
     available = reference.shape[0] - int(exclude_self)
     if not 1 <= k <= available:
         raise ValueError(f"k={k} must be in [1, {available}] for {reference.shape[0]} reference rows")
-    ref_sq = reference.pow(2).sum(dim=1)
-    out = []
-    for s in range(0, query.shape[0], chunk):
-        q = query[s : s + chunk]
-        d2 = q.pow(2).sum(dim=1, keepdim=True) + ref_sq - 2.0 * (q @ reference.T)
-        if exclude_self:
-            rows = torch.arange(q.shape[0], device=q.device)
-            d2[rows, rows + s] = float("inf")
-        out.append(d2.topk(k, dim=1, largest=False).values.clamp(min=0).sqrt().mean(dim=1))
+    out = [
+        knn_block(query[s : s + chunk], reference, k, self_offset=s if exclude_self else None)
+        for s in range(0, query.shape[0], chunk)
+    ]
     return torch.cat(out) if out else query.new_zeros(0)
+
+
+def knn_block(query: Tensor, reference: Tensor, k: int, self_offset: int | None = None) -> Tensor:
+    """:func:`knn_distance` of one block of queries, by one matrix product (no loop: what a traced scorer
+    records). ``self_offset``: query row i is reference row ``self_offset + i``, left out as a neighbour."""
+    d2 = query.pow(2).sum(dim=1, keepdim=True) + reference.pow(2).sum(dim=1) - 2.0 * (query @ reference.T)
+    if self_offset is not None:
+        rows = torch.arange(query.shape[0], device=query.device)
+        d2[rows, rows + self_offset] = float("inf")
+    return d2.topk(k, dim=1, largest=False).values.clamp(min=0).sqrt().mean(dim=1)

@@ -1,0 +1,141 @@
+"""Detector files: what a fitted detector is saved as and loaded from.
+
+A file holds tensors and plain values only, so it loads with ``torch.load(weights_only=True)`` and
+never unpickles an object: the settings (as JSON), the net architecture and sample shape, the
+pseudo-labels of the training data and their scores, and the scorer's whole state
+(``toolkit.scoring.Scorer``: the preprocessor, the nets, the spheres, the k-NN rows, the columns'
+statistics and weights, the threshold). It is written atomically with its SHA-256 digest
+(``toolkit.files``), checked on load. A file of another format version is refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import config as C
+from .data import build_preprocessor, preprocessor_kind
+from .files import ChecksumError, describe, load_checked, save_checked
+from .nets import build_autoencoder, build_encoder, net_options
+from .svdd import SphereHead
+
+FORMAT = "multi-radius-deep-svdd/2"
+FILE_KEYS = ("config", "arch", "input_shape", "labels", "decision_scores", "threshold", "scorer")
+
+
+class DetectorFileError(ValueError):
+    """A detector file that is not one, is damaged, or carries something other than tensors and values."""
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of one submodule of the scorer's state, its prefix taken off."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def save_detector(det: Any, path: str | Path) -> Path:
+    """Write the fitted detector ``det`` to ``path`` (and its digest), atomically."""
+    payload = {
+        "format": FORMAT,
+        "config": C.dumps(det.resolved_config()),
+        "arch": det.arch_,
+        "input_shape": list(det.input_shape_),
+        "labels": torch.from_numpy(np.asarray(det.cluster_labels_)),
+        "decision_scores": torch.from_numpy(np.asarray(det.decision_scores_, dtype=np.float32)),
+        "threshold": float(det.threshold_),
+        "columns": list(det.scorer_.names),
+        "scorer": _cpu(det.scorer_.state_dict()),
+    }
+    return save_checked(path, payload)
+
+
+def _read(path: Path, device: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise DetectorFileError(f"no detector file at {str(path)!r}")
+    try:
+        p = load_checked(path, map_location=device)
+    except ChecksumError as e:
+        raise DetectorFileError(f"{e}; refit the detector and save it again, or copy an intact file") from None
+    except Exception as e:
+        raise DetectorFileError(
+            f"{str(path)!r} is not a readable detector file (damaged, truncated, or it holds objects other "
+            f"than tensors and plain values, which are refused): {describe(e, 300)}; use a file written by "
+            "save(), or refit and save the detector again"
+        ) from None
+    if not isinstance(p, dict) or not isinstance(p.get("format"), str) or "multi-radius-deep-svdd" not in p["format"]:
+        raise DetectorFileError(f"{str(path)!r} is not a detector file of format {FORMAT!r}")
+    if p["format"] != FORMAT:
+        raise DetectorFileError(
+            f"{str(path)!r} was written by another version of this package (format {p['format']!r}; this "
+            f"version reads {FORMAT!r}): refit the detector with this version and save it again"
+        )
+    if missing := [k for k in FILE_KEYS if k not in p]:
+        raise DetectorFileError(
+            f"{str(path)!r} lacks {', '.join(missing)}: it was not written whole by save(); refit the "
+            "detector and save it again"
+        )
+    return p
+
+
+def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
+    """A detector of class ``cls`` from the file at ``path``, on ``device``."""
+    path = Path(path)
+    p = _read(path, device)
+    cfg = C.from_dict(json.loads(p["config"]))
+    in_shape = tuple(p["input_shape"])
+    state = p["scorer"]
+    net = (p["arch"], in_shape, *net_options(cfg.net))
+
+    def encoder(prefix: str) -> torch.nn.Module:
+        e = build_encoder(*net)
+        e.load_state_dict(_part(state, prefix))
+        return e.to(device)
+
+    def head(prefix: str) -> SphereHead:
+        return SphereHead(state[prefix + "centres"], state[prefix + "radii"], rule=cfg.svdd.score).to(device)
+
+    prep_state = _part(state, "prep.")
+    prep = build_preprocessor(preprocessor_kind(prep_state), in_shape)
+    prep.load_state_dict(prep_state)
+    autoencoder = None
+    if any(k.startswith("autoencoder.") for k in state):
+        autoencoder = build_autoencoder(*net)
+        autoencoder.load_state_dict(_part(state, "autoencoder."))
+    single = (encoder("single_encoder."), head("single_head.")) if "single" in p["columns"] else None
+    det = cls(cfg, device=device)
+    det._assemble(
+        cfg,
+        p["arch"],
+        in_shape,
+        prep.to(device),
+        encoder("encoder."),
+        head("head."),
+        p["labels"],
+        recon=None if autoencoder is None else autoencoder.to(device),
+        single=single,
+    )
+    scorer = det.scorer_
+    if list(p["columns"]) != scorer.names:
+        raise DetectorFileError(
+            f"{str(path)!r} holds the score columns {p['columns']}, but its settings give {scorer.names}: "
+            "it was not written by save(); refit the detector and save it again"
+        )
+    for space in scorer.knn_spaces:  # sized by the data: taken as saved
+        setattr(scorer, f"knn_{space}", state[f"knn_{space}"].to(device))
+    scorer.stats = state["stats"].to(device)
+    try:
+        scorer.load_state_dict(state)
+    except RuntimeError as e:
+        raise DetectorFileError(f"{str(path)!r} does not fit its own settings: {describe(e, 300)}") from None
+    det.threshold_ = float(p["threshold"])
+    det.decision_scores_ = p["decision_scores"].numpy()
+    det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
+    det.n_features_in_ = int(np.prod(in_shape))
+    return det

@@ -1,0 +1,168 @@
+"""The detector's whole scoring path as one ``nn.Module``: raw samples -> the preprocessing -> every net
+the score needs -> one column per score term -> the standardised, weighted sum.
+
+``decision_function``, the ``score`` verb, ``export`` and the benchmarks all score through a
+:class:`Scorer`; a new score term is one more column here and nowhere else.
+
+The columns, in this order (each present only when its weight is above 0, the spheres' always):
+
+- ``multi``: the multi-sphere score, min over the spheres by ``svdd.score`` (``toolkit.svdd``);
+- ``single``: the score of one sphere trained from the same autoencoder;
+- ``recon``: the pretrained autoencoder's reconstruction error;
+- ``knn:SPACE``: the mean distance to the ``knn_k`` nearest training points in SPACE ("embedding": the
+  multi-sphere encoder's, "autoencoder": the pretrained autoencoder's, "input": the preprocessed input,
+  "raw": the data as given), one column per space.
+
+With one column the score is that column; with several, each column is standardised by its mean and
+spread over the training data (:meth:`Scorer.calibrate`; a training point's k-NN distance leaves the
+point itself out) and the columns are added with their weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from .engines import reconstruction_error
+from .knn import knn_block, knn_distance
+from .nets import fast_layout
+from .svdd import SphereHead, combined_scores, score_stats, scores
+
+
+def column_names(svdd, single: bool) -> list[str]:
+    """The score's columns for the SVDD settings ``svdd`` (``single``: a one-sphere model is kept)."""
+    names = ["multi"] + ["single"] * single + ["recon"] * (svdd.score_recon > 0)
+    return names + ([f"knn:{s}" for s in svdd.knn_spaces] if svdd.score_knn > 0 else [])
+
+
+def column_weights(svdd, names: Iterable[str]) -> Tensor:
+    """Each column's weight: ``svdd.score_multi``, ``score_single``, ``score_recon``, ``score_knn``."""
+    by = {"multi": svdd.score_multi, "single": svdd.score_single, "recon": svdd.score_recon}
+    return torch.tensor([by.get(n, svdd.score_knn) for n in names], dtype=torch.float32)
+
+
+class Scorer(nn.Module):
+    """Raw samples (B, *input_shape) -> anomaly scores (B,), higher = more anomalous.
+
+    Holds the fitted preprocessor, the multi-sphere encoder and head, and what the other columns need
+    (the one-sphere encoder and head, the pretrained autoencoder, the k-NN reference rows), the columns'
+    training statistics, weights and the threshold, all as submodules and buffers: ``state_dict`` is the
+    whole scoring state, and ``torch.jit.trace`` records the whole path (no loops that depend on the batch).
+    """
+
+    def __init__(
+        self,
+        prep: nn.Module,
+        encoder: nn.Module,
+        head: SphereHead,
+        names: list[str],
+        weights: Tensor,
+        *,
+        knn_k: int = 5,
+        single: tuple[nn.Module, SphereHead] | None = None,
+        autoencoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if ("single" in names) != (single is not None):
+            raise ValueError("the one-sphere column needs the one-sphere encoder and head, and only it")
+        needs_ae = "recon" in names or "knn:autoencoder" in names
+        if needs_ae != (autoencoder is not None):
+            raise ValueError(
+                "the reconstruction and autoencoder k-NN columns need the pretrained autoencoder, and only they"
+            )
+        self.prep, self.encoder, self.head = prep, encoder, head
+        self.single_encoder, self.single_head = single if single is not None else (None, None)
+        self.autoencoder = autoencoder
+        self.names = list(names)
+        self.knn_k = knn_k
+        self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
+        for space in self.knn_spaces:  # filled by calibrate (or a saved state)
+            self.register_buffer(f"knn_{space}", torch.zeros(0))
+        self.register_buffer("weights", weights.float())
+        self.register_buffer("stats", torch.zeros(2, len(names)))  # training mean (row 0), spread (row 1)
+        self.register_buffer("threshold", torch.tensor(0.0))
+
+    # ----------------------------------------------------------------------------------- columns
+    def reference(self, space: str) -> Tensor:
+        """The training rows the k-NN column of ``space`` measures against."""
+        return getattr(self, f"knn_{space}")
+
+    def rows(self, space: str, x: Tensor, xb: Tensor, z: Tensor) -> Tensor:
+        """What the k-NN column of ``space`` compares, for raw samples ``x``, preprocessed ``xb`` and
+        multi-sphere embeddings ``z``."""
+        if space == "raw":
+            return x.reshape(x.shape[0], -1).float()
+        if space == "input":
+            return xb.reshape(xb.shape[0], -1)
+        if space == "autoencoder":
+            return self.autoencoder.encoder(xb)
+        return z
+
+    def columns(self, x: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
+        """(B, C) score columns of raw samples ``x`` and the nearest sphere (B,) of the multi-sphere
+        score; ``knn=False`` leaves the k-NN columns out (calibration adds their leave-one-out form)."""
+        xb = fast_layout(self.prep(x), x.device)
+        z = self.encoder(xb)
+        s, nearest = scores(z, self.head.centres, self.head.radii, self.head.rule)
+        cols = [s]
+        if self.single_head is not None:
+            cols.append(self.single_head(self.single_encoder(xb)))
+        if "recon" in self.names:
+            cols.append(reconstruction_error(self.autoencoder, xb))
+        if knn:
+            for space in self.knn_spaces:
+                cols.append(knn_block(self.rows(space, x, xb, z), self.reference(space), self.knn_k))
+        return torch.stack(cols, dim=1), nearest
+
+    def combine(self, cols: Tensor) -> Tensor:
+        """The score from its columns: the one column itself, or the standardised, weighted sum."""
+        if cols.shape[1] == 1:
+            return cols[:, 0]
+        return combined_scores(cols, self.stats, self.weights)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.combine(self.columns(x)[0])
+
+    # ----------------------------------------------------------------------------------- calibration
+    def nets(self) -> list[nn.Module]:
+        return [m for m in (self.encoder, self.single_encoder, self.autoencoder) if m is not None]
+
+    @torch.inference_mode()
+    def calibrate(self, x: Tensor, batch_size: int) -> Tensor:
+        """From the raw training data ``x`` (on any device; moved batch by batch): the k-NN reference
+        rows, the columns' training statistics; returns the training data's scores (N,), each k-NN
+        column of a training point leaving the point itself out."""
+        self.eval()
+        device = self.head.centres.device
+        cols, rows = [], {s: [] for s in self.knn_spaces}
+        for xr in x.split(batch_size):
+            xr = xr.to(device)
+            xb = fast_layout(self.prep(xr), device)
+            z = self.encoder(xb)
+            cols.append(self.columns(xr, knn=False)[0])
+            for space in self.knn_spaces:
+                rows[space].append(self.rows(space, xr, xb, z))
+        parts = torch.cat(cols)
+        for space in self.knn_spaces:
+            ref = torch.cat(rows[space])
+            setattr(self, f"knn_{space}", ref)
+            loo = knn_distance(ref, ref, self.knn_k, exclude_self=True)
+            parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
+        self.stats = score_stats(parts) if parts.shape[1] > 1 else torch.zeros(2, 1, device=device)
+        return self.combine(parts)
+
+    @torch.inference_mode()
+    def score(self, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Scores and nearest spheres of raw samples ``x``, ``batch_size`` rows at a time (on the CPU)."""
+        self.eval()
+        device = self.head.centres.device
+        out_s, out_k = [], []
+        for xr in x.split(batch_size):
+            cols, nearest = self.columns(xr.to(device))
+            out_s.append(self.combine(cols).cpu())
+            out_k.append(nearest.cpu())
+        if not out_s:
+            return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        return torch.cat(out_s), torch.cat(out_k)
