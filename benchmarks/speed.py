@@ -1,7 +1,7 @@
 """Speed benchmark: the toolkit's in-memory training feed against the naive feed of the reference
 implementations, on MNIST with normal classes {0, 1, 3} (18,796 training images).
 
-    python benchmarks/speed.py --data-root ../shared/data [--epochs 2] [--repeats 3] [--scoring-only]
+    python benchmarks/speed.py --data-root ../shared/data [--epochs 2] [--repeats 3]
 
 Rows: images/s of pretraining and SVDD epochs (toolkit: preprocessed tensors sliced in memory; naive: a
 torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser; the reference
@@ -24,17 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchvision
-from common import DATA_ROOT, markdown_table
+from bench import DATA_ROOT, markdown_table  # noqa: E402  (the benchmark's own helpers)
 from torch import Tensor
 
-from toolkit.config import Config, apply_overrides
 from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization
-from toolkit.detector import MultiRadiusDeepSVDD
 from toolkit.engines import reconstruction_error
 from toolkit.layers import UpConvTranspose2d
-from toolkit.nets import EVAL_BATCH, build_autoencoder, embed, fast_layout
+from toolkit.nets import build_autoencoder, embed, fast_layout
 from toolkit.plugins.finch import FinchClusterer
-from toolkit.svdd import SphereHead, own_sq_distances, soft_boundary_loss
+from toolkit.svdd import own_sq_distances, soft_boundary_loss
 
 NORMAL = (0, 1, 3)
 Rows = list[tuple[str, str, str]]  # what, speed, note
@@ -253,48 +251,6 @@ def time_finch(d: Data, enc: torch.nn.Module) -> Rows:
     return [("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", "")]
 
 
-def time_scoring(d: Data, enc: torch.nn.Module, centres: Tensor, radii: Tensor) -> Rows:
-    """Scoring through the detector itself (raw images in: preprocessing, encoders, combination), for
-    the sphere score alone, with each extra term, and by the MNIST recipe's score (two k-NN distances
-    against every training image); then the spheres' score in the old large batches."""
-    recon = build_autoencoder("lenet28", (1, 28, 28))
-    single = (build_autoencoder("lenet28", (1, 28, 28)).encoder, SphereHead(torch.randn(1, 32), torch.ones(1), "ratio"))
-    knn = {"svdd.score_multi": 0.0, "svdd.score_knn": 1.0, "svdd.knn_space": "autoencoder+raw"}
-    rows: Rows = []
-    for name, extra in (
-        ("scoring (preprocess + encode + min over spheres)", {}),
-        ("scoring + reconstruction error (svdd.score_recon)", {"svdd.score_recon": 1.0}),
-        (
-            "scoring + one sphere + reconstruction error (the spheres' score)",
-            {"svdd.score_single": 1.0, "svdd.score_recon": 1.0},
-        ),
-        ("scoring by the MNIST recipe's score (5-NN, autoencoder embedding + raw pixels)", knn),
-    ):
-        cfg = apply_overrides(Config(), extra)
-        det = MultiRadiusDeepSVDD._from_parts(
-            cfg,
-            "lenet28",
-            (1, 28, 28),
-            d.prep,
-            enc,
-            SphereHead(centres, radii, "ratio"),
-            d.labels,
-            recon=recon if cfg.svdd.keeps_autoencoder else None,
-            single=single if "svdd.score_single" in extra else None,
-        )
-        # the k-NN terms measure against every training image, as a fitted detector does
-        det._calibrate(d.x_raw if extra is knn else d.x_raw[:4096])
-        rate = d.n / timed(lambda det=det: det.decision_function(d.x_raw))
-        note = f"{d.n:,} reference images" if extra is knn else f"batches of {EVAL_BATCH}"
-        rows.append((name, f"{rate:,.0f} img/s", note))
-        if "svdd.score_single" in extra:
-            spheres = det, rate
-    det, rate = spheres
-    old = d.n / timed(lambda: det.score_with_clusters(d.x_raw, batch_size=4096))
-    rows.append(("the spheres' score, in batches of 4096", f"{old:,.0f} img/s", f"{EVAL_BATCH}: {rate / old:.2f}x"))
-    return rows
-
-
 def time_pyod(a, d: Data) -> Rows:
     try:
         from pyod.models.deep_svdd import DeepSVDD
@@ -355,13 +311,10 @@ def time_flops(a, toolkit_pre: float) -> Rows:
 def measure(a) -> tuple[int, Rows]:
     """One run of every timing: (training images, rows of what, speed, note)."""
     d = load_data(a.data_root)
-    if a.scoring_only:  # scoring's speed does not depend on the weights: an untrained encoder, three spheres
-        enc = fast_layout(build_autoencoder("lenet28", (1, 28, 28)).encoder, "cpu")
-        return d.n, time_scoring(d, enc, torch.randn(3, 32), torch.ones(3))
     rows, toolkit_pre = time_pretraining(a, d)
     rows += time_lenet32()
     svdd_rows, (enc, centres, radii) = time_svdd(a, d)
-    rows += svdd_rows + time_finch(d, enc) + time_scoring(d, enc, centres, radii)
+    rows += svdd_rows + time_finch(d, enc)
     rows += [] if a.no_pyod else time_pyod(a, d)
     return d.n, rows + time_flops(a, toolkit_pre)
 
@@ -379,7 +332,6 @@ def main() -> None:
     ap.add_argument(
         "--bf16", action="store_true", help="also time both stages under CPU bfloat16 autocast (a probe, not a setting)"
     )
-    ap.add_argument("--scoring-only", action="store_true", help="only the scoring rows (no training timings)")
     ap.add_argument(
         "--repeats", type=int, default=1, help="run every timing this many times, one column each (the spread)"
     )

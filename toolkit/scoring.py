@@ -154,6 +154,17 @@ class Scorer(nn.Module):
         return self.combine(parts)
 
     @torch.inference_mode()
+    def score_column(self, name: str, x: Tensor, batch_size: int = 256) -> Tensor:
+        """One column of the score for raw samples ``x`` (on the CPU), e.g. ``"multi"``: the spheres'
+        score alone, before it is standardised and weighted."""
+        if name not in self.names:
+            raise ValueError(f"the score has no column {name!r}; its columns: {self.names}")
+        self.eval()
+        device = self.head.centres.device
+        j = self.names.index(name)
+        return torch.cat([self.columns(xr.to(device))[0][:, j].cpu() for xr in x.split(batch_size)])
+
+    @torch.inference_mode()
     def score(self, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
         """Scores and nearest spheres of raw samples ``x``, ``batch_size`` rows at a time (on the CPU)."""
         self.eval()

@@ -1,0 +1,273 @@
+"""The quality benchmark: a recipe on groups of normal classes and seeds, every row from one trained run.
+
+For each group and seed it runs ``python -m toolkit RECIPE`` in its own run folder (resumed when it is
+there, so a killed benchmark continues where it stopped) and then scores the test set through the public
+API only (``MultiRadiusDeepSVDD.load``, the detector's ``scorer_`` and its columns, the run folder's
+finished stages). The rows:
+
+- ``default``: the recipe's own score (what ``decision_function`` gives);
+- ``multi``: the multi-sphere score alone (the spheres' column of the same detector);
+- ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
+- ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
+  autoencoder (``--rows`` must name it: it trains one more model);
+- ``knn5-ae``: the mean distance to the 5 nearest training points in the pretrained network's embedding;
+- ``knn1-raw``: the distance to the nearest training image, raw pixels (the baseline every deep
+  detector must beat).
+
+Each row records the test AUROC and, for the detectors, the file size and the scoring throughput
+(images per second, measured in the same process). ``--summary`` prints the means per group size, the
+paired comparisons and each group's seed spread. One thread per process by default (two benchmark
+processes fit on a 2-core machine).
+
+    python benchmarks/bench.py --recipe mnist --groups "0,9;2,3" --seeds 0,1 --out bench/mnist
+    python benchmarks/bench.py --out bench/mnist --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit import MultiRadiusDeepSVDD
+from toolkit.config import apply_overrides, load_recipe
+from toolkit.data import load_split
+from toolkit.knn import knn_distance
+from toolkit.nets import build_autoencoder, embed, net_options
+from toolkit.runfolder import RunFolder
+from toolkit.stages import Hooks
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = str(ROOT.parent / "shared" / "data")
+MNIST_GROUPS = "0,9;2,3;6,7;0,1,3;2,7,8;5,6,9;6,7,9;0,1,7,9;0,2,4,6;0,3,7,8"
+ROWS = ("default", "multi", "single", "knn5-ae", "knn1-raw")
+FIELDS = ("group", "group_size", "seed", "row", "auroc", "n_clusters", "ari", "nmi", "size_mb", "img_s", "seconds")
+
+
+def parse_group(text: str) -> list[int | str]:
+    return [int(c) if c.strip().lstrip("-").isdigit() else c.strip() for c in text.split(",")]
+
+
+def run_recipe(recipe: str, group: list, seed: int, folder: Path, extra: list[str], threads: int) -> dict:
+    """The recipe's run for one group and seed (resumed when its folder holds one); its results.json."""
+    if (folder / "results.json").is_file():
+        return json.loads((folder / "results.json").read_text())
+    cmd = [sys.executable, "-m", "toolkit", recipe, f"--data.normal_classes={json.dumps(group)}", f"--seed={seed}"]
+    cmd += [f"--run_dir={folder}", "--progress=none", "--eval_every=10", *extra]
+    if (folder / "config.json").is_file():
+        cmd.append("--resume=True")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    return json.loads((folder / "results.json").read_text())
+
+
+def auroc(y, s) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(y), np.asarray(s)))
+
+
+def throughput(det, x) -> tuple[np.ndarray, float]:
+    """The detector's scores of ``x`` and its images per second (the best of two passes)."""
+    best, s = 0.0, None
+    for _ in range(2):
+        t = time.perf_counter()
+        s = det.decision_function(x)
+        best = max(best, len(x) / (time.perf_counter() - t))
+    return s, best
+
+
+class FromRun(Hooks):
+    """Hooks for ``fit`` that take a finished run's pretrained network instead of training one."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def finished(self, stage: str):
+        return RunFolder(self.folder).load_stage(stage) if stage == "pretrain" else None
+
+
+def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list[dict]:
+    """Every wanted row of one finished run."""
+    y = split.is_anomaly_test
+    multi = MultiRadiusDeepSVDD.load(folder / "detector_multi.pt")
+    cinfo = results.get("clustering", {})
+    agree = cinfo.get("agreement") or {}
+    base = {"n_clusters": len(cinfo.get("sizes", [])), "ari": agree.get("ari"), "nmi": agree.get("nmi")}
+    out = []
+
+    def add(row: str, s, det=None, path=None, img_s=None, **kw) -> None:
+        size = None if path is None else path.stat().st_size / 2**20
+        out.append({"row": row, "auroc": auroc(y, s), "size_mb": size, "img_s": img_s, **base, **kw})
+
+    x_test = torch.from_numpy(split.x_test)
+    if "default" in wanted:
+        s, rate = throughput(multi, split.x_test)
+        add("default", s, path=folder / "detector_multi.pt", img_s=rate, seconds=results.get("seconds"))
+    with torch.inference_mode():
+        if "multi" in wanted:
+            add("multi", multi.scorer_.score_column("multi", x_test))
+        if "single" in wanted and (folder / "detector_single.pt").is_file():
+            single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt")
+            add("single", single.scorer_.score_column("multi", x_test), n_clusters=1, ari=None, nmi=None)
+        if "knn5-ae" in wanted:
+            cfg = multi.resolved_config()
+            ae = build_autoencoder(multi.arch_, multi.input_shape_, *net_options(cfg.net))
+            ae.load_state_dict(load_pretrained(folder))
+            prep = multi.preprocessor_
+            ref = embed(ae.encoder, prep(torch.from_numpy(split.x_train)))
+            add("knn5-ae", knn_distance(embed(ae.encoder, prep(x_test)), ref, 5))
+        if "knn1-raw" in wanted:
+            flat = lambda a: torch.from_numpy(a.reshape(len(a), -1))  # noqa: E731
+            add("knn1-raw", knn_distance(flat(split.x_test), flat(split.x_train), 1))
+    if "null" in wanted:  # random spheres of the same sizes, from the same pretrained network
+        cfg = apply_overrides(
+            multi.resolved_config(),
+            {
+                "clustering.name": "random",
+                "clustering.options": {"sizes": cinfo["sizes"]},
+                "svdd.score_multi": 1.0,
+                "svdd.score_single": 0.0,
+                "svdd.score_recon": 0.0,
+                "svdd.score_knn": 0.0,
+            },
+        )
+        null = MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, hooks=FromRun(folder))
+        add("null", null.decision_function(split.x_test))
+    return out
+
+
+def load_pretrained(folder: Path) -> dict:
+    """The pretrained autoencoder's weights from a run folder's finished stage."""
+    stage = RunFolder(folder).load_stage("pretrain")
+    if stage is None:
+        raise SystemExit(f"{folder} holds no finished pretraining")
+    return stage["autoencoder"]
+
+
+def split_of(recipe: str, group: list, seed: int, extra: list[str]):
+    over = dict(a[2:].split("=", 1) for a in extra if a.startswith("--") and "=" in a)
+    over = {k: v for k, v in over.items() if k.startswith("data.")}
+    cfg = apply_overrides(load_recipe(recipe), {**{k: parse(v) for k, v in over.items()}, "data.normal_classes": group})
+    return load_split(cfg.data, seed)
+
+
+def parse(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def measure(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "rows.csv"
+    done = {(r["group"], r["seed"], r["row"]) for r in read_rows(table)}
+    wanted = tuple(args.rows.split(","))
+    for g in args.groups.split(";"):
+        group = parse_group(g)
+        name = "-".join(map(str, group))
+        for seed in map(int, args.seeds.split(",")):
+            todo = tuple(r for r in wanted if (name, str(seed), r) not in done)
+            if not todo:
+                continue
+            folder = out / f"{name}-s{seed}"
+            results = run_recipe(args.recipe, group, seed, folder, args.extra, args.threads)
+            split = split_of(args.recipe, group, seed, args.extra)
+            for row in rows_of(folder, results, split, todo):  # each kept as soon as it is measured
+                append_row(table, {"group": name, "group_size": len(group), "seed": seed, **row})
+                print(f"{name} seed {seed} {row['row']}: {row['auroc']:.4f}", flush=True)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow({k: ("" if row.get(k) is None else row[k]) for k in FIELDS})
+
+
+def markdown_table(head, rows) -> str:
+    """A markdown table: the header, the rule under it, one line per row of cells."""
+    line = lambda cells: "| " + " | ".join(map(str, cells)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "---|" * len(head), *(line(r) for r in rows)])
+
+
+def summary(args: argparse.Namespace) -> str:
+    rows = read_rows(Path(args.out) / "rows.csv")
+    by = {}
+    for r in rows:
+        by.setdefault(r["row"], {})[(r["group"], r["seed"])] = r
+    sizes = sorted({int(r["group_size"]) for r in rows})
+    names = [n for n in (*ROWS, "null") if n in by] + [n for n in by if n not in (*ROWS, "null")]
+    lines = ["| row | " + " | ".join(f"{s} classes" for s in sizes) + " | models | size (MB) | img/s |"]
+    lines.append("|---" * (len(sizes) + 4) + "|")
+    for n in names:
+        cells = []
+        for s in sizes:
+            v = [float(r["auroc"]) for r in by[n].values() if int(r["group_size"]) == s]
+            cells.append(f"{np.mean(v):.3f}" if v else "")
+        mb = [float(r["size_mb"]) for r in by[n].values() if r["size_mb"]]
+        rate = [float(r["img_s"]) for r in by[n].values() if r["img_s"]]
+        size_cell = f"{np.mean(mb):.2f}" if mb else ""
+        rate_cell = f"{np.mean(rate):,.0f}" if rate else ""
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {len(by[n])} | {size_cell} | {rate_cell} |")
+    lines.append("")
+    for a, b in (("multi", "single"), ("multi", "null"), ("multi", "knn5-ae"), ("default", "knn1-raw")):
+        if a in by and b in by:
+            keys = sorted(set(by[a]) & set(by[b]))
+            d = np.array([float(by[a][k]["auroc"]) - float(by[b][k]["auroc"]) for k in keys])
+            if len(d):
+                lines.append(
+                    f"{a} - {b}: {d.mean():+.3f} +- {d.std():.3f} over {len(d)} models, above on {(d > 0).sum()}"
+                )
+    if "multi" in by:
+        spread = {}
+        for (g, _), r in by["multi"].items():
+            spread.setdefault(g, []).append(float(r["auroc"]))
+        wide = {g: max(v) - min(v) for g, v in spread.items() if len(v) > 1}
+        if wide:
+            g = max(wide, key=wide.get)
+            lines.append(f"multi: largest seed spread {wide[g]:.3f} on {{{g}}}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="mnist")
+    ap.add_argument("--groups", default=MNIST_GROUPS, help="normal classes per group, ';' between groups")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {ROWS + ('null',)}")
+    ap.add_argument("--out", default="bench/mnist")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summary", action="store_true", help="print the table of what --out holds")
+    args, extra = ap.parse_known_args()
+    args.extra = extra  # passed to the recipe's run, e.g. --data.root=../shared/data --svdd.epochs=10
+    if args.summary:
+        print(summary(args))
+    else:
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()
