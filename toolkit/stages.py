@@ -21,7 +21,15 @@ from .engines import create_pretrainer, create_svdd_trainer, reconstruction_erro
 from .handlers import History, attach_early_stopping, attach_lr_schedule, attach_nan_stop, attach_progress
 from .nets import embed, refresh_batchnorm
 from .spheres import HeldOutLoss, SphereUpdate, attach_collapse_check
-from .svdd import SphereHead, init_centres, nearest_sphere, svdd_loss
+from .svdd import (
+    SphereHead,
+    follow_centres,
+    init_centres,
+    nearest_sphere,
+    own_sq_distances,
+    svdd_loss,
+    update_radii,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,7 +173,7 @@ def train_svdd(
         x.shape[0],
         decoder=_parallel(decoder, hooks) if recon else None,
         recon_weight=svdd.recon_weight,
-        keep_embeddings=svdd.reassign,
+        keep_embeddings=svdd.reassign or svdd.recentre,
     )
     attach_nan_stop(engine, stage, hooks.where(stage))
     SphereUpdate(
@@ -176,6 +184,7 @@ def train_svdd(
         shared=svdd.shared_radius,
         per_batch=svdd.radius_update == "batch",
         reassign=svdd.reassign,
+        recentre=svdd.recentre,
     ).attach(engine)
     attach_collapse_check(engine, head, stage)
     extra = {}
@@ -199,10 +208,23 @@ def train_svdd(
     history = _run(engine, data, svdd.epochs, hooks, stage, optimizer, scheduler, models, score, head, labels)
     if svdd.refresh_bn:
         refresh_batchnorm(encoder, x)
+    if svdd.recentre and svdd.epochs > 0:
+        final_spheres(encoder, head, x, labels, svdd)
     if svdd.holdout_fraction > 0 and svdd.reassign:  # the held-out points go to their nearest sphere too
         all_labels[~held] = labels
         all_labels[held] = nearest_sphere(embed(encoder, x_held), head.centres, head.radii, head.rule)
     return head, history
+
+
+@torch.no_grad()
+def final_spheres(encoder: nn.Module, head: SphereHead, x: Tensor, labels: Tensor, svdd: C.SVDDConfig) -> None:
+    """With ``svdd.recentre``: the spheres of the final net as it scores (evaluation mode), each centre the
+    mean of its cluster's embeddings and, once warm-up is over, each radius their (1 - nu) quantile."""
+    z = embed(encoder, x)
+    head.centres.copy_(follow_centres(z, labels, head.centres))
+    if svdd.epochs >= svdd.warmup_epochs:
+        dist = own_sq_distances(z, head.centres, labels)
+        head.radii.copy_(update_radii(dist, labels, head.radii, svdd.nu, svdd.shared_radius))
 
 
 def holdout_mask(labels: Tensor, fraction: float, seed: int) -> Tensor:

@@ -42,6 +42,13 @@ def init_centres(z: Tensor, labels: Tensor, num_clusters: int, eps: float = 0.1)
     return torch.where(small & (c < 0), torch.full_like(c, -eps), torch.where(small, torch.full_like(c, eps), c))
 
 
+def follow_centres(z: Tensor, labels: Tensor, centres: Tensor) -> Tensor:
+    """New centres: the mean of each cluster's rows of ``z``; a cluster with no row keeps its centre."""
+    counts = torch.bincount(labels, minlength=centres.shape[0])
+    means = cluster_means(z, labels, centres.shape[0]).to(centres.dtype)
+    return torch.where((counts > 0)[:, None], means, centres)
+
+
 def soft_boundary_loss(dist: Tensor, labels: Tensor, radii: Tensor, nu: float) -> Tensor:
     """(1/K) * sum over clusters present in the batch of R_k^2 + 1/nu * mean_{i in k} max(0, d_i - R_k^2).
 
