@@ -10,6 +10,8 @@ finished stages). The rows:
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
+- ``multi-pre``: the same spheres before SVDD training: each centre the mean of its cluster in the
+  pretrained network's embedding, the score the distance to the nearest centre;
 - ``knn5-ae``: the mean distance to the 5 nearest training points in the pretrained network's embedding;
 - ``knn1-raw``: the distance to the nearest training image, raw pixels (the baseline every deep
   detector must beat).
@@ -44,11 +46,12 @@ from toolkit.knn import knn_distance
 from toolkit.nets import build_autoencoder, embed, net_options
 from toolkit.runfolder import RunFolder
 from toolkit.stages import Hooks
+from toolkit.svdd import all_sq_distances, cluster_means
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = str(ROOT.parent / "shared" / "data")
 MNIST_GROUPS = "0,9;2,3;6,7;0,1,3;2,7,8;5,6,9;6,7,9;0,1,7,9;0,2,4,6;0,3,7,8"
-ROWS = ("default", "multi", "single", "knn5-ae", "knn1-raw")
+ROWS = ("default", "multi", "multi-pre", "single", "knn5-ae", "knn1-raw")
 FIELDS = ("group", "group_size", "seed", "row", "auroc", "n_clusters", "ari", "nmi", "size_mb", "img_s", "seconds")
 
 
@@ -120,13 +123,19 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
         if "single" in wanted and (folder / "detector_single.pt").is_file():
             single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt")
             add("single", single.scorer_.score_column("multi", x_test), n_clusters=1, ari=None, nmi=None)
-        if "knn5-ae" in wanted:
+        if "knn5-ae" in wanted or "multi-pre" in wanted:
             cfg = multi.resolved_config()
             ae = build_autoencoder(multi.arch_, multi.input_shape_, *net_options(cfg.net))
             ae.load_state_dict(load_pretrained(folder))
             prep = multi.preprocessor_
             ref = embed(ae.encoder, prep(torch.from_numpy(split.x_train)))
-            add("knn5-ae", knn_distance(embed(ae.encoder, prep(x_test)), ref, 5))
+            z_test = embed(ae.encoder, prep(x_test))
+            if "knn5-ae" in wanted:
+                add("knn5-ae", knn_distance(z_test, ref, 5))
+            if "multi-pre" in wanted:
+                labels = torch.from_numpy(multi.cluster_labels_)
+                centres = cluster_means(ref, labels, int(labels.max()) + 1)
+                add("multi-pre", all_sq_distances(z_test, centres).min(dim=1)[0])
         if "knn1-raw" in wanted:
             flat = lambda a: torch.from_numpy(a.reshape(len(a), -1))  # noqa: E731
             add("knn1-raw", knn_distance(flat(split.x_test), flat(split.x_train), 1))

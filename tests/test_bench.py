@@ -27,7 +27,7 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     make_mnist(tmp_path, n_train=200, n_test=60)
     bench = load_bench()
     out = tmp_path / "out"
-    rows = "default,multi,single,knn5-ae,knn1-raw,null"
+    rows = "default,multi,multi-pre,single,knn5-ae,knn1-raw,null"
     argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows, "--out", str(out)]
     argv += [f"--data.root={tmp_path}", "--data.download=False", *TINY]
     monkeypatch.setattr(sys, "argv", argv)

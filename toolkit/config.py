@@ -136,7 +136,7 @@ class SVDDConfig(OptimConfig):
     radius_update: str = "epoch"  # R_k from the whole epoch's distances, or "batch" (each step, as Ruff et al.)
     shared_radius: bool = False  # one radius for all spheres (quantile over every point's own distance)
     reassign: bool = False  # after each epoch move every training point to its nearest sphere (by `score`)
-    recentre: bool = False  # centres follow the embedding: each epoch's cluster means, and the final ones at the end
+    recentre: bool = False  # at the end, each centre moves to its cluster's mean in the trained embedding
     recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
     score_multi: float = 1.0  # the multi-sphere score's weight in a combined score (0: the other terms alone)
     score_single: float = 0.0  # > 0: + this x the standardised score of one sphere trained from the same AE

@@ -14,16 +14,14 @@ from ignite.engine import Engine, Events
 
 from .engines import SVDDEvents
 from .nets import embed
-from .svdd import SphereHead, follow_centres, nearest_sphere, own_sq_distances, update_radii
+from .svdd import SphereHead, nearest_sphere, own_sq_distances, update_radii
 
 
 class SphereUpdate:
     """On EPOCH_COMPLETED, in this order: (1) with several processes, one all-reduce gives every rank
     all of the epoch's distances (each rank filled those of the points it saw); (2) with ``reassign``,
     every training point moves to its nearest sphere by the scoring rule (the ``labels`` tensor changes
-    in place, so batches, radii and history follow); (3) with ``recentre``, each centre moves to the
-    mean of its cluster's embeddings of the epoch (a cluster left empty keeps its centre), and the
-    distances are measured to the new centres; (4) from the end of warm-up on, R_k <- the
+    in place, so batches, radii and history follow); (3) from the end of warm-up on, R_k <- the
     (1 - nu) quantile of sqrt(d_i) over cluster k's distances of the whole epoch (one quantile over all
     points with ``shared``), then ``SVDDEvents.RADII_UPDATED`` fires.
 
@@ -41,10 +39,9 @@ class SphereUpdate:
         shared: bool = False,
         per_batch: bool = False,
         reassign: bool = False,
-        recentre: bool = False,
     ) -> None:
         self.head, self.labels, self.nu, self.warmup_epochs = head, labels, nu, warmup_epochs
-        self.shared, self.per_batch, self.reassign, self.recentre = shared, per_batch, reassign, recentre
+        self.shared, self.per_batch, self.reassign = shared, per_batch, reassign
         self.moved: list[int] = []  # points re-assigned at each epoch end
 
     def _radii(self, engine: Engine) -> None:
@@ -52,30 +49,21 @@ class SphereUpdate:
         self.head.radii.copy_(new)
         engine.fire_event(SVDDEvents.RADII_UPDATED)
 
-    @property
-    def keeps_embeddings(self) -> bool:
-        """Whether the epoch's embeddings are needed (``engine.state.epoch_z``)."""
-        return self.reassign or self.recentre
-
     def _clear(self, engine: Engine) -> None:
         engine.state.epoch_dist.zero_()
-        if self.keeps_embeddings:
+        if self.reassign:
             engine.state.epoch_z.zero_()
 
     def __call__(self, engine: Engine) -> None:
         if idist.get_world_size() > 1:
             engine.state.epoch_dist = idist.all_reduce(engine.state.epoch_dist)
-            if self.keeps_embeddings:
+            if self.reassign:
                 engine.state.epoch_z = idist.all_reduce(engine.state.epoch_z)
         if self.reassign:
             z = engine.state.epoch_z
             new = nearest_sphere(z, self.head.centres, self.head.radii, self.head.rule)
             self.moved.append(int((new != self.labels).sum()))
             self.labels.copy_(new)
-            engine.state.epoch_dist = own_sq_distances(z, self.head.centres, self.labels)
-        if self.recentre:
-            z = engine.state.epoch_z
-            self.head.centres.copy_(follow_centres(z, self.labels, self.head.centres))
             engine.state.epoch_dist = own_sq_distances(z, self.head.centres, self.labels)
         if engine.state.epoch >= self.warmup_epochs:
             self._radii(engine)

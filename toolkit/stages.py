@@ -173,7 +173,7 @@ def train_svdd(
         x.shape[0],
         decoder=_parallel(decoder, hooks) if recon else None,
         recon_weight=svdd.recon_weight,
-        keep_embeddings=svdd.reassign or svdd.recentre,
+        keep_embeddings=svdd.reassign,
     )
     attach_nan_stop(engine, stage, hooks.where(stage))
     SphereUpdate(
@@ -184,7 +184,6 @@ def train_svdd(
         shared=svdd.shared_radius,
         per_batch=svdd.radius_update == "batch",
         reassign=svdd.reassign,
-        recentre=svdd.recentre,
     ).attach(engine)
     attach_collapse_check(engine, head, stage)
     extra = {}
