@@ -167,6 +167,25 @@ def resolve_arch(arch: str, in_shape: tuple[int, ...]) -> str:
     return arch
 
 
+def build_encoder(
+    arch: str,
+    in_shape: tuple[int, ...],
+    rep_dim: int = 0,
+    hidden: tuple[int, ...] = (32,),
+    leak: float = 0.1,
+    fused: bool = False,
+) -> nn.Module:
+    """The bias-free encoder for ``in_shape``: the network phi that Deep SVDD trains (``build_autoencoder``'s
+    arguments)."""
+    arch = resolve_arch(arch, in_shape)
+    rep_dim = rep_dim or DEFAULT_REP_DIM[arch]
+    if arch == "lenet28":
+        return LeNet28Encoder(rep_dim, leak, fused)
+    if arch == "lenet32":
+        return LeNet32Encoder(rep_dim, leak, fused)
+    return MLPEncoder(math.prod(in_shape), hidden, rep_dim, leak)
+
+
 def build_autoencoder(
     arch: str,
     in_shape: tuple[int, ...],
@@ -180,24 +199,19 @@ def build_autoencoder(
     CPU tensors (same function and parameters, rounded differently; an opt-in CPU speed setting, off
     by default because the published models were trained without it). On other devices the plain
     sequences run either way."""
-    arch = resolve_arch(arch, in_shape)
-    rep_dim = rep_dim or DEFAULT_REP_DIM[arch]
+    encoder = build_encoder(arch, in_shape, rep_dim, hidden, leak, fused)  # first: its weights are drawn first
+    arch, rep_dim = resolve_arch(arch, in_shape), encoder.rep_dim
     if arch == "lenet28":
-        return Autoencoder(LeNet28Encoder(rep_dim, leak, fused), LeNet28Decoder(rep_dim, leak, fused))
+        return Autoencoder(encoder, LeNet28Decoder(rep_dim, leak, fused))
     if arch == "lenet32":
-        return Autoencoder(LeNet32Encoder(rep_dim, leak, fused), LeNet32Decoder(rep_dim, leak, fused))
-    d = math.prod(in_shape)
-    return Autoencoder(MLPEncoder(d, hidden, rep_dim, leak), MLPDecoder(in_shape, hidden, rep_dim, leak))
+        return Autoencoder(encoder, LeNet32Decoder(rep_dim, leak, fused))
+    return Autoencoder(encoder, MLPDecoder(in_shape, hidden, rep_dim, leak))
 
 
 def net_options(net: NetConfig) -> tuple:
-    """``build_autoencoder``'s arguments after ``arch`` and ``in_shape``, from a config's ``net``."""
+    """``build_autoencoder``'s (and ``build_encoder``'s) arguments after ``arch`` and ``in_shape``, from a
+    config's ``net``."""
     return net.rep_dim, net.hidden, net.leak, net.fused
-
-
-def build_encoder(*args, **kwargs) -> nn.Module:
-    """``build_autoencoder(*args, **kwargs).encoder`` (same arguments)."""
-    return build_autoencoder(*args, **kwargs).encoder
 
 
 def fast_layout(obj, device: torch.device):
