@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .registry import PRETRAINER_BUILTINS, PRETRAINERS
+
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 ARCHS = ("auto", "mlp", "lenet28", "lenet32")
 OBJECTIVES = ("soft-boundary", "one-class")
@@ -32,6 +34,7 @@ PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
 KNN_SPACES = ("embedding", "autoencoder", "input", "raw")  # where the k-NN score term measures distances
 PREPROCESS = ("auto", "gcn-minmax", "standardize", "none")  # toolkit.data.build_preprocessor
 IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
+PRETRAIN_METHODS = tuple(PRETRAINER_BUILTINS)  # the built-in pretraining methods (toolkit.pretext)
 
 
 class ConfigError(ValueError):
@@ -124,6 +127,32 @@ class OptimConfig:
             "training step",
         )
         _check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(OptimConfig):
+    method: str = "autoencoder"  # "autoencoder" (reconstruct) or "rotation" (predict the turn; images), or registered
+    options: dict = field(default_factory=dict)  # the method's keyword arguments (rotation: flip, on by default)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(
+            isinstance(self.method, str) and self.method != "", "pretrain.method must be a pretraining method's name"
+        )
+        _check(
+            PRETRAINERS.known(self.method),
+            f"pretrain.method={self.method!r} is unknown{PRETRAINERS.near(self.method)}; accepted: "
+            f"{', '.join(PRETRAINERS.available())} (your own: @register_pretrainer, docs/plugins.md)",
+        )
+
+    @classmethod
+    def of(cls, opt: OptimConfig) -> PretrainConfig:
+        """``opt`` as pretraining settings: a plain :class:`OptimConfig` (a recipe's schedule) pretrains by
+        the default method."""
+        if isinstance(opt, cls):
+            return opt
+        _check(isinstance(opt, OptimConfig), f"pretrain={opt!r}: give a PretrainConfig (or an OptimConfig)")
+        return cls(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(OptimConfig)})
 
 
 @dataclass(frozen=True)
@@ -276,9 +305,12 @@ class ModelConfig:
     seed: int = 0
     preprocess: str = "auto"
     net: NetConfig = field(default_factory=NetConfig)
-    pretrain: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a plain OptimConfig is taken as one
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pretrain", PretrainConfig.of(self.pretrain))
 
 
 MODEL_SETTINGS = tuple(f.name for f in dataclasses.fields(ModelConfig))
@@ -300,7 +332,7 @@ class Config:
     progress: str = "auto"  # "auto": bars on a terminal, one line per epoch otherwise; "bar", "lines" or "none"
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
-    pretrain: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a plain OptimConfig is taken as one
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
@@ -312,6 +344,7 @@ class Config:
         return ModelConfig(**{k: getattr(self, k) for k in MODEL_SETTINGS})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pretrain", PretrainConfig.of(self.pretrain))  # recipes give an OptimConfig
         _check(self.preprocess in PREPROCESS, f"preprocess={self.preprocess!r} is unknown; accepted: {PREPROCESS}")
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")
         _check(self.progress in PROGRESS, f"progress={self.progress!r} is unknown; accepted: {PROGRESS}")
@@ -382,6 +415,7 @@ CHOICES = {
     "preprocess": PREPROCESS,
     "data.image_mode": IMAGE_MODES,
     "net.arch": ARCHS,
+    "pretrain.method": PRETRAIN_METHODS,
     "svdd.objective": OBJECTIVES,
     "svdd.score": SCORE_RULES,
     "svdd.radius_update": RADIUS_UPDATES,

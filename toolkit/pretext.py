@@ -1,0 +1,180 @@
+"""Pretraining methods: how the encoder is trained before its embeddings are clustered and Deep SVDD
+starts from it (``--pretrain.method=NAME``, its settings ``--pretrain.options.NAME=VALUE``).
+
+A method is what a factory in the pretraining registry builds (``toolkit.registry``: the built-ins below by
+name, ``@register_pretrainer("name")`` in your code, or the ``multi_radius_deep_svdd.pretrainers``
+entry-point group); the factory's keyword arguments are its settings. The object has:
+
+- ``build(arch, in_shape, rep_dim, hidden, leak, fused) -> nn.Module``: the pretraining net for the resolved
+  architecture ``arch`` ("lenet28", "lenet32" or "mlp"), the sample shape and the ``net`` settings
+  (``nets.net_options``). Its ``encoder`` is the bias-free encoder that clustering embeds with and that
+  Deep SVDD trains a copy of; ``nets.build_encoder`` builds the architecture's own. The same call rebuilds
+  the net when a detector file is loaded, so it must depend on its arguments and the method's settings only;
+- ``loss(net, x, generator) -> Tensor``: the mean loss of one training batch ``x`` (preprocessed samples),
+  the net in training mode. It calls ``net`` itself, which is wrapped for data-parallel training when
+  there are several processes, and draws anything random from ``generator``, a ``torch.Generator`` on the
+  batch's device seeded from the run's seed and the step, so that a run repeats exactly and a resumed one
+  goes on as an uninterrupted one would;
+
+and may have:
+
+- ``reconstructs = True``: the net is ``encoder`` then ``decoder`` and ``net(x)`` reconstructs ``x``. Only
+  then can the score take the reconstruction error (``svdd.score_recon``) and Deep SVDD keep training the
+  decoder (``svdd.recon_weight``); otherwise such settings are refused before any training;
+- ``score(net, x) -> Tensor``: a per-sample anomaly score of the pretrained net (higher = more anomalous),
+  for the test AUROC during pretraining; without it, pretraining is not evaluated.
+
+The pretrained net is kept whole by the detector when the score uses it (its reconstruction error, or its
+encoder's embedding for the k-NN term ``svdd.knn_space=autoencoder``), saved with it and exported with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ConfigError, NetConfig
+from .engines import reconstruction_error
+from .nets import build_autoencoder, build_encoder, net_options
+from .registry import RegistryError, build_pretrainer
+
+ROTATIONS = 4  # 0, 90, 180 and 270 degrees
+
+
+class Autoencoding:
+    """The paper's pretraining (Ruff et al., 2018): the bias-free autoencoder of the architecture, trained
+    to reconstruct its input (the mean per-sample squared error); its reconstruction error scores."""
+
+    reconstructs = True
+
+    def build(
+        self,
+        arch: str,
+        in_shape: tuple[int, ...],
+        rep_dim: int = 0,
+        hidden: tuple[int, ...] = (32,),
+        leak: float = 0.1,
+        fused: bool = False,
+    ) -> nn.Module:
+        return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused)
+
+    def loss(self, net: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
+        return reconstruction_error(net, x).mean()
+
+    def score(self, net: nn.Module, x: Tensor) -> Tensor:
+        return reconstruction_error(net, x)
+
+
+class RotationNet(nn.Module):
+    """The architecture's bias-free encoder and a linear head on its embedding, with one output per
+    rotation: ``net(x)`` gives the logits of which rotation ``x`` shows."""
+
+    def __init__(self, encoder: nn.Module, rep_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(rep_dim, ROTATIONS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
+
+
+def rotated(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Images ``x`` (N, C, H, W) in their four rotations (4N, C, H, W: all turned by 0 degrees, then by 90,
+    180 and 270, ``torch.rot90``) and which rotation each is (4N,)."""
+    turns = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(ROTATIONS)])
+    which = torch.arange(ROTATIONS, device=x.device).repeat_interleave(x.shape[0])
+    return turns, which
+
+
+class Rotation:
+    """Self-supervised rotation prediction (Gidaris et al., 2018; for anomaly detection Golan and El-Yaniv,
+    2018): each training batch is shown in its four rotations and the net learns which one it sees (the
+    cross-entropy), which takes features of the objects' shapes, learnt from scratch. The net is the
+    architecture's encoder with a 4-way linear head (:class:`RotationNet`); there is no decoder, so no
+    reconstruction error. ``flip``: before the rotations, each image is mirrored left to right with
+    probability 1/2 (augmentation; the draw is the engine's seeded generator's). Its score: the
+    cross-entropy summed over the four rotations of an image (a rotation the net cannot tell is unusual)."""
+
+    reconstructs = False
+
+    def __init__(self, flip: bool = True) -> None:
+        if not isinstance(flip, bool):
+            raise ValueError(f"rotation flip={flip!r} must be True or False")
+        self.flip = flip
+
+    def build(
+        self,
+        arch: str,
+        in_shape: tuple[int, ...],
+        rep_dim: int = 0,
+        hidden: tuple[int, ...] = (32,),
+        leak: float = 0.1,
+        fused: bool = False,
+    ) -> nn.Module:
+        shape = tuple(in_shape)
+        if len(shape) != 3 or shape[1] != shape[2]:
+            what = f"vectors of shape {shape}" if len(shape) != 3 else f"images of shape {shape}, not square"
+            raise ConfigError(
+                f"pretrain.method=rotation turns images by 90 degrees, but these data are {what}: it needs square "
+                "images (C, H, W), with net.arch lenet28 (1x28x28), lenet32 (3x32x32) or mlp on the pixels; "
+                "pretrain these data with pretrain.method=autoencoder"
+            )
+        encoder = build_encoder(arch, shape, rep_dim, hidden, leak, fused)
+        return RotationNet(encoder, encoder.rep_dim)
+
+    def loss(self, net: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
+        if self.flip:
+            mirrored = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+            x = torch.where(mirrored.view(-1, 1, 1, 1), x.flip(-1), x)
+        turns, which = rotated(x)
+        return F.cross_entropy(net(turns), which)
+
+    def score(self, net: nn.Module, x: Tensor) -> Tensor:
+        turns, which = rotated(x)
+        return F.cross_entropy(net(turns), which, reduction="none").view(ROTATIONS, -1).sum(0)
+
+
+# ----------------------------------------------------------------------------------- the run's method
+
+
+def method_of(pretrain: Any) -> Any:
+    """The pretraining method that the settings ``pretrain`` name (``pretrain.method``, built with
+    ``pretrain.options``; a plain ``OptimConfig``, without them, names the autoencoder). A bad option is a
+    :class:`ConfigError`, in one line."""
+    name = getattr(pretrain, "method", "autoencoder")
+    try:
+        return build_pretrainer(name, **getattr(pretrain, "options", {}))
+    except (ValueError, TypeError, RegistryError) as e:
+        raise ConfigError(f"pretrain: {e}") from None
+
+
+def check_pretraining(cfg: Any) -> Any:
+    """The method of ``cfg.pretrain`` (a ``Config`` or ``ModelConfig``), built once before any long work, so
+    that a bad option fails at once; and refuse what it cannot give: the reconstruction error in the score
+    (``svdd.score_recon``) or a decoder to keep training (``svdd.recon_weight``) from a method without
+    reconstruction. Returns the method."""
+    method = method_of(cfg.pretrain)
+    if not getattr(method, "reconstructs", False):
+        for key in ("score_recon", "recon_weight"):
+            if (value := getattr(cfg.svdd, key)) > 0:
+                raise ConfigError(
+                    f"svdd.{key}={value:g} needs the reconstruction error, but pretrain.method="
+                    f"{cfg.pretrain.method!r} has no decoder: set svdd.{key}=0, or pretrain with a method that "
+                    "reconstructs (autoencoder)"
+                )
+    return method
+
+
+def pretraining_net(method: Any, arch: str, in_shape: tuple[int, ...], net: NetConfig) -> nn.Module:
+    """``method``'s pretraining net for the resolved architecture ``arch``, samples of ``in_shape`` and the
+    ``net`` settings; refuse a net without an ``encoder``."""
+    built = method.build(arch, tuple(in_shape), *net_options(net))
+    if not isinstance(built, nn.Module) or not isinstance(getattr(built, "encoder", None), nn.Module):
+        raise TypeError(
+            f"the pretraining method {type(method).__name__} built a {type(built).__name__} without an `encoder` "
+            "module: the net's encoder is what clustering and Deep SVDD start from"
+        )
+    return built
