@@ -5,9 +5,10 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from conftest import cli, cli_in_process
 from sklearn.metrics import adjusted_rand_score
+
+from toolkit.files import load_checked
 
 ARGS = [
     "--pretrain.epochs=30",
@@ -30,7 +31,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert (r1["processes"], r2["processes"]) == (1, 2)
     if "OMP_NUM_THREADS" not in os.environ:  # each spawned process takes its share of the cores
         assert r2["threads_per_process"] == max(1, r1["threads_per_process"] // 2)
-    l1, l2 = (torch.load(d / "stages" / "clustering.pt", weights_only=True)["labels"] for d in (one, two))
+    l1, l2 = (load_checked(d / "stages" / "clustering.pt")["labels"] for d in (one, two))
     # Stated tolerances (docs/distributed.md): each rank normalises its half-batch with its own
     # BatchNorm statistics (SyncBatchNorm needs CUDA), so the runs are close, not identical.
     assert adjusted_rand_score(l1.numpy(), l2.numpy()) >= 0.95

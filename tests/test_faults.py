@@ -24,7 +24,7 @@ from toolkit import MultiRadiusDeepSVDD, files
 from toolkit.__main__ import main
 from toolkit.config import OptimConfig, default_recipe, load_recipe
 from toolkit.detector import DetectorFileError
-from toolkit.files import ChecksumError, digest_path, load_checked, save_checked
+from toolkit.files import ChecksumError, UncheckedFileError, load_checked, save_checked
 from toolkit.handlers import CheckedDiskSaver
 from toolkit.nets import build_autoencoder
 from toolkit.report import ReportError, write_report
@@ -40,11 +40,6 @@ def flip(path, at=0.5, n=3):
     for k in range(i, i + n):
         data[k] ^= 0xFF
     path.write_bytes(bytes(data))
-
-
-@pytest.fixture
-def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(files, "_warned_unchecked", False)
 
 
 @pytest.fixture
@@ -74,23 +69,46 @@ def one_line_error(err):
 # --------------------------------------------------------------------------------------------- checksums
 
 
-def test_a_checked_file_with_flipped_bytes_is_refused(tmp_path):
+def test_a_checked_file_carries_its_digest_and_a_flipped_copy_alone_is_refused(tmp_path):
     p = save_checked(tmp_path / "a.pt", {"x": torch.arange(1000.0)})
-    assert digest_path(p).read_text().split()[1] == "a.pt"
-    assert torch.equal(load_checked(p)["x"], torch.arange(1000.0))
-    flip(p)
-    with pytest.raises(ChecksumError, match=r"a\.pt does not match its checksum \(a\.pt\.sha256\)"):
-        load_checked(p)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(tmp_path.iterdir()) == [p]  # one file: nothing has to travel with it
+    copy = tmp_path / "copied" / "a.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(p.read_bytes())
+    assert torch.equal(load_checked(copy)["x"], torch.arange(1000.0))
+    flip(copy)
+    with pytest.raises(ChecksumError, match=r"a\.pt does not match the SHA-256 digest it carries") as e:
+        load_checked(copy)
+    assert "\n" not in str(e.value) and not list(tmp_path.rglob("*.tmp"))
+    assert torch.load(p, weights_only=True)["format"] == files.CHECKED_FORMAT  # tensors and plain values only
 
 
-def test_files_without_a_checksum_load_with_one_warning_per_process(tmp_path, fresh_warnings):
-    for name in ("old1.pt", "old2.pt"):
-        torch.save({"x": torch.ones(2)}, tmp_path / name)
-    with pytest.warns(UserWarning, match="old1.pt has no checksum file") as record:
-        load_checked(tmp_path / "old1.pt")
-        load_checked(tmp_path / "old2.pt")
-    assert len([w for w in record if "checksum" in str(w.message)]) == 1
+def test_files_without_a_digest_are_refused_in_one_line(tmp_path):
+    torch.save({"x": torch.ones(2)}, tmp_path / "old.pt")  # as an older version wrote its files
+    with pytest.raises(UncheckedFileError, match=r"old\.pt carries no SHA-256 digest .*older version") as e:
+        load_checked(tmp_path / "old.pt")
+    assert "\n" not in str(e.value)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ChecksumError, match=r"empty\.pt cannot be read whole"):
+        load_checked(tmp_path / "empty.pt")
+
+
+def test_checked_json_and_npz_files_carry_their_digests_inside(tmp_path):
+    obj = {"multi": {"radii": [0.5, 0.25], "test_auroc": None}, "name": "digits"}
+    p = files.write_json(tmp_path / "results.json", obj, checked=True)
+    assert json.loads(p.read_text())["sha256"] and files.read_json_checked(p) == obj
+    p.write_text(p.read_text().replace("0.25", "0.35"))  # a changed digit still parses
+    with pytest.raises(ChecksumError, match=r"results\.json does not match the SHA-256 digest it carries"):
+        files.read_json_checked(p)
+    p.write_text(json.dumps(obj))
+    with pytest.raises(UncheckedFileError, match="carries no SHA-256 digest"):
+        files.read_json_checked(p)
+    z = files.savez_checked(tmp_path / "scores.npz", multi_score=np.arange(50.0), labels=np.arange(50))
+    assert set(files.load_npz_checked(z)) == {"multi_score", "labels"}
+    np.savez(z, multi_score=np.arange(50.0) + 1, labels=np.arange(50))
+    with pytest.raises(UncheckedFileError, match=r"scores\.npz carries no SHA-256 digest"):
+        files.load_npz_checked(z)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["results.json", "scores.npz"]
 
 
 def test_a_flipped_checkpoint_is_skipped_for_the_previous_one(tmp_path):
@@ -98,20 +116,22 @@ def test_a_flipped_checkpoint_is_skipped_for_the_previous_one(tmp_path):
     saver = CheckedDiskSaver(str(folder.checkpoints), create_dir=True, require_empty=False, atomic=True)
     for step in (9, 18):
         saver({"x": torch.full((100,), float(step))}, f"pretrain_checkpoint_{step}.pt")
+    assert sorted(p.name for p in folder.checkpoints.iterdir()) == [
+        "pretrain_checkpoint_18.pt",
+        "pretrain_checkpoint_9.pt",
+    ]
     flip(folder.checkpoints / "pretrain_checkpoint_18.pt")
-    with pytest.warns(UserWarning, match=r"skipped damaged checkpoint\(s\) pretrain_checkpoint_18\.pt .*checksum"):
+    with pytest.warns(UserWarning, match=r"skipped damaged checkpoint\(s\) pretrain_checkpoint_18\.pt .*digest"):
         path, state = folder.load_latest_checkpoint("pretrain")
     assert path.name == "pretrain_checkpoint_9.pt" and torch.equal(state["x"], torch.full((100,), 9.0))
-    saver.remove("pretrain_checkpoint_9.pt")  # the digest goes with its checkpoint
-    assert not digest_path(folder.checkpoints / "pretrain_checkpoint_9.pt").exists()
 
 
-def test_every_checkpoint_damaged_is_one_message_saying_what_to_do(tmp_path, fresh_warnings):
+def test_every_checkpoint_damaged_is_one_message_saying_what_to_do(tmp_path):
     folder = RunFolder(tmp_path)
     folder.checkpoints.mkdir(parents=True)
     for step in (9, 18):  # empty files: torch.load's error has no message at all
         (folder.checkpoints / f"svdd_multi_checkpoint_{step}.pt").write_bytes(b"")
-    with pytest.warns(UserWarning), pytest.raises(RunFolderError, match="every checkpoint of svdd_multi") as e:
+    with pytest.raises(RunFolderError, match="every checkpoint of svdd_multi") as e:
         folder.load_latest_checkpoint("svdd_multi")
     assert "delete svdd_multi_checkpoint_* there and resume" in str(e.value)
 
@@ -121,7 +141,10 @@ def test_a_damaged_stage_file_is_refused_saying_delete_and_resume(tmp_path):
     folder.save_stage("pretrain", {"w": torch.arange(500.0)})
     assert torch.equal(folder.load_stage("pretrain")["w"], torch.arange(500.0))
     flip(folder.stage_path("pretrain"))
-    with pytest.raises(RunFolderError, match=r"pretrain\.pt is damaged .*delete it .* and resume"):
+    with pytest.raises(RunFolderError, match=r"pretrain\.pt is damaged .*delete it and resume"):
+        folder.load_stage("pretrain")
+    torch.save({"w": torch.arange(500.0)}, folder.stage_path("pretrain"))  # as an older version wrote it
+    with pytest.raises(RunFolderError, match=r"carries no SHA-256 digest.*start a new run in another --run_dir"):
         folder.load_stage("pretrain")
 
 
@@ -154,7 +177,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_resumes
     assert [p.name for p in folder.checkpoints_of("pretrain")] == ["pretrain_checkpoint_8.pt"]
     assert not list(folder.path.rglob("*.tmp"))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # intact: no damaged checkpoint skipped, no digest missing
+        warnings.simplefilter("error")  # intact: no damaged checkpoint skipped
         assert folder.load_latest_checkpoint("pretrain")[0].name == "pretrain_checkpoint_8.pt"
     resumed = train(folder, True)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
@@ -182,10 +205,29 @@ def test_run_dir_that_is_a_file_is_one_line(run_main, tmp_path):
 
 
 def test_damaged_config_json_is_one_line(run_main, tmp_path):
-    (tmp_path / "config.json").write_text('{"name": "digits", "seed": ')
+    from toolkit import config as C
+
+    RunFolder(tmp_path).start(C.apply_overrides(C.load_recipe("digits"), {"run_dir": str(tmp_path)}), resume=False)
+    p = tmp_path / "config.json"
+    p.write_text(p.read_text().replace('"epochs": 60', '"epochs": 61', 1))  # still valid JSON, and settings
     code, err = run_main(f"--run_dir={tmp_path}", "--resume=True")
     line = one_line_error(err)
-    assert code == 2 and "config.json is damaged" in line and "another --run_dir" in line
+    assert code == 2 and "config.json is damaged" in line and "does not match its digest" in line
+    assert "another --run_dir" in line
+    p.write_text('{"name": "digits", "seed": ')
+    files.digest_path(p).unlink()  # as an older version wrote it, and cut short
+    code, err = run_main(f"--run_dir={tmp_path}", "--resume=True")
+    line = one_line_error(err)
+    assert code == 2 and "no digest file" in line and "start a new run in another --run_dir" in line
+
+
+def test_a_runs_config_json_holds_settings_only_and_replays(tmp_path):
+    from toolkit import config as C
+
+    cfg = C.apply_overrides(C.load_recipe("digits"), {"svdd.epochs": 3, "run_dir": str(tmp_path)})
+    RunFolder(tmp_path).start(cfg, resume=False)
+    assert C.load_recipe(str(tmp_path / "config.json")).svdd.epochs == 3  # no key but settings
+    assert RunFolder(tmp_path).saved_config().svdd.epochs == 3
 
 
 def test_a_locked_run_folder_is_refused_naming_the_holder(run_main, tmp_path):
@@ -232,35 +274,38 @@ def detector_dir(tmp_path_factory):
 
 
 @pytest.mark.slow  # a (tiny) fit
-def test_damaged_or_incomplete_detector_files_are_refused(detector_dir, tmp_path, fresh_warnings):
+def test_damaged_or_incomplete_detector_files_are_refused(detector_dir, tmp_path):
     good = detector_dir / "detector_multi.pt"
     p = tmp_path / "d.pt"
     p.write_bytes(good.read_bytes())
-    digest_path(p).write_text(digest_path(good).read_text())
     MultiRadiusDeepSVDD.load(p)
-    flip(p)
-    with pytest.raises(DetectorFileError, match="does not match its checksum.*refit the detector and save it again"):
-        MultiRadiusDeepSVDD.load(p)
     p.write_bytes(b"")
-    with pytest.raises(DetectorFileError, match="does not match its checksum"):
+    with pytest.raises(DetectorFileError, match="cannot be read whole.*refit the detector and save it again"):
         MultiRadiusDeepSVDD.load(p)
-    digest_path(p).unlink()  # an empty file of an older version: its error message is empty
-    with pytest.warns(UserWarning, match="no checksum"), pytest.raises(DetectorFileError, match="not a readable"):
+    payload = load_checked(good)
+    torch.save(payload, p)  # whole, but as an older version wrote it: without its digest
+    with pytest.raises(DetectorFileError, match="carries no SHA-256 digest.*refit the detector with this version"):
         MultiRadiusDeepSVDD.load(p)
-    payload = torch.load(good, weights_only=True)
     del payload["scorer"]
-    torch.save(payload, p)  # no digest: as written by an older version, but incomplete
+    save_checked(p, payload)
     with pytest.raises(DetectorFileError, match="lacks scorer.*refit the detector"):
         MultiRadiusDeepSVDD.load(p)
 
 
 @pytest.mark.slow  # a (tiny) fit
-def test_a_detector_file_without_checksum_still_loads(detector_dir, tmp_path, fresh_warnings):
-    p = tmp_path / "old.pt"
-    p.write_bytes((detector_dir / "detector_multi.pt").read_bytes())
-    with pytest.warns(UserWarning, match="old.pt has no checksum file"):
+def test_a_detector_file_copied_alone_is_verified_and_refused_when_damaged(detector_dir, tmp_path):
+    p = tmp_path / "copied.pt"
+    p.write_bytes((detector_dir / "detector_multi.pt").read_bytes())  # the file alone, nothing beside it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified: loaded without a warning
         det = MultiRadiusDeepSVDD.load(p)
     assert det.decision_function(np.zeros((2, 64), np.float32)).shape == (2,)
+    flip(p, at=0.6, n=1)  # one byte, inside the nets' weights
+    with pytest.raises(DetectorFileError) as e:
+        MultiRadiusDeepSVDD.load(p)
+    message = str(e.value)
+    assert "copied.pt does not match the SHA-256 digest it carries" in message and "\n" not in message
+    assert "refit the detector and save it again, or copy an intact file" in message
 
 
 # --------------------------------------------------------------------------------------------- score
@@ -354,16 +399,19 @@ def test_report_never_writes_through_a_symlink(tmp_path):
 def test_the_reports_arrays_carry_digests_and_damaged_ones_are_refused(reference, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
+    assert not list(run_dir.rglob("*.pt.sha256")) and not list(run_dir.rglob("*.npz.sha256"))
     for name in ("scores.npz", "embeddings.npz", "extremes.npz"):
-        assert files.verify(run_dir / name)  # written with its digest, and intact
+        assert files.load_npz_checked(run_dir / name)  # written with its digest inside, and intact
+    files.read_json_checked(run_dir / "results.json")
     data = bytearray((run_dir / "scores.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (run_dir / "scores.npz").write_bytes(bytes(data))
-    with pytest.raises(ReportError, match=r"scores\.npz is damaged \(.*does not match its checksum"):
+    with pytest.raises(ReportError, match=r"scores\.npz is damaged \(.*(digest|cannot be read whole)"):
         write_report(run_dir, projection="pca")
-    files.digest_path(run_dir / "scores.npz").unlink()  # no digest left: the zip's own check still refuses it
-    with pytest.warns(UserWarning, match="no checksum file"), pytest.raises(ReportError, match="is damaged"):
-        files._warned_unchecked = False
+    arrays = dict(np.load(reference / "scores.npz"))
+    del arrays["sha256"]
+    np.savez(run_dir / "scores.npz", **arrays)  # intact arrays, but no digest: as an older version wrote them
+    with pytest.raises(ReportError, match=r"scores\.npz carries no SHA-256 digest .*start a new run"):
         write_report(run_dir, projection="pca")
 
 

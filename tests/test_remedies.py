@@ -13,7 +13,7 @@ from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError, SVDDConfig, apply_overrides, default_recipe, load_recipe
 from toolkit.detector import DetectorFileError
 from toolkit.engines import create_svdd_trainer, reconstruction_error
-from toolkit.files import save_checked
+from toolkit.files import load_checked, save_checked
 from toolkit.nets import MLPEncoder
 from toolkit.spheres import SphereUpdate
 from toolkit.stages import Hooks, train_svdd
@@ -209,7 +209,7 @@ def test_detector_files_of_another_format_version_are_refused_by_name(tmp_path):
     x = d.data.astype(np.float32)
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY).fit(x[d.target < 3])
     path = det.save(tmp_path / "det.pt")
-    p = torch.load(path, weights_only=True)
+    p = load_checked(path)
     p["format"] = "multi-radius-deep-svdd/1"
     save_checked(path, p)
     with pytest.raises(DetectorFileError, match=r"format 'multi-radius-deep-svdd/1'.*refit the detector") as e:

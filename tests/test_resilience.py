@@ -4,7 +4,6 @@ diverging loss stops with the last good checkpoint kept; damaged or mismatched r
 The interrupted runs interrupt themselves at a chosen checkpoint (:data:`HARNESS`), not after a wait, so
 the tests do the same thing however busy the machine is."""
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from conftest import cli_in_process
 from torch import nn
 
 from toolkit.config import OptimConfig, SVDDConfig
+from toolkit.files import load_npz_checked, read_json_checked, save_checked
 from toolkit.handlers import TrainingDiverged
 from toolkit.nets import build_autoencoder
 from toolkit.run import RunHooks
@@ -71,9 +71,10 @@ def interrupted(run_dir, action, stage, n, *extra):
 
 
 def same_result(a, b):
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    """The run folder ``b`` ends as ``a`` does, with every file it wrote whole and matching its digest."""
+    ra, rb = (read_json_checked(d / "results.json") for d in (a, b))
     np.testing.assert_allclose(rb["multi"]["radii"], ra["multi"]["radii"], rtol=1e-6)
-    sa, sb = (np.load(d / "scores.npz")["multi_score"] for d in (a, b))
+    sa, sb = (load_npz_checked(d / "scores.npz")["multi_score"] for d in (a, b))
     np.testing.assert_allclose(sb, sa, rtol=1e-6, atol=1e-7)
     assert len(rb["multi"]["history"]["epochs"]) == SVDD_EPOCHS
     assert len(rb["pretrain"]["history"]["epochs"]) == PRETRAIN_EPOCHS
@@ -118,7 +119,7 @@ def test_existing_run_folder_needs_resume_and_the_same_settings(reference):
 def test_damaged_checkpoints(tmp_path):
     folder = RunFolder(tmp_path)
     folder.checkpoints.mkdir(parents=True)
-    torch.save({"x": torch.ones(2)}, folder.checkpoints / "pretrain_checkpoint_9.pt")
+    save_checked(folder.checkpoints / "pretrain_checkpoint_9.pt", {"x": torch.ones(2)})
     (folder.checkpoints / "pretrain_checkpoint_18.pt").write_bytes(b"\x80\x02truncated")
     with pytest.warns(UserWarning, match="skipped damaged checkpoint"):
         path, state = folder.load_latest_checkpoint("pretrain")

@@ -6,7 +6,6 @@ Side effects (TensorBoard, files) happen on rank 0 only.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import signal
@@ -22,7 +21,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, ProgressBar, TerminateOnNan
 from ignite.handlers.checkpoint import BaseSaveHandler
 
-from .files import digest_path, write_checked
+from .files import save_checked
 from .svdd import SphereHead, outside_fraction
 
 log = logging.getLogger("toolkit")
@@ -251,26 +250,19 @@ def attach_progress(engine: Engine, desc: str, mode: str = "auto") -> None:
 
 
 class CheckedDiskSaver(DiskSaver):
-    """Ignite's atomic DiskSaver, plus the SHA-256 digest of each checkpoint (``NAME.sha256``, written
-    atomically right after it) that resuming checks. The checkpoint is serialised in memory first, so that
-    a full disk raises ``OSError`` (ENOSPC) and leaves the previous checkpoints as they were."""
+    """Ignite's atomic DiskSaver, writing self-verifying checkpoints (``toolkit.files.save_checked``: the
+    checkpoint wrapped with its SHA-256 digest, which resuming checks). The checkpoint is serialised in memory
+    first, so that a full disk raises ``OSError`` (ENOSPC) and leaves the previous checkpoints as they were."""
 
     def _save_func(self, checkpoint: Mapping, path: Path, func: Any) -> None:
         if func is not torch.save:
             return super()._save_func(checkpoint, path, func)
-        buf = io.BytesIO()
-        torch.save(checkpoint, buf, **self.kwargs)
-        write_checked(path, buf.getvalue())
-
-    def remove(self, filename: str) -> None:
-        super().remove(filename)
-        if idist.get_rank() == self.save_on_rank:
-            digest_path(self.dirname / filename).unlink(missing_ok=True)
+        save_checked(path, checkpoint, **self.kwargs)
 
 
 def attach_checkpoint(engine: Engine, to_save: dict[str, Any], dirname: Path, prefix: str) -> Checkpoint:
     """Save ``to_save`` (models, head buffers, optimiser, scheduler, engine, history, batch generator) at
-    every epoch end but the last, atomically and with its digest, keeping the last two."""
+    every epoch end but the last, atomically and with its digest inside, keeping the last two."""
     ckpt = Checkpoint(
         to_save, CheckedDiskSaver(str(dirname), require_empty=False, atomic=True), filename_prefix=prefix, n_saved=2
     )

@@ -4,8 +4,9 @@ A file holds tensors and plain values only, so it loads with ``torch.load(weight
 never unpickles an object: the settings (as JSON), the net architecture and sample shape, the
 pseudo-labels of the training data and their scores, and the scorer's whole state
 (``toolkit.scoring.Scorer``: the preprocessor, the nets, the spheres, the k-NN rows, the columns'
-statistics and weights, the threshold). It is written atomically with its SHA-256 digest
-(``toolkit.files``), checked on load. A file of another format version is refused by name.
+statistics and weights, the threshold). It is written atomically and carries its own SHA-256 digest
+(``toolkit.files``), checked on load: a damaged file is refused even when copied on its own. A file of
+another format version is refused by name.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from . import config as C
 from .data import build_preprocessor, preprocessor_kind
-from .files import ChecksumError, describe, load_checked, save_checked
+from .files import ChecksumError, UncheckedFileError, describe, load_checked, save_checked
 from .nets import build_autoencoder, build_encoder, net_options
 from .svdd import SphereHead
 
@@ -41,7 +42,7 @@ def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
 
 
 def save_detector(det: Any, path: str | Path) -> Path:
-    """Write the fitted detector ``det`` to ``path`` (and its digest), atomically."""
+    """Write the fitted detector ``det`` to ``path``, with its digest inside, atomically."""
     payload = {
         "format": FORMAT,
         "config": C.dumps(det.resolved_config()),
@@ -61,6 +62,8 @@ def _read(path: Path, device: str) -> dict[str, Any]:
         raise DetectorFileError(f"no detector file at {str(path)!r}")
     try:
         p = load_checked(path, map_location=device)
+    except UncheckedFileError as e:
+        raise DetectorFileError(f"{e}; refit the detector with this version and save it again") from None
     except ChecksumError as e:
         raise DetectorFileError(f"{e}; refit the detector and save it again, or copy an intact file") from None
     except Exception as e:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import ChecksumError, atomic_write, describe, load_npz_checked, read_json_checked
+from .files import ChecksumError, UncheckedFileError, atomic_write, describe, load_npz_checked, read_json_checked
 from .monitor import MODELS, as_images
 
 DPI = 100
@@ -48,6 +48,10 @@ def _load(run_dir: Path, name: str) -> Any:
         raise ReportError(f"{p} is missing: is {run_dir} a finished run folder (python -m toolkit RECIPE writes one)?")
     try:
         return read_json_checked(p) if name.endswith(".json") else load_npz_checked(p)
+    except UncheckedFileError as e:
+        raise ReportError(
+            f"{describe(e)}; start a new run with this version (python -m toolkit RECIPE) and report on that"
+        ) from None
     except (ChecksumError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ReportError(
             f"{p} is damaged ({describe(e)}); write it again with python -m toolkit --run_dir={run_dir} "

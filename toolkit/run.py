@@ -15,7 +15,6 @@ quantiles use every rank's distances; only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -35,7 +34,7 @@ from .clustering import agreement, check_clusterer, contingency_markdown
 from .data import Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator
-from .files import write_json
+from .files import read_json_checked, write_json
 from .handlers import History, StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
@@ -228,7 +227,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             folder.unlock()
     if not launcher:
         return {}  # under torchrun every process runs this function; rank 0 reports
-    results = json.loads((run_dir / "results.json").read_text())
+    results = read_json_checked(run_dir / "results.json")
     results["run_dir"] = str(run_dir)
     return results
 

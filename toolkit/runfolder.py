@@ -4,9 +4,11 @@ A file is written to ``NAME.tmp`` and renamed into place, so a killed process ne
 half-written artifact that a later run would trust. Finished stages (the pretrained autoencoder, the
 pseudo-labels, each trained SVDD model) are kept under ``stages/`` and are not redone on ``--resume``.
 Stage files and checkpoints hold tensors and plain values only and are read with ``weights_only=True``,
-after their SHA-256 digest (``NAME.sha256``) is checked. The folder is locked (``lock``, an ``flock``) for
-the whole of a run, so two runs never write into one folder. Nothing in the folder is written through a
-symbolic link: a run refuses a folder holding one (it could point anywhere), naming it.
+after the SHA-256 digest each carries inside is checked (``toolkit.files``); config.json, which holds
+settings only (it is replayed as a recipe), has its digest beside it in ``config.json.sha256``. The
+folder is locked (``lock``, an ``flock``) for the whole of a run, so two runs never write into one folder.
+Nothing in the folder is written through a symbolic link: a run refuses a folder holding one (it could
+point anywhere), naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import socket
@@ -25,12 +28,13 @@ from typing import IO, Any
 from . import config as C
 from .files import (
     ChecksumError,
+    UncheckedFileError,
     describe,
     load_checked,
-    read_json_checked,
+    read_with_digest_file,
     save_checked,
-    write_checked,
     write_json,  # noqa: F401  (the run folder's JSON files)
+    write_with_digest_file,
 )
 
 
@@ -103,7 +107,11 @@ class RunFolder:
         """The configuration the run in this folder was started with (its config.json)."""
         p = self.path / "config.json"
         try:
-            return C.from_dict(read_json_checked(p))
+            return C.from_dict(json.loads(read_with_digest_file(p)))
+        except UncheckedFileError as e:
+            raise RunFolderError(
+                f"{describe(e)}, so this run cannot be resumed; start a new run in another --run_dir"
+            ) from None
         except (ChecksumError, ValueError, TypeError, KeyError, AttributeError) as e:
             raise RunFolderError(
                 f"{p} is damaged ({describe(e)}), so this run cannot be resumed; start a new run in another "
@@ -138,7 +146,7 @@ class RunFolder:
         self.check(cfg, resume)
         if not resume:
             self.path.mkdir(parents=True, exist_ok=True)
-            write_checked(self.path / "config.json", C.dumps(cfg).encode())
+            write_with_digest_file(self.path / "config.json", C.dumps(cfg).encode())
 
     # ----------------------------------------------------------------------------- the lock
     def lock(self) -> None:
@@ -219,10 +227,10 @@ class RunFolder:
             return None
         try:
             return load_checked(p, map_location="cpu")
+        except UncheckedFileError as e:
+            raise RunFolderError(f"{describe(e)}; start a new run in another --run_dir") from None
         except Exception as e:
-            raise RunFolderError(
-                f"{p} is damaged ({describe(e)}); delete it (and {p.name}.sha256) and resume to redo that stage"
-            ) from None
+            raise RunFolderError(f"{p} is damaged ({describe(e)}); delete it and resume to redo that stage") from None
 
     # ----------------------------------------------------------------------------- checkpoints
     def checkpoints_of(self, prefix: str) -> list[Path]:
@@ -232,8 +240,8 @@ class RunFolder:
         return [p for _, p in sorted(found, reverse=True)]
 
     def load_latest_checkpoint(self, prefix: str) -> tuple[Path, dict[str, Any]] | None:
-        """The newest intact checkpoint of a stage; a damaged one (unreadable, or not matching its digest) is
-        skipped for the one before it, with a warning naming it."""
+        """The newest intact checkpoint of a stage; a damaged one (unreadable, not matching the digest it
+        carries, or carrying none) is skipped for the one before it, with a warning naming it."""
         damaged: list[str] = []
         for p in self.checkpoints_of(prefix):
             try:
