@@ -102,3 +102,37 @@ def test_load_refuses_pickled_objects_and_damaged_files(fitted, tmp_path):
         MultiRadiusDeepSVDD.load(truncated)
     with pytest.raises(DetectorFileError, match="no detector file"):
         MultiRadiusDeepSVDD.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow  # a (tiny) fit
+def test_a_dataframes_column_names_are_kept_and_checked_when_scoring(digits, tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    x = digits[0][:200]
+    names = [f"px{i}" for i in range(x.shape[1])]
+    frame = pd.DataFrame(x, columns=names)
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY).fit(frame)
+    assert det.feature_names_in_.dtype == object and det.feature_names_in_.tolist() == names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the columns of fit: no warning
+        scores = det.decision_function(frame)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):  # scikit-learn's warning
+        np.testing.assert_array_equal(det.decision_function(x), scores)
+    cases = {
+        "another order": frame[names[::-1]],
+        "unseen at fit: c0, c1, c2, c3, c4, ...; missing: px0, px1": frame.set_axis(
+            [f"c{i}" for i in range(64)], axis=1
+        ),
+        "missing: px3, px4": frame[names[:3]],
+    }
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    assert loaded.feature_names_in_.tolist() == names  # kept in the file, as plain strings
+    for model in (det, loaded):
+        for expected, bad in cases.items():
+            with pytest.raises(ValueError, match=expected) as e:
+                model.predict(bad)
+            assert "\n" not in str(e.value) and "feature_names_in_" in str(e.value)
+    det.fit(x)  # refitted on an array: the names go
+    assert not hasattr(det, "feature_names_in_")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
-from sklearn.utils.validation import check_array
+from sklearn.utils.validation import _check_feature_names, _get_feature_names, check_array
 from torch import Tensor, nn
 
 from . import config as C
@@ -128,9 +128,11 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     def _validate(self, X: Any, *, fitting: bool) -> Tensor:
         """``X`` as a float32 tensor of 2 or more dimensions, one row per sample; a clear ValueError for
         empty, 1-D, too-few-sample, non-numeric or (when fitting, or with ``non_finite="raise"``)
-        non-finite input. Grey (N, H, W) and channels-last (N, H, W, C) images come out as (N, C, H, W)."""
+        non-finite input. Grey (N, H, W) and channels-last (N, H, W, C) images come out as (N, C, H, W).
+        Column names are checked as scikit-learn does (:meth:`_check_columns`)."""
         if isinstance(X, Tensor):
             X = X.detach().cpu().numpy()
+        self._check_columns(X, fitting=fitting)
         try:
             x = check_array(
                 X,
@@ -155,6 +157,37 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             )
         x = np.ascontiguousarray(image_layout(x))
         return torch.from_numpy(x if x.flags.writeable else x.copy())  # a read-only (memory-mapped) array
+
+    def _check_columns(self, X: Any, *, fitting: bool) -> None:
+        """scikit-learn's convention for column names: fitting on a DataFrame whose column names are all
+        strings records them as ``feature_names_in_`` (fitting on anything else removes it); scoring a
+        DataFrame whose names differ from them, in name or in order, is one ValueError, since its values
+        would otherwise be scored as the wrong features. Names at fit and none at scoring, or the reverse,
+        is scikit-learn's warning."""
+        if fitting:
+            _check_feature_names(self, X, reset=True)
+            return
+        names, fitted = _get_feature_names(X), getattr(self, "feature_names_in_", None)
+        if names is not None and fitted is not None and list(names) != list(fitted):
+
+            def shown(cols: list[str]) -> str:
+                return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
+
+            if sorted(names) == sorted(fitted):
+                raise ValueError(
+                    f"X has the columns the detector was fitted on in another order (fit: {shown(list(fitted))}; "
+                    f"X: {shown(list(names))}); pass them in the order of fit: X[detector.feature_names_in_]"
+                )
+            unseen = [n for n in names if n not in set(fitted)]
+            missing = [n for n in fitted if n not in set(names)]
+            found = "; ".join(
+                f"{what}: {shown(c)}" for what, c in (("unseen at fit", unseen), ("missing", missing)) if c
+            )
+            raise ValueError(
+                f"X's column names do not match those the detector was fitted on ({found or 'repeated names'}); "
+                "pass the columns of fit, in their order: X[detector.feature_names_in_]"
+            )
+        _check_feature_names(self, X, reset=False)
 
     def resolved_config(self) -> C.Config:
         return C.apply_overrides(self.config or C.Config(), self.overrides)

@@ -2,7 +2,8 @@
 
 A file holds tensors and plain values only, so it loads with ``torch.load(weights_only=True)`` and
 never unpickles an object: the settings (as JSON), the net architecture and sample shape, the
-pseudo-labels of the training data and their scores, and the scorer's whole state
+pseudo-labels of the training data and their scores, the column names of a DataFrame it was fitted
+on, and the scorer's whole state
 (``toolkit.scoring.Scorer``: the preprocessor, the nets, the spheres, the k-NN rows, the columns'
 statistics and weights, the threshold). It is written atomically and carries its own SHA-256 digest
 (``toolkit.files``), checked on load: a damaged file is refused even when copied on its own. A file of
@@ -43,6 +44,7 @@ def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
 
 def save_detector(det: Any, path: str | Path) -> Path:
     """Write the fitted detector ``det`` to ``path``, with its digest inside, atomically."""
+    names = getattr(det, "feature_names_in_", None)  # the column names of a DataFrame it was fitted on
     payload = {
         "format": FORMAT,
         "config": C.dumps(det.resolved_config()),
@@ -52,6 +54,7 @@ def save_detector(det: Any, path: str | Path) -> Path:
         "decision_scores": torch.from_numpy(np.asarray(det.decision_scores_, dtype=np.float32)),
         "threshold": float(det.threshold_),
         "columns": list(det.scorer_.names),
+        "feature_names": None if names is None else [str(n) for n in names],
         "scorer": _cpu(det.scorer_.state_dict()),
     }
     return save_checked(path, payload)
@@ -141,4 +144,6 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     det.decision_scores_ = p["decision_scores"].numpy()
     det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
     det.n_features_in_ = int(np.prod(in_shape))
+    if p.get("feature_names") is not None:
+        det.feature_names_in_ = np.asarray(p["feature_names"], dtype=object)
     return det
