@@ -10,7 +10,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, apply_overrides, load_recipe
-from .registry import available_clusterers, build_clusterer, register_clusterer
+from .registry import (
+    available_clusterers,
+    available_pretrainers,
+    build_clusterer,
+    register_clusterer,
+    register_pretrainer,
+)
 
 if TYPE_CHECKING:
     from .detector import MultiRadiusDeepSVDD
@@ -34,8 +40,10 @@ __all__ = [
     "SVDDEvents",
     "apply_overrides",
     "available_clusterers",
+    "available_pretrainers",
     "build_clusterer",
     "load_recipe",
     "register_clusterer",
+    "register_pretrainer",
 ]
 __version__ = "0.1.0"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as C
-from .registry import RegistryError, available_clusterers, clusterer_options
+from .registry import CLUSTERERS, PRETRAINERS, Registry, RegistryError
 
 # torch, Ignite and scikit-learn are imported by the verbs that use them: --help and --version stay light
 
@@ -151,10 +151,21 @@ def export(run_dir: str, model: str = "multi", out: str | None = None) -> None:
 
 
 def plugins() -> None:
-    """List every available clusterer and the settings it takes (--clustering.options.NAME=VALUE)."""
-    for name in available_clusterers():
+    """List every available clusterer (--clustering.name=NAME) and pretraining method (--pretrain.method=NAME),
+    each with the settings it takes (--clustering.options.KEY=VALUE, --pretrain.options.KEY=VALUE)."""
+    sections = (("clusterers", CLUSTERERS, "clustering.name"), ("pretraining methods", PRETRAINERS, "pretrain.method"))
+    for i, (title, registry, setting) in enumerate(sections):
+        if i:
+            print()
+        print(f"{title} (--{setting}=NAME, --{setting.split('.')[0]}.options.KEY=VALUE):")
+        _list(registry)
+
+
+def _list(registry: Registry) -> None:
+    """One line per plugin: its name and settings with their defaults, or why it is unavailable."""
+    for name in registry.available():
         try:
-            opts = clusterer_options(name)
+            opts = registry.options(name)
         except RegistryError as e:
             print(f"{name}: unavailable ({e})")
             continue
@@ -280,7 +291,7 @@ NOT_ALLOWED = {
     "score": "INPUT must be readable, and --out in a folder you may write to",
     "report": "the report writes into the run folder, which must be writable: copy the folder and report there",
     "export": "--out must be in a folder you may write to (by default the run folder)",
-    "plugins": "the clusterers' files must be readable",
+    "plugins": "the clusterers' and pretraining methods' files must be readable",
 }
 
 

@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from . import config as C
 from .clustering import check_clusterer, pseudo_labels
 from .data import build_preprocessor, image_layout, resolve_preprocess
-from .nets import EVAL_BATCH, build_autoencoder, embed, fast_layout, net_options, resolve_arch
+from .nets import EVAL_BATCH, embed, fast_layout, resolve_arch
 from .persistence import DetectorFileError as DetectorFileError  # raised by load
 from .persistence import load_detector, save_detector
+from .pretext import check_pretraining, pretraining_net
 from .scoring import Scorer, column_names, column_weights
 from .stages import Hooks, pretrain, resolve_device, train_svdd
 from .svdd import OUTSIDE, SphereHead
@@ -62,15 +63,16 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     ``decision_scores_`` (the training data's scores), ``labels_`` (PyOD's 0/1 outlier labels of the
     training data), ``cluster_labels_`` (the pseudo-label of each training point), ``n_clusters_``,
     ``n_features_in_``; with ``svdd.score_single`` > 0 also ``single_encoder_`` and ``single_head_`` (a
-    one-sphere model trained from the same autoencoder), with ``svdd.score_recon`` > 0 or
-    ``svdd.knn_space`` naming "autoencoder" ``recon_`` (the pretrained autoencoder), with ``svdd.score_knn``
-    > 0 ``knn_reference_`` (space -> the training points that the k-NN term measures against, one entry
-    per space of ``svdd.knn_space``: "embedding" their embeddings by the multi-sphere encoder,
-    "autoencoder" by the pretrained autoencoder's, "input" the preprocessed inputs and "raw" the data as
-    given to ``fit``, flattened); with any, ``score_stats_`` (2, C): the training mean and spread of each
-    score column (multi-sphere score, then the one-sphere score, the reconstruction error, the k-NN
-    distance in each space; the k-NN distance of a training point leaves the point itself out), added with
-    the weights ``svdd.score_multi``, ``score_single``, ``score_recon``, ``score_knn``.
+    one-sphere model trained from the same pretrained encoder), with ``svdd.score_recon`` > 0 or
+    ``svdd.knn_space`` naming "autoencoder" ``recon_`` (the pretrained net: the autoencoder, or the net of
+    ``pretrain.method``), with ``svdd.score_knn`` > 0 ``knn_reference_`` (space -> the training points that
+    the k-NN term measures against, one entry per space of ``svdd.knn_space``: "embedding" their embeddings
+    by the multi-sphere encoder, "autoencoder" by the pretrained net's encoder, "input" the preprocessed
+    inputs and "raw" the data as given to ``fit``, flattened); with any, ``score_stats_`` (2, C): the
+    training mean and spread of each score column (multi-sphere score, then the one-sphere score, the
+    reconstruction error, the k-NN distance in each space; the k-NN distance of a training point leaves the
+    point itself out), added with the weights ``svdd.score_multi``, ``score_single``, ``score_recon``,
+    ``score_knn``. ``autoencoder_`` is the pretrained net in any case.
     """
 
     def __init__(
@@ -198,9 +200,10 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         ``y`` is ignored. The ``preprocess`` setting ("auto": GCN + min-max for images, per-feature
         standardisation for tables) is fitted on ``X`` and saved with the detector.
 
-        Preprocess -> pretrain the autoencoder -> pseudo-labels from its embeddings -> one sphere (when
-        the score or ``hooks.baseline`` needs it) and the multi-sphere model, each from a copy of the
-        pretrained encoder with the seed reset (so the order changes nothing) -> calibrate the score.
+        Preprocess -> pretrain (the autoencoder, or the net of ``pretrain.method``) -> pseudo-labels from
+        its encoder's embeddings -> one sphere (when the score or ``hooks.baseline`` needs it) and the
+        multi-sphere model, each from a copy of the pretrained encoder with the seed reset (so the order
+        changes nothing) -> calibrate the score.
         ``hooks`` (:class:`toolkit.stages.Hooks`) is how a caller adds handlers and keeps stages: the CLI
         run passes its harness; the default adds nothing. With several processes, rank 0 clusters and
         the labels are broadcast."""
@@ -208,6 +211,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         cfg = self.resolved_config()
         m = cfg.model  # the model's settings; the run's (data, folder, monitoring) come in through hooks
         m.svdd.check_score()
+        method = check_pretraining(m)
         hooks = hooks or Hooks(device=resolve_device(self.device))
         device = hooks.device
         x_raw = self._validate(X, fitting=True)
@@ -221,16 +225,17 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         hooks.preprocessed(prep)
         info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
 
-        # ---- pretraining
+        # ---- pretraining by pretrain.method; its net's encoder is what the rest starts from. The stage keeps
+        # the pretrained net, of any method, as "autoencoder"
         t0 = time.perf_counter()
-        ae = fast_layout(build_autoencoder(arch, in_shape, *net_options(m.net)).to(device), device)
+        pretrained = fast_layout(pretraining_net(method, arch, in_shape, m.net).to(device), device)
         if (done := hooks.finished("pretrain")) is not None:
-            ae.load_state_dict(done["autoencoder"])
+            pretrained.load_state_dict(done["autoencoder"])
             info["pretrain"] = json.loads(done["info"])
         else:
-            history = pretrain(ae, x, m.pretrain, seed=m.seed, hooks=hooks)
+            history = pretrain(pretrained, x, m.pretrain, seed=m.seed, hooks=hooks, method=method)
             info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
-            hooks.record("pretrain", {"autoencoder": ae.state_dict(), "info": json.dumps(info["pretrain"])})
+            hooks.record("pretrain", {"autoencoder": pretrained.state_dict(), "info": json.dumps(info["pretrain"])})
 
         # ---- pseudo-labels: clustered on rank 0, broadcast to the others
         t0 = time.perf_counter()
@@ -240,7 +245,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             labels, cinfo = torch.zeros(x.shape[0], dtype=torch.long, device=device), {}
             if hooks.rank == 0:
                 found, cinfo = pseudo_labels(
-                    embed(ae.encoder, x), m.clustering, seed=m.seed, n_normal_classes=n_classes
+                    embed(pretrained.encoder, x), m.clustering, seed=m.seed, n_normal_classes=n_classes
                 )
                 labels = found.to(device)
                 cinfo["seconds"] = time.perf_counter() - t0
@@ -259,7 +264,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         for name, lab in variants.items():
             t0 = time.perf_counter()
             torch.manual_seed(m.seed)
-            encoder = copy.deepcopy(ae.encoder)
+            encoder = copy.deepcopy(pretrained.encoder)
             if (done := hooks.finished(f"svdd_{name}")) is not None:
                 encoder.load_state_dict(done["encoder"])
                 head = SphereHead(done["centres"], done["radii"], rule=m.svdd.score).to(device)
@@ -267,7 +272,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
                 info[name] = json.loads(done["info"])
             else:
                 lab = lab.clone()  # re-assignment changes it in place; the clustering's labels stay as found
-                decoder = copy.deepcopy(ae.decoder) if m.svdd.recon_weight > 0 else None
+                decoder = copy.deepcopy(pretrained.decoder) if m.svdd.recon_weight > 0 else None
                 head, history = train_svdd(
                     encoder, x, lab, m.svdd, seed=m.seed, stage=f"svdd_{name}", hooks=hooks, decoder=decoder
                 )
@@ -283,8 +288,8 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
                 hooks.record(f"svdd_{name}", {**payload, "labels": lab.cpu(), "info": json.dumps(info[name])})
             trained[name] = (encoder, head, lab)
 
-        self.autoencoder_ = ae.eval()  # the pretrained autoencoder (frozen), for the score and diagnostics
-        recon = copy.deepcopy(ae) if m.svdd.keeps_autoencoder else None
+        self.autoencoder_ = pretrained.eval()  # the pretrained net (frozen), for the score and diagnostics
+        recon = copy.deepcopy(pretrained) if m.svdd.keeps_autoencoder else None
         single = trained["single"][:2] if m.svdd.score_single > 0 else None
         self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(x_raw)
         self.baseline_ = None

@@ -29,14 +29,34 @@ def reconstruction_error(ae: nn.Module, x: Tensor) -> Tensor:
     return sq_error(ae(x), x)
 
 
-def create_pretrainer(ae: nn.Module, optimizer: torch.optim.Optimizer) -> Engine:
-    """Autoencoder training: minimise the mean per-sample squared reconstruction error."""
+def step_seed(seed: int, rank: int, iteration: int) -> int:
+    """The seed of a pretraining step's generator: one stream per run seed, process and step."""
+    return (seed * 0x9E3779B97F4A7C15 + rank * 0xBF58476D1CE4E5B9 + iteration) % 2**64
+
+
+def create_pretrainer(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: Callable[[nn.Module, Tensor, torch.Generator], Tensor] | None = None,
+    *,
+    seed: int = 0,
+    rank: int = 0,
+) -> Engine:
+    """Pretraining: minimise ``loss(net, x, generator)`` over the batches; by default the autoencoder's
+    mean per-sample squared reconstruction error. ``generator`` is a ``torch.Generator`` on the batch's
+    device, seeded at each step from ``seed``, ``rank`` and the iteration (:func:`step_seed`), so a method's
+    random draws repeat from run to run and continue unchanged after a resume, with no state to keep."""
+    loss_fn = loss or (lambda net, x, generator: reconstruction_error(net, x).mean())
+    generators: dict[torch.device, torch.Generator] = {}
 
     def step(engine: Engine, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         _, x = batch[:2]
-        ae.train()
+        net.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = reconstruction_error(ae, x).mean()
+        if x.device not in generators:
+            generators[x.device] = torch.Generator(device=x.device)
+        generator = generators[x.device].manual_seed(step_seed(seed, rank, engine.state.iteration))
+        loss = loss_fn(net, x, generator)
         loss.backward()
         optimizer.step()
         return {"loss": loss.detach()}

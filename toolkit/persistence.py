@@ -8,6 +8,9 @@ on, and the scorer's whole state
 statistics and weights, the threshold). It is written atomically and carries its own SHA-256 digest
 (``toolkit.files``), checked on load: a damaged file is refused even when copied on its own. A file of
 another format version is refused by name.
+
+Loading rebuilds every net from the saved settings, by the pretraining method that built it in the fit
+(``pretrain.method``, ``toolkit.pretext``): a method of your own must be registered before loading.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from . import config as C
 from .data import build_preprocessor, preprocessor_kind
 from .files import ChecksumError, UncheckedFileError, describe, load_checked, save_checked
-from .nets import build_autoencoder, build_encoder, net_options
+from .pretext import method_of, pretraining_net
 from .svdd import SphereHead
 
 FORMAT = "multi-radius-deep-svdd/2"
@@ -94,13 +97,20 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     """A detector of class ``cls`` from the file at ``path``, on ``device``."""
     path = Path(path)
     p = _read(path, device)
-    cfg = C.from_dict(json.loads(p["config"]))
+    try:
+        cfg = C.from_dict(json.loads(p["config"]))
+        method = method_of(cfg.pretrain)
+    except C.ConfigError as e:
+        raise DetectorFileError(f"{str(path)!r} holds settings that cannot be used here: {e}") from None
     in_shape = tuple(p["input_shape"])
     state = p["scorer"]
-    net = (p["arch"], in_shape, *net_options(cfg.net))
+
+    def pretrained() -> torch.nn.Module:
+        """The pretrained net of the file's method, as fit built it; every encoder is its encoder's kind."""
+        return pretraining_net(method, p["arch"], in_shape, cfg.net)
 
     def encoder(prefix: str) -> torch.nn.Module:
-        e = build_encoder(*net)
+        e = pretrained().encoder
         e.load_state_dict(_part(state, prefix))
         return e.to(device)
 
@@ -110,9 +120,9 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     prep_state = _part(state, "prep.")
     prep = build_preprocessor(preprocessor_kind(prep_state), in_shape)
     prep.load_state_dict(prep_state)
-    autoencoder = None
+    autoencoder = None  # the scorer's slot for the pretrained net, of any method
     if any(k.startswith("autoencoder.") for k in state):
-        autoencoder = build_autoencoder(*net)
+        autoencoder = pretrained()
         autoencoder.load_state_dict(_part(state, "autoencoder."))
     single = (encoder("single_encoder."), head("single_head.")) if "single" in p["columns"] else None
     det = cls(cfg, device=device)

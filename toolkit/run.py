@@ -38,6 +38,7 @@ from .files import read_json_checked, write_json
 from .handlers import History, StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
+from .pretext import check_pretraining, pretraining_net
 from .runfolder import RunFolder, RunFolderError
 from .stages import Hooks, resolve_device
 
@@ -100,7 +101,7 @@ class RunHooks(Hooks):
         """Evaluation, TensorBoard (Ignite's output and optimizer handlers, and the spheres' own),
         progress, checkpoints with resume, and the Ctrl-C stop, in that order."""
         evaluator = None
-        if self.eval_data is not None:
+        if self.eval_data is not None and score_fn is not None:
             evaluator = create_evaluator(score_fn)
             attach_evaluation(engine, evaluator, self.eval_data, self.eval_every, history)
         if self.tb is not None:
@@ -184,15 +185,16 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     """The whole job behind ``python -m toolkit RECIPE``; writes everything into the run folder.
 
     Everything that can be checked is checked here, before any process is spawned or any training
-    starts: the device, the clusterer and its options, the run folder (checked and locked before any data
-    are loaded or downloaded), the data. The launching process (rank 0 under torchrun) holds the folder's
-    lock until the run ends. A start that fails before the run's config.json is written takes away the
-    lock and the folders it made; a folder holding a symbolic link is refused (nothing is written through
-    one)."""
+    starts: the device, the clusterer and the pretraining method with their options, the run folder
+    (checked and locked before any data are loaded or downloaded), the data and the nets for them. The
+    launching process (rank 0 under torchrun) holds the folder's lock until the run ends. A start that
+    fails before the run's config.json is written takes away the lock and the folders it made; a folder
+    holding a symbolic link is refused (nothing is written through one)."""
     if not cfg.dist.backend:
         resolve_device(cfg.device)
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     cfg.svdd.check_score()
+    method = check_pretraining(cfg)
     torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
     check_batch_sizes(cfg, int(os.environ.get("WORLD_SIZE", 1)) if torchrun else cfg.dist.nproc_per_node)
     run_dir = resolve_run_dir(cfg)
@@ -208,7 +210,9 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             folder.check(cfg, cfg.resume)
             folder.lock()  # a new folder: created only once the checks passed
         split = load_split(cfg.data, cfg.seed)
-        resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
+        arch = resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
+        with torch.device("meta"):  # built without memory or random draws, only to be refused here if it must
+            pretraining_net(method, arch, split.input_shape, cfg.net)
         if launcher:
             folder.start(cfg, cfg.resume)  # config.json once the data are there: a data error leaves no run
         started = True

@@ -8,10 +8,11 @@ The columns, in this order (each present only when its weight is above 0, the sp
 
 - ``multi``: the multi-sphere score, min over the spheres by ``svdd.score`` (``toolkit.svdd``);
 - ``single``: the score of one sphere trained from the same autoencoder;
-- ``recon``: the pretrained autoencoder's reconstruction error;
+- ``recon``: the pretrained autoencoder's reconstruction error (only with a pretraining method that
+  reconstructs, ``toolkit.pretext``);
 - ``knn:SPACE``: the mean distance to the ``knn_k`` nearest training points in SPACE ("embedding": the
-  multi-sphere encoder's, "autoencoder": the pretrained autoencoder's, "input": the preprocessed input,
-  "raw": the data as given), one column per space.
+  multi-sphere encoder's, "autoencoder": the pretrained net's encoder's, whichever ``pretrain.method``
+  built it, "input": the preprocessed input, "raw": the data as given), one column per space.
 
 With one column the score is that column; with several, each column is standardised by its mean and
 spread over the training data (:meth:`Scorer.calibrate`; a training point's k-NN distance leaves the
@@ -47,9 +48,11 @@ class Scorer(nn.Module):
     """Raw samples (B, *input_shape) -> anomaly scores (B,), higher = more anomalous.
 
     Holds the fitted preprocessor, the multi-sphere encoder and head, and what the other columns need
-    (the one-sphere encoder and head, the pretrained autoencoder, the k-NN reference rows), the columns'
+    (the one-sphere encoder and head, the pretrained net, the k-NN reference rows), the columns'
     training statistics, weights and the threshold, all as submodules and buffers: ``state_dict`` is the
     whole scoring state, and ``torch.jit.trace`` records the whole path (no loops that depend on the batch).
+    The ``autoencoder`` slot holds whichever net the pretraining method built: the "recon" column calls it
+    (an autoencoder), the "knn:autoencoder" column its ``encoder``.
     """
 
     def __init__(
@@ -69,9 +72,7 @@ class Scorer(nn.Module):
             raise ValueError("the one-sphere column needs the one-sphere encoder and head, and only it")
         needs_ae = "recon" in names or "knn:autoencoder" in names
         if needs_ae != (autoencoder is not None):
-            raise ValueError(
-                "the reconstruction and autoencoder k-NN columns need the pretrained autoencoder, and only they"
-            )
+            raise ValueError("the reconstruction and autoencoder k-NN columns need the pretrained net, and only they")
         self.prep, self.encoder, self.head = prep, encoder, head
         self.single_encoder, self.single_head = single if single is not None else (None, None)
         self.autoencoder = autoencoder

@@ -1,8 +1,8 @@
-"""The training stages as functions: pretrain the autoencoder, train Deep SVDD on labelled embeddings.
-Each builds its Ignite engine (``engines.py``), attaches the method's own handlers (``spheres.py``) and
-then whatever the caller's :class:`Hooks` add (the CLI run adds checkpoints and resume, TensorBoard,
-evaluation, progress, Ctrl-C: ``toolkit.run.RunHooks``), and runs it. The detector's ``fit`` calls them;
-nothing here knows about run folders."""
+"""The training stages as functions: pretrain the encoder (by the run's pretraining method, ``pretext.py``),
+train Deep SVDD on labelled embeddings. Each builds its Ignite engine (``engines.py``), attaches the
+method's own handlers (``spheres.py``) and then whatever the caller's :class:`Hooks` add (the CLI run adds
+checkpoints and resume, TensorBoard, evaluation, progress, Ctrl-C: ``toolkit.run.RunHooks``), and runs it.
+The detector's ``fit`` calls them; nothing here knows about run folders."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from torch import Tensor, nn
 
 from . import config as C
 from .data import TensorBatches
-from .engines import create_pretrainer, create_svdd_trainer, reconstruction_error
+from .engines import create_pretrainer, create_svdd_trainer
 from .handlers import History, attach_early_stopping, attach_lr_schedule, attach_nan_stop, attach_progress
 from .nets import embed, refresh_batchnorm
+from .pretext import method_of
 from .spheres import HeldOutLoss, SphereUpdate, attach_collapse_check
 from .svdd import (
     SphereHead,
@@ -75,7 +76,8 @@ class Hooks:
         return "no checkpoints outside a run folder"
 
     def attach(self, engine: Engine, stage: str, to_save: dict[str, Any], history: History, score_fn: Any) -> None:
-        """Attach the caller's handlers to a stage's engine, after the method's own."""
+        """Attach the caller's handlers to a stage's engine, after the method's own. ``score_fn`` scores a
+        batch of preprocessed samples by the stage's model (None: this stage's model gives no score)."""
         if self.progress and self.progress != "none" and self.rank == 0:
             attach_progress(engine, stage, "auto" if self.progress is True else self.progress)
 
@@ -118,22 +120,35 @@ def _run(
     return history
 
 
-def pretrain(ae: nn.Module, x: Tensor, opt: C.OptimConfig, *, seed: int, hooks: Hooks | None = None) -> History:
-    """Train the autoencoder on preprocessed normal data ``x``; evaluation (when the hooks add it) scores by
-    reconstruction error."""
+def pretrain(
+    net: nn.Module,
+    x: Tensor,
+    opt: C.OptimConfig,
+    *,
+    seed: int,
+    hooks: Hooks | None = None,
+    method: Any = None,
+) -> History:
+    """Pretrain ``net`` (built by ``method``, ``toolkit.pretext``) on preprocessed normal data ``x`` by the
+    method's loss; ``method`` defaults to the one ``opt`` names (``pretrain.method``; the autoencoder for a
+    plain ``OptimConfig``). Evaluation (when the hooks add it) scores by the method's ``score``, when it has one."""
     hooks = hooks or Hooks()
-    optimizer, scheduler = _optimizer(ae.parameters(), opt)
-    engine = create_pretrainer(_parallel(ae, hooks), optimizer)
+    method = method if method is not None else method_of(opt)
+    optimizer, scheduler = _optimizer(net.parameters(), opt)
+    engine = create_pretrainer(_parallel(net, hooks), optimizer, method.loss, seed=seed, rank=hooks.rank)
     attach_nan_stop(engine, "pretrain", hooks.where("pretrain"))
+    score = None
+    if callable(getattr(method, "score", None)):
 
-    def score(xb: Tensor) -> Tensor:
-        ae.eval()
-        return reconstruction_error(ae, xb)
+        def score(xb: Tensor) -> Tensor:
+            net.eval()
+            return method.score(net, xb)
 
     data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=hooks.rank, world=hooks.world)
-    history = _run(engine, data, opt.epochs, hooks, "pretrain", optimizer, scheduler, {"autoencoder": ae}, score)
+    # the checkpoints and the finished stage keep the pretrained net, of any method, as "autoencoder"
+    history = _run(engine, data, opt.epochs, hooks, "pretrain", optimizer, scheduler, {"autoencoder": net}, score)
     if opt.refresh_bn:
-        refresh_batchnorm(ae, x)
+        refresh_batchnorm(net, x)
     return history
 
 
