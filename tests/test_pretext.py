@@ -1,0 +1,315 @@
+"""Pretraining methods: the registry (built-ins, a method of your own by decorator or entry point), the
+rotation method (its batches, its loss, a fit that saves, loads, exports and resumes) and what it refuses."""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from conftest import cli_in_process
+from sklearn.datasets import load_digits
+
+from toolkit import MultiRadiusDeepSVDD, load_recipe, register_pretrainer
+from toolkit.config import Config, ConfigError, PretrainConfig, SVDDConfig, apply_overrides
+from toolkit.engines import reconstruction_error, sq_error
+from toolkit.export import export
+from toolkit.nets import Autoencoder, build_autoencoder
+from toolkit.pretext import Rotation, RotationNet, rotated
+from toolkit.registry import (
+    PRETRAINER_GROUP,
+    RegistryError,
+    available_pretrainers,
+    build_pretrainer,
+    pretrainer_options,
+    unregister_pretrainer,
+)
+from toolkit.run import RunHooks
+from toolkit.runfolder import RunFolder
+from toolkit.stages import pretrain
+
+
+@pytest.fixture(scope="module")
+def digit_images():
+    """scikit-learn's digits as 1x8x8 images: the normal classes 0, 1, 3, and the rest."""
+    d = load_digits()
+    x = d.data.astype(np.float32).reshape(-1, 1, 8, 8)
+    normal = np.isin(d.target, (0, 1, 3))
+    return x[normal], x[~normal]
+
+
+def small_images(n, seed=0):
+    return np.random.default_rng(seed).random((n, 1, 28, 28), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------ the registry
+
+
+def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them():
+    assert {"autoencoder", "rotation"} <= set(available_pretrainers())
+    assert pretrainer_options("autoencoder") == {} and pretrainer_options("rotation") == {"flip": True}
+    r = cli_in_process("plugins")
+    assert r.returncode == 0, r.stderr
+    clusterers, methods = r.stdout.split("\n\n")
+    assert clusterers.startswith("clusterers (--clustering.name=NAME") and "finch(level=-1" in clusterers
+    assert methods.startswith("pretraining methods (--pretrain.method=NAME, --pretrain.options.KEY=VALUE):")
+    assert "\nautoencoder()\n" in methods and "\nrotation(flip=True)" in methods
+
+
+def test_the_setting_is_pretrains_alone_and_every_recipe_pretrains_by_the_autoencoder():
+    assert not hasattr(SVDDConfig(), "method")
+    for name in ("digits", "mnist", "fashion_mnist", "cifar10", "folder", "table", "custom_clusterer"):
+        cfg = load_recipe(name)  # the recipes give a plain OptimConfig: taken as PretrainConfig
+        assert isinstance(cfg.pretrain, PretrainConfig) and cfg.pretrain.method == "autoencoder"
+        assert cfg.model.pretrain == cfg.pretrain
+    cfg = apply_overrides(Config(), {"pretrain.method": "rotation", "pretrain.options.flip": False})
+    assert (cfg.pretrain.method, cfg.pretrain.options) == ("rotation", {"flip": False})
+    r = cli_in_process("cifar10", "--help")
+    assert r.returncode == 0 and "--pretrain.method" in r.stdout and "'rotation'" in r.stdout
+
+
+def test_unknown_method_is_refused_with_the_accepted_ones_and_the_nearest():
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(Config(), {"pretrain.method": "rotaton"})
+    msg = str(e.value)
+    assert "did you mean 'rotation'?" in msg and "accepted: autoencoder, rotation" in msg and "\n" not in msg
+    with pytest.raises(RegistryError, match="unknown pretraining method 'nope'; available: autoencoder, rotation"):
+        build_pretrainer("nope")
+    with pytest.raises(ConfigError, match=r"pretrain: pretraining method 'rotation' has no option\(s\) \['flp'\]"):
+        MultiRadiusDeepSVDD(**{"pretrain.method": "rotation", "pretrain.options.flp": False}).fit(np.zeros((4, 64)))
+
+
+def test_builtin_and_taken_names_are_refused():
+    for name in ("autoencoder", "rotation"):
+        with pytest.raises(RegistryError, match=f"'{name}' is a built-in pretraining method.*pick another name"):
+            register_pretrainer(name, Rotation)
+    register_pretrainer("test-taken", Rotation)
+    try:
+        with pytest.raises(RegistryError, match="already registered"):
+            register_pretrainer("test-taken", lambda: None)
+    finally:
+        unregister_pretrainer("test-taken")
+    register_pretrainer("test-no-loss", lambda: type("M", (), {"build": lambda self: None})())
+    try:
+        with pytest.raises(TypeError, match=r"built a M without loss\(\)"):
+            build_pretrainer("test-no-loss")
+    finally:
+        unregister_pretrainer("test-no-loss")
+
+
+def test_own_method_registered_with_the_decorator_is_used_in_a_fit(tmp_path):
+    """The example of docs/plugins.md: a denoising autoencoder."""
+    calls = []
+
+    @register_pretrainer("test-denoising")
+    class Denoising:
+        reconstructs = True  # net(x) reconstructs x: the score may take the reconstruction error
+
+        def __init__(self, noise: float = 0.1):
+            self.noise = noise
+
+        def build(self, arch, in_shape, rep_dim=0, hidden=(32,), leak=0.1, fused=False):
+            return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused)
+
+        def loss(self, net, x, generator):
+            calls.append(self.noise)
+            noisy = x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)
+            return sq_error(net(noisy), x).mean()
+
+        def score(self, net, x):
+            return reconstruction_error(net, x)
+
+    try:
+        assert pretrainer_options("test-denoising") == {"noise": 0.1}
+        d = load_digits()
+        x = d.data.astype(np.float32)
+        normal = np.isin(d.target, (0, 1, 3))
+        settings = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
+        own = {"pretrain.method": "test-denoising", "pretrain.options.noise": 0.2}
+        det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings, **own).fit(x[normal])
+        assert calls and set(calls) == {0.2} and isinstance(det.recon_, Autoencoder)
+        assert "recon" in det.scorer_.names  # the digits recipe's score: the reconstruction error is there
+        plain = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(x[normal])
+        assert not np.array_equal(det.decision_function(x), plain.decision_function(x))  # its own loss trained
+        again = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings, **own).fit(x[normal])
+        np.testing.assert_array_equal(again.decision_function(x), det.decision_function(x))  # seeded noise
+        loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+        assert loaded.resolved_config().pretrain.method == "test-denoising"
+        np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
+    finally:
+        unregister_pretrainer("test-denoising")
+
+
+@pytest.mark.slow  # a Python subprocess
+def test_own_method_from_an_entry_point(tmp_path):
+    (tmp_path / "my_pretext.py").write_text(
+        textwrap.dedent("""
+        from toolkit.pretext import Rotation
+
+
+        def upright(flip: bool = False):
+            return Rotation(flip=flip)
+        """)
+    )
+    dist = tmp_path / "my_pretext-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-pretext\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{PRETRAINER_GROUP}]\nupright = my_pretext:upright\nrotation = my_pretext:not_the_builtin\n"
+    )
+    code = textwrap.dedent("""
+        from toolkit.config import Config, apply_overrides
+        from toolkit.registry import RegistryError, build_pretrainer
+        assert apply_overrides(Config(), {"pretrain.method": "upright"}).pretrain.method == "upright"
+        assert build_pretrainer("upright").flip is False
+        try:
+            build_pretrainer("rotation")
+        except RegistryError as e:
+            print(e)
+        from toolkit.__main__ import main
+        raise SystemExit(main(["plugins"]))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    clash, listing = r.stdout.split("\n", 1)
+    assert "'rotation' is built in" in clash and "my_pretext:not_the_builtin (my-pretext)" in clash
+    assert "upright(flip=False)" in listing and "rotation: unavailable" in listing
+
+
+# ---------------------------------------------------------------------------------------- rotation
+
+
+def test_each_image_is_shown_in_its_four_rotations():
+    x = torch.arange(2 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
+    turns, which = rotated(x)
+    assert turns.shape == (8, 1, 3, 3) and which.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    for k in range(4):
+        assert torch.equal(turns[2 * k : 2 * k + 2], torch.rot90(x, k, dims=(2, 3)))
+    net = Rotation().build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,))
+    assert isinstance(net, RotationNet) and net.head.out_features == 4 and net.encoder.rep_dim == 4
+    assert all(m.bias is None for m in net.encoder.modules() if isinstance(m, torch.nn.Linear))  # bias-free
+    xb = torch.rand(6, 1, 8, 8)
+    losses = [Rotation().loss(net, xb, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    assert losses[0] == losses[1] != losses[2]  # the flips are the generator's draws
+    assert Rotation(flip=False).loss(net, xb, torch.Generator()) == Rotation(flip=False).loss(net, xb, None)
+
+
+def test_rotation_loss_goes_down_on_small_images(digit_images):
+    x = torch.from_numpy(digit_images[0])
+    x = (x - x.amin()) / (x.amax() - x.amin())
+    torch.manual_seed(0)
+    method = Rotation()
+    net = method.build("mlp", (1, 8, 8), rep_dim=16, hidden=(32,))
+    opt = PretrainConfig(method="rotation", epochs=6, lr=1e-3, milestones=(), batch_size=32)
+    losses = [e["loss"] for e in pretrain(net, x, opt, seed=0).as_dict()["epochs"]]
+    assert losses[0] < 1.1 * math.log(4) and losses[-1] < 0.6 * losses[0]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
+
+
+def test_reconstruction_with_rotation_and_flat_vectors_are_refused_before_training(tmp_path):
+    x = np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32)
+    for key in ("svdd.score_recon", "svdd.recon_weight"):
+        with pytest.raises(ConfigError) as e:
+            settings = {"pretrain.method": "rotation", "svdd.score_recon": 0.0, key: 0.5}
+            MultiRadiusDeepSVDD(load_recipe("digits"), **settings).fit(x)
+        msg = str(e.value)
+        assert f"{key}=0.5 needs the reconstruction error" in msg and "pretrain.method='rotation'" in msg
+        assert "\n" not in msg
+    cfg = {"pretrain.method": "rotation", "svdd.score_recon": 0.0}
+    with pytest.raises(ConfigError) as e:  # the digits as given: flat vectors of 64 values
+        MultiRadiusDeepSVDD(load_recipe("digits"), **cfg).fit(x.reshape(20, 64))
+    msg = str(e.value)
+    assert "vectors of shape (64,)" in msg and "lenet28" in msg and "lenet32" in msg and "\n" not in msg
+    r = cli_in_process("--pretrain.method=rotation", f"--run_dir={tmp_path / 'run'}")
+    assert r.returncode == 2 and "svdd.score_recon=1 needs the reconstruction error" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # a fit of LeNet nets
+def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
+    settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
+    settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "svdd.score_multi": 1.0}
+    det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
+    assert det.scorer_.names == ["multi", "knn:autoencoder", "knn:raw"]  # the recipe's score, with the spheres
+    assert isinstance(det.recon_, RotationNet) and isinstance(det.autoencoder_, RotationNet)
+    new = small_images(9, seed=1)
+    scores = det.decision_function(new)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    assert isinstance(loaded.recon_, RotationNet)
+    np.testing.assert_array_equal(loaded.decision_function(new), scores)
+    scorer = torch.jit.load(str(export(loaded, tmp_path / "scorer.pt")))
+    np.testing.assert_allclose(scorer(torch.from_numpy(new)).numpy(), scores, rtol=1e-4, atol=1e-4)
+
+
+def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_images, tmp_path):
+    """A resumed pretraining (from the checkpoint of its last but one epoch) ends with the weights of an
+    uninterrupted one: the flips are drawn from the step's seeded generator. Its loss and test AUROC (by
+    the rotation score) go to TensorBoard."""
+    from ignite.contrib.handlers import TensorboardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x = torch.from_numpy(digit_images[0][:96])
+    opt = PretrainConfig(method="rotation", epochs=3, lr=1e-3, milestones=(), batch_size=32)
+
+    def train(folder, resume):
+        torch.manual_seed(0)
+        net = Rotation().build("mlp", (1, 8, 8), rep_dim=8, hidden=(16,))
+        pretrain(net, x, opt, seed=0, hooks=RunHooks(run=folder, resume=resume))
+        return net.state_dict()
+
+    reference = train(RunFolder(tmp_path / "ref"), False)
+    folder = RunFolder(tmp_path / "run")
+    train(folder, False)
+    kept = [p.name for p in folder.checkpoints_of("pretrain")]
+    assert sorted(kept) == ["pretrain_checkpoint_3.pt", "pretrain_checkpoint_6.pt"]  # epochs 1 and 2
+    resumed = train(folder, True)
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+    normal, anomalous = digit_images
+    test = (torch.from_numpy(np.concatenate([normal[:50], anomalous[:50]])), torch.arange(100) >= 50)
+    settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 1, "svdd.warmup_epochs": 1}
+    settings |= {"net.arch": "mlp", "svdd.score_recon": 0.0}
+    with TensorboardLogger(log_dir=str(tmp_path / "tb")) as tb:
+        hooks = RunHooks(tb=tb, eval_raw=test)
+        MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(normal, hooks=hooks)
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert {"pretrain/loss", "pretrain/test/auroc"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("pretrain/loss")] == [1, 2]
+
+
+@pytest.mark.slow  # CLI runs on image files
+def test_a_rotation_run_resumes_from_its_finished_pretraining(tmp_path):
+    """A run folder whose pretraining finished (the later stages lost): --resume takes the pretrained
+    rotation net from it and ends with the uninterrupted run's detector."""
+    np.save(tmp_path / "images.npy", small_images(60))
+    args = [
+        "folder",
+        f"--data.dataset={tmp_path / 'images.npy'}",
+        "--pretrain.method=rotation",
+        "--pretrain.epochs=2",
+        "--svdd.epochs=1",
+        "--svdd.warmup_epochs=1",
+        "--pretrain.batch_size=20",
+        "--svdd.batch_size=20",
+        "--baseline=False",
+        "--progress=none",
+    ]
+    run_dir = tmp_path / "run"
+    r = cli_in_process(*args, f"--run_dir={run_dir}")
+    assert r.returncode == 0, r.stderr
+    first = MultiRadiusDeepSVDD.load(run_dir / "detector_multi.pt")
+    for stage in (run_dir / "stages").iterdir():
+        if not stage.name.startswith("pretrain"):
+            stage.unlink()
+    (run_dir / "detector_multi.pt").unlink()
+    r = cli_in_process(*args, f"--run_dir={run_dir}", "--resume=True")
+    assert r.returncode == 0, r.stderr
+    assert "pretrain: finished earlier" in r.stderr and "clustering: finished earlier" not in r.stderr
+    again = MultiRadiusDeepSVDD.load(run_dir / "detector_multi.pt")
+    x = small_images(7, seed=2)
+    np.testing.assert_array_equal(again.decision_function(x), first.decision_function(x))
