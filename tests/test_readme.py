@@ -20,3 +20,12 @@ def test_a_readme_python_block_runs_as_written(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = compile(BLOCKS[index], f"README.md, python block {index + 1}", "exec")
     exec(code, {"__name__": "__main__"})
+
+
+def test_the_readme_says_how_to_install_the_cpu_only_torch_first():
+    text = README.read_text()
+    setup = text[text.index("## Set-up") : text.index("\n## ", text.index("## Set-up") + 1)]
+    commands = ["    pip install -e . && python -m toolkit\n", '    pip install -e ".[test]" && python -m pytest -q\n']
+    assert all(c in setup for c in commands)  # the two set-up commands, as CI runs them
+    cpu = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    assert cpu in setup and "CUDA" in setup
