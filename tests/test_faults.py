@@ -97,6 +97,9 @@ def test_checked_json_and_npz_files_carry_their_digests_inside(tmp_path):
     obj = {"multi": {"radii": [0.5, 0.25], "test_auroc": None}, "name": "digits"}
     p = files.write_json(tmp_path / "results.json", obj, checked=True)
     assert json.loads(p.read_text())["sha256"] and files.read_json_checked(p) == obj
+    files.write_json(p, {"sizes": {2: 1, 10: 2, "a": (3, 4)}}, checked=True)  # read back as JSON has them
+    assert files.read_json_checked(p) == {"sizes": {"2": 1, "10": 2, "a": [3, 4]}}
+    files.write_json(p, obj, checked=True)
     p.write_text(p.read_text().replace("0.25", "0.35"))  # a changed digit still parses
     with pytest.raises(ChecksumError, match=r"results\.json does not match the SHA-256 digest it carries"):
         files.read_json_checked(p)

@@ -197,6 +197,7 @@ def json_bytes(obj: dict[str, Any]) -> bytes:
     """``obj`` (a JSON object) as indented JSON text with its digest as the top-level key ``"sha256"``."""
     if not isinstance(obj, dict) or DIGEST_KEY in obj:
         raise ValueError(f"a checked JSON file holds an object without a {DIGEST_KEY!r} key of its own")
+    obj = json.loads(json.dumps(obj))  # as it will be read back: keys as strings, tuples as lists
     return json.dumps({**obj, DIGEST_KEY: _json_digest(obj)}, indent=2).encode()
 
 
