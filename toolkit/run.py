@@ -325,6 +325,16 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     write_json(folder.path / "results.json", results, checked=True)
 
 
+SHOWN_CLUSTERS = 12  # the summary shows the class-by-cluster table up to this many clusters
+
+
+def _sizes(sizes: list[int]) -> str:
+    """Cluster sizes for the summary: all of them, or their range and median when there are many."""
+    if len(sizes) <= SHOWN_CLUSTERS:
+        return str(sizes)
+    return f"{min(sizes)} to {max(sizes)} (median {sorted(sizes)[len(sizes) // 2]})"
+
+
 def summary(results: dict[str, Any]) -> str:
     """The short table printed at the end of a run."""
     c = results["clustering"]
@@ -338,17 +348,24 @@ def summary(results: dict[str, Any]) -> str:
     lines = [
         f"run folder: {results.get('run_dir', '?')}",
         data,
-        f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {c['sizes']} (before tidy-up: "
+        f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {_sizes(c['sizes'])} (before tidy-up: "
         f"{len(c['sizes_before'])} clusters, {c['n_noise']} noise points; minimum size {c['min_size']})",
     ]
     if "agreement" in c:
         a = c["agreement"]
         lines += [f"agreement with the true normal classes: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}"]
-        lines += [contingency_markdown(a)]
+        if len(c["sizes"]) <= SHOWN_CLUSTERS:
+            lines += [contingency_markdown(a)]
+        else:
+            lines += [
+                f"(the class-by-cluster table of the {len(c['sizes'])} clusters is in results.json and TensorBoard)"
+            ]
     lines += ["", "| model | spheres | radii | score | test AUROC | test AUPR |", "|---|---|---|---|---|---|"]
     for name, label in (("multi", "Multi-Radius Deep SVDD"), ("single", "Deep SVDD (one sphere)")):
         if name in results:
             r = results[name]
+            if name == "multi" and not r.get("score", "sphere score").startswith("sphere score"):
+                label = "Multi-Radius Deep SVDD, scored without its spheres"
             radii = ", ".join(f"{v:.3f}" for v in r["radii"][:8]) + (" ..." if len(r["radii"]) > 8 else "")
             auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
             lines.append(f"| {label} | {len(r['radii'])} | {radii} | {r.get('score', '')} | {auroc} | {aupr} |")
