@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 
 from .engines import SVDDEvents
 from .nets import embed
-from .svdd import SphereHead, nearest_sphere, own_sq_distances, update_radii
+from .svdd import SphereHead, follow_centres, nearest_sphere, own_sq_distances, update_radii
 
 
 class SphereUpdate:
@@ -89,6 +89,55 @@ class SphereUpdate:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self.batch_update)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self.finalize)
+        return self
+
+
+@torch.no_grad()
+def recentre(
+    encoder: torch.nn.Module,
+    head: SphereHead,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    nu: float,
+    radii: bool,
+    shared: bool,
+) -> None:
+    """The spheres of the net as it scores (evaluation mode): each centre the mean of its cluster's
+    embeddings of ``x`` and, with ``radii``, each radius their (1 - nu) quantile."""
+    z = embed(encoder, x)
+    head.centres.copy_(follow_centres(z, labels, head.centres))
+    if radii:
+        head.radii.copy_(update_radii(own_sq_distances(z, head.centres, labels), labels, head.radii, nu, shared))
+
+
+class FinalSpheres:
+    """``svdd.recentre``: when the last epoch completes (before the epoch is logged and evaluated), or when
+    training stops early, the centres move to their clusters' means in the trained embedding, in
+    evaluation mode, and the radii (once warm-up is over) are measured around them: the spheres the
+    detector scores with are those of the final net, not of the net training started from."""
+
+    def __init__(self, encoder, head: SphereHead, x, labels, nu: float, warmup_epochs: int, shared: bool) -> None:
+        self.encoder, self.head, self.x, self.labels = encoder, head, x, labels
+        self.nu, self.warmup_epochs, self.shared = nu, warmup_epochs, shared
+        self.done = False
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.done and engine.state.epoch > 0:
+            recentre(
+                self.encoder,
+                self.head,
+                self.x,
+                self.labels,
+                self.nu,
+                engine.state.epoch >= self.warmup_epochs,
+                self.shared,
+            )
+            self.done = True
+
+    def attach(self, engine: Engine) -> FinalSpheres:
+        last = Events.EPOCH_COMPLETED(event_filter=lambda e, epoch: epoch == e.state.max_epochs)
+        engine.add_event_handler(last, self)
+        engine.add_event_handler(Events.COMPLETED, self)  # stopped early: the net it stopped with
         return self
 
 

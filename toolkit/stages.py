@@ -21,16 +21,8 @@ from .engines import create_pretrainer, create_svdd_trainer
 from .handlers import History, attach_early_stopping, attach_lr_schedule, attach_nan_stop, attach_progress
 from .nets import embed, refresh_batchnorm
 from .pretext import method_of
-from .spheres import HeldOutLoss, SphereUpdate, attach_collapse_check
-from .svdd import (
-    SphereHead,
-    follow_centres,
-    init_centres,
-    nearest_sphere,
-    own_sq_distances,
-    svdd_loss,
-    update_radii,
-)
+from .spheres import FinalSpheres, HeldOutLoss, SphereUpdate, attach_collapse_check, recentre
+from .svdd import SphereHead, init_centres, nearest_sphere, svdd_loss
 
 
 def resolve_device(name: str) -> torch.device:
@@ -200,6 +192,8 @@ def train_svdd(
         per_batch=svdd.radius_update == "batch",
         reassign=svdd.reassign,
     ).attach(engine)
+    if svdd.recentre:
+        FinalSpheres(encoder, head, x, labels, svdd.nu, svdd.warmup_epochs, svdd.shared_radius).attach(engine)
     attach_collapse_check(engine, head, stage)
     extra = {}
     if svdd.holdout_fraction > 0:
@@ -222,23 +216,12 @@ def train_svdd(
     history = _run(engine, data, svdd.epochs, hooks, stage, optimizer, scheduler, models, score, head, labels)
     if svdd.refresh_bn:
         refresh_batchnorm(encoder, x)
-    if svdd.recentre and svdd.epochs > 0:
-        final_spheres(encoder, head, x, labels, svdd)
+    if svdd.recentre and svdd.refresh_bn and svdd.epochs > 0:  # new BatchNorm statistics move the embedding
+        recentre(encoder, head, x, labels, svdd.nu, svdd.epochs >= svdd.warmup_epochs, svdd.shared_radius)
     if svdd.holdout_fraction > 0 and svdd.reassign:  # the held-out points go to their nearest sphere too
         all_labels[~held] = labels
         all_labels[held] = nearest_sphere(embed(encoder, x_held), head.centres, head.radii, head.rule)
     return head, history
-
-
-@torch.no_grad()
-def final_spheres(encoder: nn.Module, head: SphereHead, x: Tensor, labels: Tensor, svdd: C.SVDDConfig) -> None:
-    """With ``svdd.recentre``: the spheres of the final net as it scores (evaluation mode), each centre the
-    mean of its cluster's embeddings and, once warm-up is over, each radius their (1 - nu) quantile."""
-    z = embed(encoder, x)
-    head.centres.copy_(follow_centres(z, labels, head.centres))
-    if svdd.epochs >= svdd.warmup_epochs:
-        dist = own_sq_distances(z, head.centres, labels)
-        head.radii.copy_(update_radii(dist, labels, head.radii, svdd.nu, svdd.shared_radius))
 
 
 def holdout_mask(labels: Tensor, fraction: float, seed: int) -> Tensor:
