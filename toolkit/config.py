@@ -1,25 +1,18 @@
-"""Typed, frozen run configuration; recipe loading; checked command-line overrides.
+"""The run configuration: typed, frozen dataclasses, each setting with its default, its help text and
+its checks.
 
-A recipe is a Python file that defines ``config = Config(...)`` (values only). Overrides use dotted
-names (``svdd.epochs``) or, where unambiguous, the bare field name (``normal_classes``). Every override
-is checked against the field's type; unknown keys are refused with the list of valid ones, because
-python-fire alone accepts typos silently.
+A recipe is a Python file that defines ``config = Config(...)`` (values only). Each field keeps its help
+text in its metadata (``field(default=..., metadata={"help": ...})``); ``--help`` shows it whole. Checked
+overrides and the help table are in :mod:`toolkit.overrides`, recipe loading and saved configurations in
+:mod:`toolkit.recipes_loader`; their names are re-exported here, so ``from toolkit.config import
+load_recipe`` works as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
-import importlib.resources
-import json
 import math
-import re
-import runpy
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .registry import PRETRAINER_BUILTINS, PRETRAINERS
@@ -46,16 +39,33 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _setting(default: Any = dataclasses.MISSING, text: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
+    """A field with its help text in its metadata: ``field(default=..., metadata={"help": text})``."""
+    return field(default=default, default_factory=factory, metadata={"help": text})
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # a built-in data set, or your own: a folder of images, a .npy/.npz array, a .csv table
-    root: str = "data"  # folder holding the torchvision datasets (MNIST/, FashionMNIST/, cifar-10-batches-py/)
-    download: bool = True  # fetch missing files with torchvision (needs network)
-    normal_classes: tuple[int | str, ...] = (0, 1, 3)  # normal classes (others: anomalies); own data: labels, folders
-    test_fraction: float = 0.5  # digits and own labelled data: stratified share of the data held out for testing
-    label_column: str = "label"  # .csv tables: the column holding each row's class, if the table has it
-    image_mode: str = "auto"  # image folders: "grey" (read as 1x28x28), "colour" (3x32x32), "auto" (colour if any is)
-    test: str = ""  # own data: a separate labelled test set (same kinds); then every normal item of dataset trains
+    dataset: str = _setting(
+        "digits", "a built-in data set, or your own: a folder of images, a .npy/.npz array, a .csv table"
+    )
+    root: str = _setting(
+        "data", "folder holding the torchvision datasets (MNIST/, FashionMNIST/, cifar-10-batches-py/)"
+    )
+    download: bool = _setting(True, "fetch missing files with torchvision (needs network)")
+    normal_classes: tuple[int | str, ...] = _setting(
+        (0, 1, 3), "normal classes (others: anomalies); own data: labels, folders"
+    )
+    test_fraction: float = _setting(
+        0.5, "digits and own labelled data: stratified share of the data held out for testing"
+    )
+    label_column: str = _setting("label", ".csv tables: the column holding each row's class, if the table has it")
+    image_mode: str = _setting(
+        "auto", 'image folders: "grey" (read as 1x28x28), "colour" (3x32x32), "auto" (colour if any is)'
+    )
+    test: str = _setting(
+        "", "own data: a separate labelled test set (same kinds); then every normal item of dataset trains"
+    )
 
     @property
     def own(self) -> bool:
@@ -96,11 +106,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NetConfig:
-    arch: str = "auto"  # auto picks lenet28 for 1x28x28, lenet32 for 3x32x32, mlp for flat vectors
-    rep_dim: int = 0  # embedding size; 0 = the architecture's default (32 lenet28, 128 lenet32, 16 mlp)
-    hidden: tuple[int, ...] = (32,)  # mlp only: hidden widths of the encoder (mirrored in the decoder)
-    leak: float = 0.1  # leaky-ReLU slope
-    fused: bool = False  # lenet nets, CPU only: exact, faster layer forms (toolkit/layers.py), rounding differently
+    arch: str = _setting("auto", "auto picks lenet28 for 1x28x28, lenet32 for 3x32x32, mlp for flat vectors")
+    rep_dim: int = _setting(0, "embedding size; 0 = the architecture's default (32 lenet28, 128 lenet32, 16 mlp)")
+    hidden: tuple[int, ...] = _setting((32,), "mlp only: hidden widths of the encoder (mirrored in the decoder)")
+    leak: float = _setting(0.1, "leaky-ReLU slope")
+    fused: bool = _setting(
+        False, "lenet nets, CPU only: exact, faster layer forms (toolkit/layers.py), rounding differently"
+    )
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"net.arch={self.arch!r} is unknown; accepted: {ARCHS}")
@@ -110,13 +122,13 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    epochs: int = 150  # passes over the training data
-    lr: float = 1e-4  # Adam's learning rate
-    milestones: tuple[int, ...] = (50, 100)  # epochs at which the learning rate is multiplied by gamma
-    gamma: float = 0.1  # the learning rate is multiplied by this at each milestone
-    weight_decay: float = 1e-6  # Adam's L2 penalty on the weights
-    batch_size: int = 200  # training points per step
-    refresh_bn: bool = False  # at the end, recompute BatchNorm statistics over all training data (precise BN)
+    epochs: int = _setting(150, "passes over the training data")
+    lr: float = _setting(1e-4, "Adam's learning rate")
+    milestones: tuple[int, ...] = _setting((50, 100), "epochs at which the learning rate is multiplied by gamma")
+    gamma: float = _setting(0.1, "the learning rate is multiplied by this at each milestone")
+    weight_decay: float = _setting(1e-6, "Adam's L2 penalty on the weights")
+    batch_size: int = _setting(200, "training points per step")
+    refresh_bn: bool = _setting(False, "at the end, recompute BatchNorm statistics over all training data (precise BN)")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
@@ -131,8 +143,10 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig(OptimConfig):
-    method: str = "autoencoder"  # "autoencoder" (reconstruct) or "rotation" (predict the turn; images), or registered
-    options: dict = field(default_factory=dict)  # the method's keyword arguments (rotation: flip, on by default)
+    method: str = _setting(
+        "autoencoder", '"autoencoder" (reconstruct) or "rotation" (predict the turn; images), or registered'
+    )
+    options: dict = _setting(factory=dict, text="the method's keyword arguments (rotation: flip, on by default)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -157,26 +171,35 @@ class PretrainConfig(OptimConfig):
 
 @dataclass(frozen=True)
 class SVDDConfig(OptimConfig):
-    objective: str = "soft-boundary"  # or "one-class" (mean distance to the own centre)
-    nu: float = 0.1  # share of training points allowed outside their sphere; radius = (1-nu) quantile
-    warmup_epochs: int = 10  # radii stay fixed (at 0) until this many epochs have completed
-    eps: float = 0.1  # centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)
-    score: str = "ratio"  # min over spheres of: ratio d_k / R_k^2, margin d_k - R_k^2, distance d_k
-    radius_update: str = "epoch"  # R_k from the whole epoch's distances, or "batch" (each step, as Ruff et al.)
-    shared_radius: bool = False  # one radius for all spheres (quantile over every point's own distance)
-    reassign: bool = False  # after each epoch move every training point to its nearest sphere (by `score`)
-    recentre: bool = False  # at the end, each centre moves to its cluster's mean in the trained embedding
-    recon_weight: float = 0.0  # > 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight
-    score_multi: float = 1.0  # the multi-sphere score's weight in a combined score (0: the other terms alone)
-    score_single: float = 0.0  # > 0: + this x the standardised score of one sphere trained from the same AE
-    score_recon: float = 0.0  # > 0: score = standardised sphere score + this x standardised AE reconstruction error
-    score_knn: float = 0.0  # > 0: + this x the standardised mean distance to the knn_k nearest training points
-    knn_k: int = 5  # with score_knn: neighbours of the k-NN term
-    knn_space: str = "embedding"  # with score_knn: "embedding" (the multi-sphere encoder's), "autoencoder"
-    # (the pretrained autoencoder's encoder), "input" (the preprocessed input), "raw" (the data as given), or
-    # several joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score_knn
-    holdout_fraction: float = 0.0  # > 0: hold out this share of the normal data; stop when its loss stalls
-    patience: int = 10  # with holdout_fraction: epochs without a better held-out loss before stopping
+    objective: str = _setting("soft-boundary", 'or "one-class" (mean distance to the own centre)')
+    nu: float = _setting(0.1, "share of training points allowed outside their sphere; radius = (1-nu) quantile")
+    warmup_epochs: int = _setting(10, "radii stay fixed (at 0) until this many epochs have completed")
+    eps: float = _setting(0.1, "centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)")
+    score: str = _setting("ratio", "min over spheres of: ratio d_k / R_k^2, margin d_k - R_k^2, distance d_k")
+    radius_update: str = _setting(
+        "epoch", 'R_k from the whole epoch\'s distances, or "batch" (each step, as Ruff et al.)'
+    )
+    shared_radius: bool = _setting(False, "one radius for all spheres (quantile over every point's own distance)")
+    reassign: bool = _setting(False, "after each epoch move every training point to its nearest sphere (by `score`)")
+    recentre: bool = _setting(False, "at the end, each centre moves to its cluster's mean in the trained embedding")
+    recon_weight: float = _setting(0.0, "> 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight")
+    score_multi: float = _setting(1.0, "the multi-sphere score's weight in a combined score (0: the other terms alone)")
+    score_single: float = _setting(0.0, "> 0: + this x the standardised score of one sphere trained from the same AE")
+    score_recon: float = _setting(
+        0.0, "> 0: score = standardised sphere score + this x standardised AE reconstruction error"
+    )
+    score_knn: float = _setting(
+        0.0, "> 0: + this x the standardised mean distance to the knn_k nearest training points"
+    )
+    knn_k: int = _setting(5, "with score_knn: neighbours of the k-NN term")
+    knn_space: str = _setting(
+        "embedding",
+        'with score_knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained '
+        'autoencoder\'s encoder), "input" (the preprocessed input), "raw" (the data as given), or several '
+        'joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score_knn',
+    )
+    holdout_fraction: float = _setting(0.0, "> 0: hold out this share of the normal data; stop when its loss stalls")
+    patience: int = _setting(10, "with holdout_fraction: epochs without a better held-out loss before stopping")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -249,11 +272,11 @@ class SVDDConfig(OptimConfig):
 
 @dataclass(frozen=True)
 class ClusteringConfig:
-    name: str = "finch"  # a registered clusterer: `python -m toolkit plugins` lists them
-    options: dict = field(default_factory=dict)  # keyword arguments for the clusterer's constructor
-    min_cluster_size: int = 10  # smaller clusters merge into the nearest one (a stable radius quantile)
-    min_cluster_fraction: float = 0.0  # the same as a share of the training points; the larger bound wins
-    max_singleton_fraction: float = 0.5  # more points than this alone in their cluster is an error
+    name: str = _setting("finch", "a registered clusterer: `python -m toolkit plugins` lists them")
+    options: dict = _setting(factory=dict, text="keyword arguments for the clusterer's constructor")
+    min_cluster_size: int = _setting(10, "smaller clusters merge into the nearest one (a stable radius quantile)")
+    min_cluster_fraction: float = _setting(0.0, "the same as a share of the training points; the larger bound wins")
+    max_singleton_fraction: float = _setting(0.5, "more points than this alone in their cluster is an error")
 
     def __post_init__(self) -> None:
         _check(isinstance(self.name, str) and self.name != "", "clustering.name must be a clusterer name")
@@ -274,8 +297,8 @@ class ClusteringConfig:
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    projector_samples: int = 2000  # test points shown in TensorBoard's projector (and saved for the report)
-    extremes: int = 32  # most normal / most anomalous test images shown at the end
+    projector_samples: int = _setting(2000, "test points shown in TensorBoard's projector (and saved for the report)")
+    extremes: int = _setting(32, "most normal / most anomalous test images shown at the end")
 
     def __post_init__(self) -> None:
         _check(self.projector_samples >= 1, f"monitor.projector_samples={self.projector_samples} must be >= 1")
@@ -284,8 +307,10 @@ class MonitorConfig:
 
 @dataclass(frozen=True)
 class DistConfig:
-    backend: str = ""  # "" = one process; "gloo" (CPU) or "nccl" (GPUs) for several (idist.Parallel, torchrun)
-    nproc_per_node: int = 1  # processes to spawn on this machine (under torchrun leave it at 1)
+    backend: str = _setting(
+        "", '"" = one process; "gloo" (CPU) or "nccl" (GPUs) for several (idist.Parallel, torchrun)'
+    )
+    nproc_per_node: int = _setting(1, "processes to spawn on this machine (under torchrun leave it at 1)")
 
     def __post_init__(self) -> None:
         _check(self.backend in BACKENDS, f"dist.backend={self.backend!r} is unknown; accepted: {BACKENDS}")
@@ -305,7 +330,7 @@ class ModelConfig:
     seed: int = 0
     preprocess: str = "auto"
     net: NetConfig = field(default_factory=NetConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a plain OptimConfig is taken as one
+    pretrain: PretrainConfig = _setting(factory=PretrainConfig, text="a plain OptimConfig is taken as one")
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
 
@@ -321,18 +346,22 @@ class Config:
     """A recipe: the model's settings (``seed``, ``net``, ``pretrain``, ``clustering``, ``svdd``; see
     :attr:`model`) and the run's, flat, so the command line names each by one dotted key."""
 
-    name: str = "digits"  # run name; used in the default run folder
-    seed: int = 0  # model: every random draw of the fit (weights, batches, clusterer)
-    preprocess: str = "auto"  # model: "gcn-minmax" (per image), "standardize" (per feature), "none"; auto: by data
-    device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1, ...
-    run_dir: str = ""  # empty: runs/<name>-<timestamp>
-    resume: bool = False  # continue the run in run_dir (or the newest runs/<name>-*) from its checkpoints
-    baseline: bool = True  # also train single-sphere Deep SVDD from the same autoencoder
-    eval_every: int = 1  # test AUROC every this many epochs (0 = only at the end)
-    progress: str = "auto"  # "auto": bars on a terminal, one line per epoch otherwise; "bar", "lines" or "none"
+    name: str = _setting("digits", "run name; used in the default run folder")
+    seed: int = _setting(0, "model: every random draw of the fit (weights, batches, clusterer)")
+    preprocess: str = _setting(
+        "auto", 'model: "gcn-minmax" (per image), "standardize" (per feature), "none"; auto: by data'
+    )
+    device: str = _setting("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
+    run_dir: str = _setting("", "empty: runs/<name>-<timestamp>")
+    resume: bool = _setting(False, "continue the run in run_dir (or the newest runs/<name>-*) from its checkpoints")
+    baseline: bool = _setting(True, "also train single-sphere Deep SVDD from the same autoencoder")
+    eval_every: int = _setting(1, "test AUROC every this many epochs (0 = only at the end)")
+    progress: str = _setting(
+        "auto", '"auto": bars on a terminal, one line per epoch otherwise; "bar", "lines" or "none"'
+    )
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a plain OptimConfig is taken as one
+    pretrain: PretrainConfig = _setting(factory=PretrainConfig, text="a plain OptimConfig is taken as one")
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
@@ -355,301 +384,7 @@ class Config:
         )
 
 
-# --------------------------------------------------------------------------------------------- fields
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def field_table(cfg: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
-    """Every leaf setting as ``dotted name -> (type, current value)``."""
-    out: dict[str, tuple[Any, Any]] = {}
-    hints = _hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            out.update(field_table(value, f"{prefix}{f.name}."))
-        else:
-            out[f"{prefix}{f.name}"] = (hints[f.name], value)
-    return out
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        return f"list[{_type_name(typing.get_args(tp)[0])}]"
-    if isinstance(tp, types.UnionType):
-        return " | ".join(_type_name(t) for t in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-@functools.cache
-def field_help() -> dict[str, str]:
-    """Each setting's help text: the comment beside its field in this file (the one place it is written),
-    by dotted name."""
-    comments: dict[str, dict[str, str]] = {}
-    cls_name = None
-    for line in Path(__file__).read_text().splitlines():
-        if m := re.match(r"^class (\w+)", line):
-            cls_name = m.group(1)
-        elif cls_name and (m := re.match(r"^    (\w+): [^=]+=[^#]*#\s*(.+)$", line)):
-            comments.setdefault(cls_name, {})[m.group(1)] = m.group(2).strip()
-
-    def walk(cls: type, prefix: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        hints = _hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                out.update(walk(hints[f.name], f"{prefix}{f.name}."))
-                continue
-            own = [c for klass in cls.__mro__ if (c := comments.get(klass.__name__, {}).get(f.name))]
-            out[f"{prefix}{f.name}"] = own[0] if own else ""
-        return out
-
-    return walk(Config, "")
-
-
-# the settings with a closed set of values, shown with their help
-CHOICES = {
-    "preprocess": PREPROCESS,
-    "data.image_mode": IMAGE_MODES,
-    "net.arch": ARCHS,
-    "pretrain.method": PRETRAIN_METHODS,
-    "svdd.objective": OBJECTIVES,
-    "svdd.score": SCORE_RULES,
-    "svdd.radius_update": RADIUS_UPDATES,
-    "svdd.knn_space": KNN_SPACES,
-    "dist.backend": BACKENDS,
-    "progress": PROGRESS,
-}
-
-
-def describe(cfg: Config) -> str:
-    """Human-readable list of every setting: its type, its value in ``cfg``, what it does and, where the
-    values are a closed set, which are accepted."""
-    helps = {k: h + (f" [{', '.join(map(repr, CHOICES[k]))}]" if k in CHOICES else "") for k, h in field_help().items()}
-    rows = [(k, _type_name(t), repr(list(v) if isinstance(v, tuple) else v)) for k, (t, v) in field_table(cfg).items()]
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    w2 = max(len(r[2]) for r in rows if len(r[2]) <= 24)
-    return "\n".join(f"  --{k:<{w0}}  {t:<{w1}}  {v:<{w2}}  {helps.get(k, '')}".rstrip() for k, t, v in rows)
-
-
-def _coerce(key: str, tp: Any, value: Any, *, strict: bool = False, name: str | None = None) -> Any:
-    """Check ``value`` against the field type ``tp``; return it in the field's own type. ``strict`` (a saved
-    configuration, whose values have their own types) takes no text for a boolean and no number for a
-    string, as the command line does; ``name`` is how the message names the setting (``--KEY``)."""
-    origin = typing.get_origin(tp)
-
-    def bad(accepted: str) -> ConfigError:
-        return ConfigError(f"{name or '--' + key}={value!r} has the wrong type: expected {accepted}")
-
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if not strict and isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise bad("a boolean (True or False)" if not strict else "a boolean (true or false)")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise bad("an integer")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise bad("a number")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if not strict and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)  # the command line reads --run_dir=2024 as an int
-        raise bad("a string")
-    if origin is tuple:
-        (elem,) = typing.get_args(tp)[:1]
-        single = isinstance(value, elem) and not isinstance(value, bool) and "," not in str(value)
-        items = [value] if single else value
-        if not isinstance(items, (list, tuple)) or not all(
-            isinstance(v, elem) and not isinstance(v, bool) for v in items
-        ):
-            raise bad(f"a list of {_type_name(elem)}, e.g. [0,1,3]")
-        return tuple(items)
-    if tp is dict or origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        raise bad("a mapping, e.g. '{\"level\": 2}'")
-    raise bad(_type_name(tp))  # pragma: no cover - every field type is handled above
-
-
-def resolve_key(cfg: Config, key: str) -> str:
-    """Map a dotted or bare key to its dotted field name; refuse unknown or ambiguous keys."""
-    table = field_table(cfg)
-    key = key.replace("-", "_")
-    if key in table:
-        return key
-    head, _, tail = key.rpartition(".")
-    if head in table and table[head][0] is dict and tail:
-        return key  # an entry inside a dict setting, e.g. clustering.options.level
-    matches = [k for k in table if k.split(".")[-1] == key]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise ConfigError(f"--{key} is ambiguous; use one of: {', '.join('--' + m for m in matches)}")
-    near = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
-    near += [k for k in table if k.split(".")[-1] == key.split(".")[-1] and k not in near][:1]
-    hint = f"; did you mean {' or '.join('--' + k for k in near)}?" if near else ""
-    raise ConfigError(f"unknown setting --{key}{hint} (--help lists every setting with its type, value and meaning)")
-
-
-def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
-    name = path[0]
-    if len(path) == 1:
-        return dataclasses.replace(obj, **{name: value})
-    child = getattr(obj, name)
-    if isinstance(child, dict):  # dotted entry inside a dict setting
-        return dataclasses.replace(obj, **{name: {**child, ".".join(path[1:]): value}})
-    return dataclasses.replace(obj, **{name: _replace_path(child, path[1:], value)})
-
-
-def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
-    """Return ``cfg`` with ``overrides`` applied; every key and value is checked first."""
-    table = field_table(cfg)
-    for raw_key, value in overrides.items():
-        key = resolve_key(cfg, raw_key)
-        if key in table:
-            value = _coerce(key, table[key][0], value)
-        try:
-            cfg = _replace_path(cfg, key.split("."), value)
-        except ConfigError as e:
-            raise ConfigError(f"--{key}={value!r}: {e}") from None
-    return cfg
-
-
-# --------------------------------------------------------------------------------------------- recipes
-
-
-def packaged_recipes() -> dict[str, Path]:
-    """The recipes installed with the toolkit (``toolkit.recipes``, ``recipes/`` in the repository), by name:
-    found through the package, so ``python -m toolkit mnist`` works from a wheel as from a checkout."""
-    try:
-        root = Path(str(importlib.resources.files("toolkit.recipes")))
-    except ModuleNotFoundError:
-        raise ConfigError(
-            "the packaged recipes (toolkit.recipes) are not installed; install the project (pip install -e .) "
-            "or pass a path to a recipe .py file"
-        ) from None
-    return {p.stem: p for p in sorted(root.glob("*.py")) if not p.name.startswith("_")}
-
-
-def default_recipe() -> Path:
-    """The packaged ``digits`` recipe (``recipes/digits.py``): it runs on data shipped with scikit-learn."""
-    return packaged_recipes()["digits"]
-
-
-def load_recipe(path: str | Path) -> Config:
-    """Run a recipe and return the ``config`` it defines. ``path`` is a packaged recipe's name (a string
-    such as ``"mnist"``, no ``/`` and no suffix), the path of any recipe file, or a run's config.json (its
-    settings replayed, each checked by :func:`replay`). A bare name ending in ``.py`` or ``.json``, or naming
-    a file in the current folder and no packaged recipe, is a path."""
-    if isinstance(path, str) and Path(path).name == path and Path(path).suffix not in (".py", ".json"):
-        recipes = packaged_recipes()
-        if path in recipes:
-            path = recipes[path]
-        elif not Path(path).is_file():  # a file of that name in the current folder is taken as its path
-            raise ConfigError(
-                f"unknown recipe {path!r}; packaged recipes: {', '.join(recipes)}; "
-                "or pass the path of a .py file that defines `config = Config(...)`"
-            )
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(
-            f"recipe {str(path)!r} does not exist; pass a packaged recipe name ({', '.join(packaged_recipes())}), "
-            "the path of a .py file such as recipes/mnist.py, or a run's config.json"
-        )
-    if p.suffix == ".json":  # a run's config.json: replay its settings, into a new run folder
-        from .files import describe
-
-        try:
-            saved = json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{str(path)!r} is not a run's config.json ({describe(e)})") from None
-        cfg = replay(saved, str(path))
-        return dataclasses.replace(cfg, run_dir="", resume=False)
-    if p.suffix != ".py":
-        raise ConfigError(
-            f"recipe {str(path)!r} is not a Python file (.py) defining `config = Config(...)`, nor a run's config.json"
-        )
-    ns = runpy.run_path(str(p), run_name=f"recipe_{p.stem}")
-    cfg = ns.get("config")
-    if not isinstance(cfg, Config):
-        raise ConfigError(f"recipe {str(path)!r} defines no `config = Config(...)` (found {type(cfg).__name__})")
-    return cfg
-
-
-def replay(saved: Any, source: str) -> Config:
-    """The configuration a saved run's settings (a config.json's content) describe, every key and value
-    checked as the command line's are: an unknown key is refused (with the nearest valid ones and the
-    keys its section takes), and so is a value of the wrong type (2.7 for an integer, "3" for a number).
-    A key the file leaves out keeps its default."""
-    values: dict[str, Any] = {}
-
-    def walk(obj: Any, cls: type, prefix: str) -> None:
-        where = prefix.rstrip(".") or "the file"
-        if not isinstance(obj, dict):
-            raise ConfigError(f"{source}: {where} is {obj!r}; a JSON object of settings is expected")
-        hints = _hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key, value in obj.items():
-            dotted = f"{prefix}{key}"
-            if key not in names:
-                near = difflib.get_close_matches(str(key), names, n=3, cutoff=0.6)
-                hint = f"; did you mean {' or '.join(repr(prefix + n) for n in near)}?" if near else ""
-                raise ConfigError(
-                    f"{source}: unknown setting {dotted!r}{hint} ({'the top level' if not prefix else where} takes: "
-                    f"{', '.join(names)})"
-                )
-            if dataclasses.is_dataclass(hints[key]):
-                walk(value, hints[key], f"{dotted}.")
-            else:
-                values[dotted] = _coerce(dotted, hints[key], value, strict=True, name=f"{source}: {dotted}")
-
-    walk(saved, Config, "")
-    nested: dict[str, Any] = {}
-    for dotted, value in values.items():
-        *parents, leaf = dotted.split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    try:
-        return from_dict(nested)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def from_dict(d: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict` (lists become tuples again)."""
-
-    def build(cls: type, values: dict[str, Any]) -> Any:
-        hints = _hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in values:
-                continue
-            v, tp = values[f.name], hints[f.name]
-            if dataclasses.is_dataclass(tp):
-                v = build(tp, v)
-            elif typing.get_origin(tp) is tuple:
-                v = tuple(v)
-            kwargs[f.name] = v
-        return cls(**kwargs)
-
-    return build(Config, d)
-
-
-def dumps(cfg: Config) -> str:
-    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+# Defined by the modules that check overrides and load recipes, which import the dataclasses above: imported
+# last, so that ``from toolkit.config import apply_overrides, load_recipe`` keeps working.
+from .overrides import CHOICES, apply_overrides, describe, field_help, field_table, resolve_key  # noqa: E402, F401
+from .recipes_loader import default_recipe, dumps, from_dict, load_recipe, packaged_recipes, replay, to_dict  # noqa: E402, F401
