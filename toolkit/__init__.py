@@ -9,7 +9,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, ConfigError, apply_overrides, load_recipe
+from .config import Config, ConfigError
+from .overrides import apply_overrides
+from .recipes_loader import load_recipe
 from .registry import (
     available_clusterers,
     available_pretrainers,

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from . import config as C
+from .overrides import apply_overrides, describe
+from .recipes_loader import default_recipe, load_recipe, packaged_recipes
 from .registry import CLUSTERERS, PRETRAINERS, Registry, RegistryError
 
 # torch, Ignite and scikit-learn are imported by the verbs that use them: --help and --version stay light
@@ -58,7 +60,7 @@ images (recipe folder), a .csv table, a .npz (x, y) or .npy array (recipe table,
 
 
 def run(recipe: str | None = None, **overrides: Any) -> None:
-    cfg = C.apply_overrides(C.load_recipe(recipe or C.default_recipe()), overrides)  # checked before torch loads
+    cfg = apply_overrides(load_recipe(recipe or default_recipe()), overrides)  # checked before torch loads
     from .run import run as run_pipeline
     from .run import summary
 
@@ -80,7 +82,7 @@ def resume_config(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
     folder.check_path()
     if not folder.has_run():
         raise RunFolderError(f"--resume: {folder.path} holds no run to resume (no config.json)")
-    return C.apply_overrides(folder.saved_config(), {**overrides, "resume": True, "run_dir": str(folder.path)})
+    return apply_overrides(folder.saved_config(), {**overrides, "resume": True, "run_dir": str(folder.path)})
 
 
 def report(run_dir: str, projection: str = "tsne") -> None:
@@ -175,10 +177,10 @@ def _list(registry: Registry) -> None:
 
 def _help(argv: list[str]) -> None:
     recipe = next((a for a in argv if not a.startswith("-")), None)
-    cfg = C.load_recipe(recipe or C.default_recipe())
-    print(USAGE.format(recipes=", ".join(C.packaged_recipes())))
+    cfg = load_recipe(recipe or default_recipe())
+    print(USAGE.format(recipes=", ".join(packaged_recipes())))
     print(f"Settings of {recipe or 'digits, the default recipe'} (type, value):")
-    print(C.describe(cfg))
+    print(describe(cfg))
 
 
 def _verb_help(verb: str) -> None:
@@ -211,7 +213,7 @@ def parse_command(verb: str, argv: list[str]) -> dict[str, Any]:
     option (with the nearest valid names), an argument too many or missing, an option given twice, or a
     value of the wrong type is refused (:class:`ConfigError`) before the verb runs. ``--name value`` is read
     as ``--name=value``, a lone ``--name`` as ``--name=True``, as python-fire does. The run's settings
-    (``**overrides``) are checked by :func:`toolkit.config.apply_overrides`."""
+    (``**overrides``) are checked by :func:`toolkit.overrides.apply_overrides`."""
     fn = VERBS[verb]
     sig = inspect.signature(fn)
     hints = typing.get_type_hints(fn)
