@@ -1,0 +1,85 @@
+"""Checked overrides (dotted, bare and dict keys, types, the nearest valid names) and the help table."""
+
+import pytest
+from conftest import cli_in_process
+
+from toolkit.config import Config, ConfigError
+from toolkit.overrides import CHOICES, apply_overrides, describe, field_help, field_table
+
+
+def test_dotted_bare_and_dict_overrides():
+    cfg = apply_overrides(
+        Config(),
+        {
+            "svdd.epochs": 3,
+            "normal_classes": [0, 1, 3],
+            "clustering.name": "kmeans",
+            "svdd.lr": 1,
+            "clustering.options.n_clusters": 4,
+            "baseline": "false",
+        },
+    )
+    assert cfg.svdd.epochs == 3 and cfg.data.normal_classes == (0, 1, 3)
+    assert cfg.clustering.name == "kmeans" and cfg.clustering.options == {"n_clusters": 4}
+    assert cfg.svdd.lr == 1.0 and isinstance(cfg.svdd.lr, float) and cfg.baseline is False
+    assert cfg.pretrain.epochs == Config().pretrain.epochs  # untouched
+
+
+def test_unknown_key_lists_valid_settings():
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(Config(), {"svdd.epoch": 3})
+    assert "unknown setting --svdd.epoch" in str(e.value) and "--svdd.epochs" in str(e.value)
+
+
+def test_ambiguous_bare_key_is_refused():
+    with pytest.raises(ConfigError, match="ambiguous.*--pretrain.epochs"):
+        apply_overrides(Config(), {"epochs": 3})
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("svdd.epochs", 2.5),
+        ("svdd.epochs", "three"),
+        ("svdd.nu", "high"),
+        ("normal_classes", "0,1"),
+        ("baseline", 3),
+        ("clustering.options", [1]),
+    ],
+)
+def test_wrong_types_are_refused(key, value):
+    with pytest.raises(ConfigError, match="wrong type"):
+        apply_overrides(Config(), {key: value})
+
+
+@pytest.mark.parametrize(
+    "typo, suggestion", [("svdd.epoch", "--svdd.epochs"), ("svd.nu", "--svdd.nu"), ("pretrain.lr_", "--pretrain.lr")]
+)
+def test_unknown_setting_suggests_the_nearest_ones(typo, suggestion):
+    with pytest.raises(ConfigError, match="did you mean") as e:
+        apply_overrides(Config(), {typo: 1})
+    assert suggestion in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_every_setting_has_help_and_closed_sets_list_their_values():
+    helps = field_help()
+    assert set(helps) == set(field_table(Config())) and all(helps.values())
+    text = describe(Config())
+    assert "--svdd.nu" in text and "share of training points allowed outside" in text
+    for key, values in CHOICES.items():
+        line = next(line for line in text.splitlines() if line.strip().startswith(f"--{key} "))
+        assert all(repr(v) in line for v in values)
+
+
+def test_help_text_comes_whole_from_the_field_metadata():
+    """A help text written over several lines reaches ``--help`` whole, on its setting's line."""
+    whole = (
+        'with score_knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained autoencoder\'s '
+        'encoder), "input" (the preprocessed input), "raw" (the data as given), or several joined by "+" '
+        '("autoencoder+raw"): one k-NN column per space, each weighted by score_knn'
+    )
+    assert field_help()["svdd.knn_space"] == whole
+    r = cli_in_process("digits", "--help")
+    assert r.returncode == 0
+    line = next(line for line in r.stdout.splitlines() if line.strip().startswith("--svdd.knn_space "))
+    assert whole in line
