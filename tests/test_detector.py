@@ -33,7 +33,9 @@ def test_learned_attributes(fitted, digits):
     k = fitted.n_clusters_
     assert fitted.centers_.shape == (k, 16) and fitted.radii_.shape == (k,)
     assert (fitted.radii_ > 0).all()
-    assert fitted.threshold_ == 1.0  # the default ratio rule: d_k / R_k^2 > 1 is outside sphere k
+    # the digits recipe's distance rule has no sphere boundary: the threshold flags a share nu of the training data
+    assert fitted.head_.rule == "distance"
+    assert fitted.threshold_ == pytest.approx(float(np.quantile(fitted.decision_scores_, 0.9)), rel=1e-5)
     assert fitted.cluster_labels_.shape == (len(digits[0]),) and set(fitted.cluster_labels_.tolist()) == set(range(k))
 
 
@@ -44,9 +46,23 @@ def test_decision_function_is_min_over_spheres(fitted, digits):
     with torch.inference_mode():
         z = fitted.encoder_(fitted.preprocessor_(torch.from_numpy(x)))
         d = torch.cdist(z, fitted.head_.centres).pow(2)
-        expected = (d / fitted.head_.radii.pow(2)).min(dim=1)[0]  # the default rule, written out
+        expected = d.min(dim=1)[0]  # the digits recipe's distance rule, written out
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4)
-    assert fitted.predict(x).tolist() == (got > 1.0).astype(int).tolist()
+    assert fitted.predict(x).tolist() == (got > fitted.threshold_).astype(int).tolist()
+
+
+@pytest.mark.slow  # a whole fit
+def test_the_ratio_rule_is_min_over_spheres_with_the_boundary_at_one(digits):
+    x_normal, x_new = digits
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score": "ratio"})
+    det.fit(x_normal)
+    assert det.threshold_ == 1.0  # d_k / R_k^2 > 1 is outside sphere k
+    got = det.decision_function(x_new[:50])
+    with torch.inference_mode():
+        z = det.encoder_(det.preprocessor_(torch.from_numpy(x_new[:50])))
+        expected = (torch.cdist(z, det.head_.centres).pow(2) / det.head_.radii.pow(2)).min(dim=1)[0]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4)
+    assert det.predict(x_new[:50]).tolist() == (got > 1.0).astype(int).tolist()
 
 
 @pytest.mark.slow  # the module's fitted detector: a whole fit

@@ -83,3 +83,16 @@ def test_help_text_comes_whole_from_the_field_metadata():
     assert r.returncode == 0
     line = next(line for line in r.stdout.splitlines() if line.strip().startswith("--svdd.knn_space "))
     assert whole in line
+
+
+def test_naming_another_clusterer_starts_its_options_afresh():
+    from toolkit.config import load_recipe
+
+    digits = load_recipe("digits")  # FINCH with its level option
+    assert digits.clustering.options == {"level": 0}
+    kmeans = apply_overrides(digits, {"clustering.name": "kmeans", "clustering.options.n_clusters": 3})
+    assert kmeans.clustering.options == {"n_clusters": 3}  # the sub-key applies after the reset, in any order
+    assert apply_overrides(digits, {"clustering.options.n_clusters": 3, "clustering.name": "kmeans"}) == kmeans
+    assert apply_overrides(digits, {"clustering.name": "single"}).clustering.options == {}
+    same = apply_overrides(digits, {"clustering.name": "finch"})  # the same clusterer keeps them
+    assert same.clustering.options == {"level": 0}

@@ -66,7 +66,7 @@ def test_recentred_training_ends_with_the_final_nets_cluster_means_and_quantiles
     labels = (x[:, 0] > 0).long()
     encoder = MLPEncoder(4, (8,), 3)
     cfg = SVDDConfig(epochs=3, lr=1e-2, milestones=(), batch_size=20, warmup_epochs=1, nu=0.2, recentre=True)
-    head, _ = train_svdd(encoder, x, labels, cfg, seed=0, stage="svdd_multi")
+    head, history = train_svdd(encoder, x, labels, cfg, seed=0, stage="svdd_multi")
     encoder.eval()
     with torch.no_grad():
         z = encoder(x)
@@ -75,6 +75,11 @@ def test_recentred_training_ends_with_the_final_nets_cluster_means_and_quantiles
     own = (z - means[labels]).pow(2).sum(1).sqrt()
     want = torch.stack([torch.quantile(own[labels == k], 0.8) for k in range(2)])
     torch.testing.assert_close(head.radii, want)
+    # the last epoch's record describes these spheres: its radii, and a share nu outside each (up to one point)
+    last = history.epochs[-1]
+    assert last["radii"] == head.radii.tolist()
+    sizes = torch.bincount(labels).tolist()
+    assert all(out <= 0.2 + 1.0 / n for out, n in zip(last["outside"], sizes, strict=True))
 
 
 @pytest.mark.parametrize(

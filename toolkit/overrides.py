@@ -177,9 +177,19 @@ def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
     return dataclasses.replace(obj, **{name: _replace_path(child, path[1:], value)})
 
 
+# a plugin's options belong to that plugin: naming another one starts its options afresh
+PLUGIN_OPTIONS = {"clustering.name": "clustering.options", "pretrain.method": "pretrain.options"}
+
+
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
-    """Return ``cfg`` with ``overrides`` applied; every key and value is checked first."""
+    """Return ``cfg`` with ``overrides`` applied; every key and value is checked first. Naming another
+    clusterer (or pretraining method) starts its options afresh: the recipe's options were for the one
+    it replaces, and the new one may not take them (options given with it apply)."""
     table = field_table(cfg)
+    keys = [resolve_key(cfg, k) for k in overrides]
+    for name, options in PLUGIN_OPTIONS.items():
+        if name in keys and overrides[list(overrides)[keys.index(name)]] != table[name][1]:
+            cfg = _replace_path(cfg, options.split("."), {})
     for raw_key, value in overrides.items():
         key = resolve_key(cfg, raw_key)
         if key in table:

@@ -101,20 +101,25 @@ def recentre(
     nu: float,
     radii: bool,
     shared: bool,
-) -> None:
+) -> torch.Tensor:
     """The spheres of the net as it scores (evaluation mode): each centre the mean of its cluster's
-    embeddings of ``x`` and, with ``radii``, each radius their (1 - nu) quantile."""
+    embeddings of ``x`` and, with ``radii``, each radius their (1 - nu) quantile. Returns each point's
+    squared distance to its new centre."""
     z = embed(encoder, x)
     head.centres.copy_(follow_centres(z, labels, head.centres))
+    dist = own_sq_distances(z, head.centres, labels)
     if radii:
-        head.radii.copy_(update_radii(own_sq_distances(z, head.centres, labels), labels, head.radii, nu, shared))
+        head.radii.copy_(update_radii(dist, labels, head.radii, nu, shared))
+    return dist
 
 
 class FinalSpheres:
     """``svdd.recentre``: when the last epoch completes (before the epoch is logged and evaluated), or when
     training stops early, the centres move to their clusters' means in the trained embedding, in
     evaluation mode, and the radii (once warm-up is over) are measured around them: the spheres the
-    detector scores with are those of the final net, not of the net training started from."""
+    detector scores with are those of the final net, not of the net training started from. The epoch's
+    distances become those to the new centres, so its record (radii, share outside, histograms) is
+    of the final spheres."""
 
     def __init__(self, encoder, head: SphereHead, x, labels, nu: float, warmup_epochs: int, shared: bool) -> None:
         self.encoder, self.head, self.x, self.labels = encoder, head, x, labels
@@ -123,15 +128,9 @@ class FinalSpheres:
 
     def __call__(self, engine: Engine) -> None:
         if not self.done and engine.state.epoch > 0:
-            recentre(
-                self.encoder,
-                self.head,
-                self.x,
-                self.labels,
-                self.nu,
-                engine.state.epoch >= self.warmup_epochs,
-                self.shared,
-            )
+            warm = engine.state.epoch >= self.warmup_epochs
+            dist = recentre(self.encoder, self.head, self.x, self.labels, self.nu, warm, self.shared)
+            engine.state.epoch_dist = dist.to(engine.state.epoch_dist)  # what the epoch's record describes
             self.done = True
 
     def attach(self, engine: Engine) -> FinalSpheres:
