@@ -152,3 +152,30 @@ def test_a_dataframes_column_names_are_kept_and_checked_when_scoring(digits, tmp
             assert "\n" not in str(e.value) and "feature_names_in_" in str(e.value)
     det.fit(x)  # refitted on an array: the names go
     assert not hasattr(det, "feature_names_in_")
+
+
+@pytest.mark.slow  # the module's fitted detector: a whole fit
+def test_huge_finite_values_score_as_anomalies_everywhere(fitted, digits, tmp_path):
+    """Values so large that float32 overflows in the preprocessing give no NaN score called normal: the
+    score is +inf and the row anomalous, in decision_function, predict and the exported scorer."""
+    from toolkit.export import export
+
+    x = digits[1][:4].copy()
+    x[1] = 1e37
+    s = fitted.decision_function(x)
+    assert np.isinf(s[1]) and s[1] > 0 and np.isfinite(s[[0, 2, 3]]).all()
+    assert fitted.predict(x)[1] == 1
+    assert fitted.score_with_clusters(x)[1][1] == -1
+    scorer = torch.jit.load(str(export(fitted, tmp_path / "scorer.pt")))
+    assert torch.isinf(scorer(torch.from_numpy(x))[1])
+
+
+@pytest.mark.slow  # a fit that is refused after preprocessing
+def test_training_rows_that_overflow_are_refused_by_row(digits):
+    x = digits[0][:60].copy()
+    x[7] = 1e37
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY)
+    with pytest.raises(
+        ValueError, match=r"overflow float32 when preprocessed: 1 of 60 rows hold values too large \(rows 7; .*rescale"
+    ):
+        det.fit(x)

@@ -222,6 +222,16 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         torch.manual_seed(m.seed)
         prep = build_preprocessor(resolve_preprocess(m.preprocess, in_shape), in_shape).fit(x_raw).to(device)
         x = fast_layout(prep(x_raw.to(device)), device)
+        if not bool(torch.isfinite(x).all()):  # finite values too large for float32 once squared and summed
+            flat = x_raw.reshape(len(x_raw), -1)
+            culprits = ~torch.isfinite(flat.pow(2).sum(dim=1))
+            culprits = culprits if bool(culprits.any()) else ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+            rows = torch.nonzero(culprits).flatten().tolist()
+            raise ValueError(
+                f"the training data overflow float32 when preprocessed: {len(rows)} of {len(x)} rows hold values "
+                f"too large (rows {', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}; largest "
+                f"magnitude {float(flat.abs().max()):.3g}); rescale them"
+            )
         hooks.preprocessed(prep)
         info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
 
@@ -428,6 +438,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)  # only with non_finite="anomaly"
         x = torch.where(bad.view(-1, *[1] * (x.dim() - 1)), torch.zeros_like(x), x)
         scores_, clusters = self.scorer_.score(x, batch_size)
+        bad |= torch.isinf(scores_)  # non-finite input, or values whose scoring overflowed
         scores_[bad], clusters[bad] = float("inf"), -1  # could not be scored: anomalous, never normal
         return scores_.numpy(), clusters.numpy()
 

@@ -118,10 +118,11 @@ class Scorer(nn.Module):
         return torch.stack(cols, dim=1), nearest
 
     def combine(self, cols: Tensor) -> Tensor:
-        """The score from its columns: the one column itself, or the standardised, weighted sum."""
-        if cols.shape[1] == 1:
-            return cols[:, 0]
-        return combined_scores(cols, self.stats, self.weights)
+        """The score from its columns: the one column itself, or the standardised, weighted sum. A score
+        that is not a number (values so large that float32 overflows on the way) is +inf: anomalous,
+        never called normal."""
+        s = cols[:, 0] if cols.shape[1] == 1 else combined_scores(cols, self.stats, self.weights)
+        return torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.combine(self.columns(x)[0])
