@@ -1,8 +1,5 @@
-"""A recipe that defines and registers its own clusterer inline: a Gaussian mixture.
-
-Run it with `python -m toolkit custom_clusterer` (or by path: `python -m toolkit recipes/custom_clusterer.py`);
-change the number of components with `--clustering.options.n_components=4`.
-"""
+"""A recipe that defines and registers its own clusterer inline: a Gaussian mixture
+(``python -m toolkit custom_clusterer --clustering.options.n_components=4``)."""
 
 from pathlib import Path
 

@@ -1,10 +1,6 @@
-"""Default recipe: scikit-learn's 8x8 handwritten digits (ships with scikit-learn, no download).
-
-Three digit classes are normal, the other seven anomalies; a small MLP autoencoder; seconds on a CPU.
-Many small spheres (FINCH's finest partition, clusters of 3 or more) scored by the distance to the
-nearest centre, the centres moved to their clusters' means once SVDD ends; the score adds one sphere's
-score and the reconstruction error, each standardised on the training data (docs/results.md).
-"""
+"""Default recipe: scikit-learn's 8x8 digits (no download), classes {0, 1, 3} normal; a small MLP, seconds.
+Many small spheres (FINCH's finest partition), scored by the distance to the nearest centre, plus one
+sphere's score and the reconstruction error, each standardised (docs/results.md)."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, SVDDConfig
 

@@ -1,5 +1,5 @@
-"""Fashion-MNIST with the MNIST recipe's paper setting (same 1x28x28 shape, same LeNet nets) and its
-score, chosen on MNIST (not measured on Fashion-MNIST here)."""
+"""Fashion-MNIST with the MNIST recipe's nets, schedule and score (chosen on MNIST, not measured on
+Fashion-MNIST)."""
 
 from pathlib import Path
 

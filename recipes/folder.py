@@ -1,16 +1,6 @@
-"""Your own folder of images: ``python -m toolkit folder --data.dataset=PATH/TO/FOLDER``.
-
-The folder holds either one subfolder per class (``normal/``, ``scratched/``, ...: the folder names are
-the classes; ``--normal_classes=[normal]`` says which are normal, the rest are anomalies, and a
-stratified ``data.test_fraction`` of all images is held out to measure the AUROC), or the images directly
-(all normal, no labels: the detector is trained on all of them and the run scores them, with no AUROC).
-Images are read grey at 28x28 or in colour at 32x32 (``data.image_mode``: colour as soon as one image
-is), the sizes of the two LeNet nets, and preprocessed per image as in the paper (GCN + min-max).
-The training settings and the score are the MNIST recipe's (the paper's schedule; the 5-NN distances in
-the pretrained autoencoder's embedding and on the raw pixels, the best label-free score measured on
-MNIST, not measured on other images here); ``python -m toolkit
-score RUN_DIR NEW_FOLDER`` scores new images, resized the same way.
-"""
+"""Your own images: ``python -m toolkit folder --data.dataset=FOLDER`` (one subfolder per class, or images
+that are all normal). LeNet nets at 28x28 grey or 32x32 colour; the MNIST recipe's schedule and score,
+chosen on MNIST and not measured on other images (README: "Your own data")."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, OptimConfig, SVDDConfig
 

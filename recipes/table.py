@@ -1,15 +1,6 @@
-"""Your own table: ``python -m toolkit table --data.dataset=PATH/TO/TABLE.csv`` (or a ``.npz`` with
-arrays ``x`` and ``y``, or a ``.npy`` of rows).
-
-A .csv has a header row and one row per item; every column is a numeric feature except
-``data.label_column`` (``label``), which, when the table has it, holds the classes: ``--normal_classes``
-(here ``[0]``, PyOD's convention: 0 normal, 1 outlier) says which are normal, the rest are anomalies, and
-a stratified ``data.test_fraction`` of the rows is held out to measure the AUROC. Without a label column
-every row is normal training data and the run scores them, with no AUROC. Features are standardised
-(``preprocess="auto"`` for tables: each column by its training mean and standard deviation). The net and
-schedule are the digits recipe's (a small MLP autoencoder, 60 + 60 epochs); ``python -m toolkit score
-RUN_DIR NEW.csv`` scores new rows with the same columns.
-"""
+"""Your own table: ``python -m toolkit table --data.dataset=TABLE.csv`` (or .npz / .npy rows; column
+``label``, if any, holds the classes). Features standardised; a small MLP, 60 + 60 epochs; the score is
+the spheres + one sphere + reconstruction error (README: "Your own data")."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, SVDDConfig
 
