@@ -12,7 +12,8 @@ finished stages). The rows:
   autoencoder (``--rows`` must name it: it trains one more model);
 - ``multi-pre``: the same spheres before SVDD training: each centre the mean of its cluster in the
   pretrained network's embedding, the score the distance to the nearest centre;
-- ``knn5-ae``: the mean distance to the 5 nearest training points in the pretrained network's embedding;
+- ``knn5-ae``: the mean distance to the 5 nearest training points in the pretrained network's embedding
+  (whatever ``pretrain.method`` trained it);
 - ``knn1-raw``: the distance to the nearest training image, raw pixels (the baseline every deep
   detector must beat).
 
@@ -43,7 +44,8 @@ from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import apply_overrides, load_recipe
 from toolkit.data import load_split
 from toolkit.knn import knn_distance
-from toolkit.nets import build_autoencoder, embed, net_options
+from toolkit.nets import embed
+from toolkit.pretext import method_of, pretraining_net
 from toolkit.runfolder import RunFolder
 from toolkit.stages import Hooks
 from toolkit.svdd import all_sq_distances, cluster_means
@@ -124,8 +126,8 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
             single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt")
             add("single", single.scorer_.score_column("multi", x_test), n_clusters=1, ari=None, nmi=None)
         if "knn5-ae" in wanted or "multi-pre" in wanted:
-            cfg = multi.resolved_config()
-            ae = build_autoencoder(multi.arch_, multi.input_shape_, *net_options(cfg.net))
+            cfg = multi.resolved_config()  # the run's pretraining method's net (autoencoder, rotation, ...)
+            ae = pretraining_net(method_of(cfg.pretrain), multi.arch_, multi.input_shape_, cfg.net)
             ae.load_state_dict(load_pretrained(folder))
             prep = multi.preprocessor_
             ref = embed(ae.encoder, prep(torch.from_numpy(split.x_train)))

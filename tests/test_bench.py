@@ -49,3 +49,16 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     bench.main()
     table = capsys.readouterr().out
     assert "| multi | " in table and "multi - single:" in table and "2 classes" in table
+
+
+def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
+    """The pretrained network's rows rebuild whatever net the run's pretraining method trained."""
+    make_mnist(tmp_path, n_train=200, n_test=60)
+    bench = load_bench()
+    out = tmp_path / "out"
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "default,multi-pre,knn5-ae"]
+    argv += ["--out", str(out), f"--data.root={tmp_path}", "--data.download=False", "--pretrain.method=rotation"]
+    monkeypatch.setattr(sys, "argv", [*argv, *TINY])
+    bench.main()
+    got = {r["row"]: float(r["auroc"]) for r in bench.read_rows(out / "rows.csv")}
+    assert sorted(got) == ["default", "knn5-ae", "multi-pre"] and all(0.0 <= v <= 1.0 for v in got.values())
