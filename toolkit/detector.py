@@ -5,28 +5,26 @@ Saved files hold tensors and plain values only and load with ``torch.load(weight
 from __future__ import annotations
 
 import copy
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-import ignite.distributed as idist
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
-from sklearn.utils.validation import _check_feature_names, _get_feature_names, check_array
 from torch import Tensor, nn
 
 from . import config as C
-from .clustering import check_clusterer, pseudo_labels
-from .data import build_preprocessor, image_layout, resolve_preprocess
-from .nets import EVAL_BATCH, embed, fast_layout, resolve_arch
+from .clustering import check_clusterer
+from .data import build_preprocessor, resolve_preprocess
+from .inputs import check_columns, validate
+from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .persistence import DetectorFileError as DetectorFileError  # raised by load
 from .persistence import load_detector, save_detector
-from .pretext import check_pretraining, pretraining_net
+from .pretext import check_pretraining
+from .runner import run_stages
 from .scoring import Scorer, column_names, column_weights
-from .stages import Hooks, pretrain, resolve_device, train_svdd
+from .stages import Hooks, resolve_device
 from .svdd import OUTSIDE, SphereHead
 
 
@@ -128,68 +126,12 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             raise ValueError(f"non_finite={self.non_finite!r} is unknown; accepted: {NON_FINITE}")
 
     def _validate(self, X: Any, *, fitting: bool) -> Tensor:
-        """``X`` as a float32 tensor of 2 or more dimensions, one row per sample; a clear ValueError for
-        empty, 1-D, too-few-sample, non-numeric or (when fitting, or with ``non_finite="raise"``)
-        non-finite input. Grey (N, H, W) and channels-last (N, H, W, C) images come out as (N, C, H, W).
-        Column names are checked as scikit-learn does (:meth:`_check_columns`)."""
+        """``X`` checked and as a float32 tensor (:func:`toolkit.inputs.validate`), its column names checked
+        as scikit-learn does (:func:`toolkit.inputs.check_columns`)."""
         if isinstance(X, Tensor):
             X = X.detach().cpu().numpy()
-        self._check_columns(X, fitting=fitting)
-        try:
-            x = check_array(
-                X,
-                dtype=np.float32,
-                allow_nd=True,
-                ensure_all_finite=False,
-                ensure_min_samples=2 if fitting else 1,
-                input_name="X",
-            )
-        except (TypeError, ValueError) as e:
-            if isinstance(e, TypeError) or "convert" in str(e):  # strings, objects
-                raise ValueError(f"X must be numeric (a number array, one row per sample): {e}") from None
-            raise
-        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-        if bad.any() and (fitting or self.non_finite == "raise"):
-            rows = np.flatnonzero(bad)
-            first = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
-            what = "training data" if fitting else "X"
-            raise ValueError(
-                f"the {what} hold NaN or infinite values in {len(rows)} of {len(x)} rows (rows {first}); clean "
-                "them" + ("" if fitting else ", or set non_finite='anomaly' to score such rows as anomalies")
-            )
-        x = np.ascontiguousarray(image_layout(x))
-        return torch.from_numpy(x if x.flags.writeable else x.copy())  # a read-only (memory-mapped) array
-
-    def _check_columns(self, X: Any, *, fitting: bool) -> None:
-        """scikit-learn's convention for column names: fitting on a DataFrame whose column names are all
-        strings records them as ``feature_names_in_`` (fitting on anything else removes it); scoring a
-        DataFrame whose names differ from them, in name or in order, is one ValueError, since its values
-        would otherwise be scored as the wrong features. Names at fit and none at scoring, or the reverse,
-        is scikit-learn's warning."""
-        if fitting:
-            _check_feature_names(self, X, reset=True)
-            return
-        names, fitted = _get_feature_names(X), getattr(self, "feature_names_in_", None)
-        if names is not None and fitted is not None and list(names) != list(fitted):
-
-            def shown(cols: list[str]) -> str:
-                return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
-
-            if sorted(names) == sorted(fitted):
-                raise ValueError(
-                    f"X has the columns the detector was fitted on in another order (fit: {shown(list(fitted))}; "
-                    f"X: {shown(list(names))}); pass them in the order of fit: X[detector.feature_names_in_]"
-                )
-            unseen = [n for n in names if n not in set(fitted)]
-            missing = [n for n in fitted if n not in set(names)]
-            found = "; ".join(
-                f"{what}: {shown(c)}" for what, c in (("unseen at fit", unseen), ("missing", missing)) if c
-            )
-            raise ValueError(
-                f"X's column names do not match those the detector was fitted on ({found or 'repeated names'}); "
-                "pass the columns of fit, in their order: X[detector.feature_names_in_]"
-            )
-        _check_feature_names(self, X, reset=False)
+        check_columns(self, X, fitting=fitting)
+        return validate(X, fitting=fitting, non_finite=self.non_finite)
 
     def resolved_config(self) -> C.Config:
         return C.apply_overrides(self.config or C.Config(), self.overrides)
@@ -235,68 +177,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         hooks.preprocessed(prep)
         info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
 
-        # ---- pretraining by pretrain.method; its net's encoder is what the rest starts from. The stage keeps
-        # the pretrained net, of any method, as "autoencoder"
-        t0 = time.perf_counter()
-        pretrained = fast_layout(pretraining_net(method, arch, in_shape, m.net).to(device), device)
-        if (done := hooks.finished("pretrain")) is not None:
-            pretrained.load_state_dict(done["autoencoder"])
-            info["pretrain"] = json.loads(done["info"])
-        else:
-            history = pretrain(pretrained, x, m.pretrain, seed=m.seed, hooks=hooks, method=method)
-            info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
-            hooks.record("pretrain", {"autoencoder": pretrained.state_dict(), "info": json.dumps(info["pretrain"])})
-
-        # ---- pseudo-labels: clustered on rank 0, broadcast to the others
-        t0 = time.perf_counter()
-        if (done := hooks.finished("clustering")) is not None:
-            labels, cinfo = done["labels"].to(device), json.loads(done["info"])
-        else:
-            labels, cinfo = torch.zeros(x.shape[0], dtype=torch.long, device=device), {}
-            if hooks.rank == 0:
-                found, cinfo = pseudo_labels(
-                    embed(pretrained.encoder, x), m.clustering, seed=m.seed, n_normal_classes=n_classes
-                )
-                labels = found.to(device)
-                cinfo["seconds"] = time.perf_counter() - t0
-            if hooks.world > 1:
-                labels = idist.broadcast(labels, src=0)
-        hooks.clustered(cinfo, labels)
-        if done is None:
-            hooks.record("clustering", {"labels": labels.cpu(), "info": json.dumps(cinfo)})
-        info["clustering"] = cinfo
-
-        # ---- SVDD: one sphere first when the score or the baseline needs it, then the multi-sphere model
-        variants = {"multi": labels}
-        if hooks.baseline or m.svdd.score_single > 0:
-            variants = {"single": torch.zeros_like(labels), **variants}
-        trained = {}  # name -> (encoder, head, labels)
-        for name, lab in variants.items():
-            t0 = time.perf_counter()
-            torch.manual_seed(m.seed)
-            encoder = copy.deepcopy(pretrained.encoder)
-            if (done := hooks.finished(f"svdd_{name}")) is not None:
-                encoder.load_state_dict(done["encoder"])
-                head = SphereHead(done["centres"], done["radii"], rule=m.svdd.score).to(device)
-                lab = done.get("labels", lab.cpu()).to(device)
-                info[name] = json.loads(done["info"])
-            else:
-                lab = lab.clone()  # re-assignment changes it in place; the clustering's labels stay as found
-                decoder = copy.deepcopy(pretrained.decoder) if m.svdd.recon_weight > 0 else None
-                head, history = train_svdd(
-                    encoder, x, lab, m.svdd, seed=m.seed, stage=f"svdd_{name}", hooks=hooks, decoder=decoder
-                )
-                last = history.tests[-1] if history.tests else {}
-                info[name] = {
-                    "seconds": time.perf_counter() - t0,
-                    "radii": head.radii.tolist(),
-                    "test_auroc": last.get("auroc"),
-                    "test_aupr": last.get("aupr"),
-                    "history": history.as_dict(),
-                }
-                payload = {"encoder": encoder.state_dict(), "centres": head.centres.cpu(), "radii": head.radii.cpu()}
-                hooks.record(f"svdd_{name}", {**payload, "labels": lab.cpu(), "info": json.dumps(info[name])})
-            trained[name] = (encoder, head, lab)
+        pretrained, trained = run_stages(m, method, x, arch, in_shape, n_classes, hooks, info)
 
         self.autoencoder_ = pretrained.eval()  # the pretrained net (frozen), for the score and diagnostics
         recon = copy.deepcopy(pretrained) if m.svdd.keeps_autoencoder else None

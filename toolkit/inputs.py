@@ -1,0 +1,74 @@
+"""What the detector takes as input, checked: data as a float32 tensor of one row per sample, and a
+DataFrame's column names by scikit-learn's convention. Each refusal is one ValueError saying what was
+wrong and what is accepted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import _check_feature_names, _get_feature_names, check_array
+from torch import Tensor
+
+from .data import image_layout
+
+
+def validate(X: Any, *, fitting: bool, non_finite: str = "raise") -> Tensor:
+    """``X`` as a float32 tensor of 2 or more dimensions, one row per sample; a clear ValueError for
+    empty, 1-D, too-few-sample, non-numeric or (when fitting, or with ``non_finite="raise"``)
+    non-finite input. Grey (N, H, W) and channels-last (N, H, W, C) images come out as (N, C, H, W)."""
+    try:
+        x = check_array(
+            X,
+            dtype=np.float32,
+            allow_nd=True,
+            ensure_all_finite=False,
+            ensure_min_samples=2 if fitting else 1,
+            input_name="X",
+        )
+    except (TypeError, ValueError) as e:
+        if isinstance(e, TypeError) or "convert" in str(e):  # strings, objects
+            raise ValueError(f"X must be numeric (a number array, one row per sample): {e}") from None
+        raise
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any() and (fitting or non_finite == "raise"):
+        rows = np.flatnonzero(bad)
+        first = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        what = "training data" if fitting else "X"
+        raise ValueError(
+            f"the {what} hold NaN or infinite values in {len(rows)} of {len(x)} rows (rows {first}); clean "
+            "them" + ("" if fitting else ", or set non_finite='anomaly' to score such rows as anomalies")
+        )
+    x = np.ascontiguousarray(image_layout(x))
+    return torch.from_numpy(x if x.flags.writeable else x.copy())  # a read-only (memory-mapped) array
+
+
+def check_columns(det: Any, X: Any, *, fitting: bool) -> None:
+    """scikit-learn's convention for column names: fitting on a DataFrame whose column names are all
+    strings records them as ``det.feature_names_in_`` (fitting on anything else removes it); scoring a
+    DataFrame whose names differ from them, in name or in order, is one ValueError, since its values
+    would otherwise be scored as the wrong features. Names at fit and none at scoring, or the reverse,
+    is scikit-learn's warning."""
+    if fitting:
+        _check_feature_names(det, X, reset=True)
+        return
+    names, fitted = _get_feature_names(X), getattr(det, "feature_names_in_", None)
+    if names is not None and fitted is not None and list(names) != list(fitted):
+
+        def shown(cols: list[str]) -> str:
+            return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
+
+        if sorted(names) == sorted(fitted):
+            raise ValueError(
+                f"X has the columns the detector was fitted on in another order (fit: {shown(list(fitted))}; "
+                f"X: {shown(list(names))}); pass them in the order of fit: X[detector.feature_names_in_]"
+            )
+        unseen = [n for n in names if n not in set(fitted)]
+        missing = [n for n in fitted if n not in set(names)]
+        found = "; ".join(f"{what}: {shown(c)}" for what, c in (("unseen at fit", unseen), ("missing", missing)) if c)
+        raise ValueError(
+            f"X's column names do not match those the detector was fitted on ({found or 'repeated names'}); "
+            "pass the columns of fit, in their order: X[detector.feature_names_in_]"
+        )
+    _check_feature_names(det, X, reset=False)
