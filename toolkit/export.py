@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from .detector import MultiRadiusDeepSVDD
@@ -29,7 +30,7 @@ def export(det: MultiRadiusDeepSVDD, path: str | Path, example: Tensor | None = 
     when the disk fills, leaving its partial file)."""
     from .files import atomic_write
 
-    det._check_fitted()
+    check_is_fitted(det, msg="this detector is not fitted yet: call fit(X) or MultiRadiusDeepSVDD.load(path)")
     scorer = copy.deepcopy(det.scorer_).cpu().eval().requires_grad_(False)
     x = torch.zeros(4, *det.input_shape_) if example is None else example[:4].float().cpu()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
