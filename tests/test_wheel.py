@@ -22,8 +22,10 @@ RECIPES = ("cifar10", "custom_clusterer", "digits", "fashion_mnist", "mnist")
 
 
 def _outside_checkout(entry: str) -> bool:
+    """A path entry that cannot hand out the checkout's own modules: anywhere outside it, or the
+    site-packages of a virtual environment kept inside it (where torch and the other dependencies are)."""
     p = Path(entry or ".").resolve()
-    return p != ROOT and ROOT not in p.parents
+    return (p != ROOT and ROOT not in p.parents) or "site-packages" in p.parts
 
 
 @pytest.fixture(scope="module")
