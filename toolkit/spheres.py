@@ -4,6 +4,7 @@ checkpoints, progress) lives in ``handlers.py``."""
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any
@@ -105,12 +106,15 @@ def recentre(
     """The spheres of the net as it scores (evaluation mode): each centre the mean of its cluster's
     embeddings of ``x`` and, with ``radii``, each radius their (1 - nu) quantile. Returns each point's
     squared distance to its new centre."""
-    z = embed(encoder, x)
-    head.centres.copy_(follow_centres(z, labels, head.centres))
-    dist = own_sq_distances(z, head.centres, labels)
+    # in float64: the sums behind the means then round to the same float32 whatever the number of threads
+    # (a float32 forward pass over the whole data is split across threads, and its last bits follow the split)
+    z = embed(copy.deepcopy(encoder).double(), x.double())
+    centres = follow_centres(z, labels, head.centres.double())
+    dist = own_sq_distances(z, centres, labels)
+    head.centres.copy_(centres.to(head.centres.dtype))
     if radii:
-        head.radii.copy_(update_radii(dist, labels, head.radii, nu, shared))
-    return dist
+        head.radii.copy_(update_radii(dist, labels, head.radii.double(), nu, shared).to(head.radii.dtype))
+    return dist.float()
 
 
 class FinalSpheres:
