@@ -73,9 +73,11 @@ def interrupted(run_dir, action, stage, n, *extra):
 def same_result(a, b):
     """The run folder ``b`` ends as ``a`` does, with every file it wrote whole and matching its digest."""
     ra, rb = (read_json_checked(d / "results.json") for d in (a, b))
-    np.testing.assert_allclose(rb["multi"]["radii"], ra["multi"]["radii"], rtol=1e-6)
+    # equal up to float32 rounding: the recentred spheres come from a pass over the whole training data,
+    # whose last bits follow how the work is split across threads in each process
+    np.testing.assert_allclose(rb["multi"]["radii"], ra["multi"]["radii"], rtol=1e-5)
     sa, sb = (load_npz_checked(d / "scores.npz")["multi_score"] for d in (a, b))
-    np.testing.assert_allclose(sb, sa, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sb, sa, rtol=1e-5, atol=1e-5)
     assert len(rb["multi"]["history"]["epochs"]) == SVDD_EPOCHS
     assert len(rb["pretrain"]["history"]["epochs"]) == PRETRAIN_EPOCHS
 
