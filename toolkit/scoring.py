@@ -141,11 +141,12 @@ class Scorer(nn.Module):
         cols, rows = [], {s: [] for s in self.knn_spaces}
         for xr in x.split(batch_size):
             xr = xr.to(device)
-            xb = fast_layout(self.prep(xr), device)
-            z = self.encoder(xb)
             cols.append(self.columns(xr, knn=False)[0])
-            for space in self.knn_spaces:
-                rows[space].append(self.rows(space, xr, xb, z))
+            if self.knn_spaces:  # the rows each k-NN column measures against (one more pass, only then)
+                xb = fast_layout(self.prep(xr), device)
+                z = self.encoder(xb)
+                for space in self.knn_spaces:
+                    rows[space].append(self.rows(space, xr, xb, z))
         parts = torch.cat(cols)
         for space in self.knn_spaces:
             ref = torch.cat(rows[space])
