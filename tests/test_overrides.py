@@ -96,3 +96,17 @@ def test_naming_another_clusterer_starts_its_options_afresh():
     assert apply_overrides(digits, {"clustering.name": "single"}).clustering.options == {}
     same = apply_overrides(digits, {"clustering.name": "finch"})  # the same clusterer keeps them
     assert same.clustering.options == {"level": 0}
+    assert apply_overrides(digits, {"clustering.options.min_size": 2}).clustering.options == {"level": 0, "min_size": 2}
+
+
+def test_overrides_are_checked_together_in_any_order():
+    """A section is checked once all of its overrides apply: classes named by folder may come before
+    the folder that has them (checked one by one, cifar10's classes 0..9 refused the names)."""
+    from toolkit.config import load_recipe
+
+    over = {"data.normal_classes": ["airplane", "automobile"], "data.dataset": "images/train"}
+    cfg = apply_overrides(load_recipe("cifar10"), over)
+    assert cfg == apply_overrides(load_recipe("cifar10"), dict(reversed(over.items())))
+    assert cfg.data.normal_classes == ("airplane", "automobile") and cfg.data.dataset == "images/train"
+    with pytest.raises(ConfigError, match=r"--data.normal_classes=.*cifar10 has classes 0..9"):
+        apply_overrides(load_recipe("cifar10"), {"data.normal_classes": ["airplane"]})

@@ -167,14 +167,29 @@ def resolve_key(cfg: Config, key: str) -> str:
     raise ConfigError(f"unknown setting --{key}{hint} (--help lists every setting with its type, value and meaning)")
 
 
-def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
-    name = path[0]
-    if len(path) == 1:
-        return dataclasses.replace(obj, **{name: value})
-    child = getattr(obj, name)
-    if isinstance(child, dict):  # dotted entry inside a dict setting
-        return dataclasses.replace(obj, **{name: {**child, ".".join(path[1:]): value}})
-    return dataclasses.replace(obj, **{name: _replace_path(child, path[1:], value)})
+def _replace_tree(obj: Any, tree: dict[str, Any], prefix: str = "") -> Any:
+    """``obj`` with the changes ``tree`` (nested by section) applied, each dataclass replaced once with all
+    of its changes: a section is checked on its final settings, so the order of the overrides does not
+    matter (``data.normal_classes`` may name folders before ``data.dataset`` names the folder). A value
+    ``Entries`` holds dotted entries merged into a dict setting."""
+    changes = {}
+    for name, value in tree.items():
+        child = getattr(obj, name)
+        if isinstance(value, Entries):
+            changes[name] = {**child, **value}
+        elif isinstance(value, dict) and dataclasses.is_dataclass(child):
+            changes[name] = _replace_tree(child, value, f"{prefix}{name}.")
+        else:
+            changes[name] = value
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ConfigError as e:
+        mine = [f"--{prefix}{k}={v!r}" for k, v in tree.items() if not isinstance(v, dict) or isinstance(v, Entries)]
+        raise ConfigError(f"{' '.join(mine)}: {e}" if mine and prefix else str(e)) from None
+
+
+class Entries(dict):
+    """Entries of a dict setting given one by one (``--clustering.options.level=1``)."""
 
 
 # a plugin's options belong to that plugin: naming another one starts its options afresh
@@ -187,15 +202,27 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     it replaces, and the new one may not take them (options given with it apply)."""
     table = field_table(cfg)
     keys = [resolve_key(cfg, k) for k in overrides]
+    tree: dict[str, Any] = {}
     for name, options in PLUGIN_OPTIONS.items():
         if name in keys and overrides[list(overrides)[keys.index(name)]] != table[name][1]:
-            cfg = _replace_path(cfg, options.split("."), {})
+            section, field_name = options.split(".")
+            tree.setdefault(section, {})[field_name] = {}  # replaces the recipe's options
     for raw_key, value in overrides.items():
         key = resolve_key(cfg, raw_key)
+        setting, entry = key, None
         if key in table:
             value = coerce(key, table[key][0], value)
-        try:
-            cfg = _replace_path(cfg, key.split("."), value)
-        except ConfigError as e:
-            raise ConfigError(f"--{key}={value!r}: {e}") from None
+        else:  # an entry of a dict setting: "clustering.options.level"
+            setting = next(k for k in sorted(table, key=len, reverse=True) if key.startswith(k + "."))
+            entry = key[len(setting) + 1 :]
+        *sections, name = setting.split(".")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        if entry is None:
+            node[name] = dict(value) if isinstance(value, dict) else value
+        else:  # merged into the options given or reset above, else into the recipe's
+            node.setdefault(name, Entries())[entry] = value
+    if tree:
+        cfg = _replace_tree(cfg, tree)
     return cfg
