@@ -47,7 +47,7 @@ from toolkit.knn import knn_distance
 from toolkit.nets import embed
 from toolkit.pretext import method_of, pretraining_net
 from toolkit.runfolder import RunFolder
-from toolkit.stages import Hooks
+from toolkit.stages import Harness, StageStore
 from toolkit.svdd import all_sq_distances, cluster_means
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +91,10 @@ def throughput(det, x) -> tuple[np.ndarray, float]:
     return s, best
 
 
-class FromRun(Hooks):
-    """Hooks for ``fit`` that take a finished run's pretrained network instead of training one."""
+class FromRun(StageStore):
+    """A stage store for ``fit`` that gives a finished run's pretrained network instead of training one."""
 
     def __init__(self, folder: Path) -> None:
-        super().__init__()
         self.folder = folder
 
     def finished(self, stage: str):
@@ -153,7 +152,7 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
                 "svdd.score_knn": 0.0,
             },
         )
-        null = MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, hooks=FromRun(folder))
+        null = MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, harness=Harness(store=FromRun(folder)))
         add("null", null.decision_function(split.x_test))
     return out
 

@@ -43,7 +43,7 @@ def embed_mnist(data_root: str, epochs: int, cache: Path) -> tuple[np.ndarray, n
     from toolkit.config import OptimConfig
     from toolkit.data import Preprocessor, as_tensor
     from toolkit.nets import build_autoencoder, embed
-    from toolkit.stages import Hooks, pretrain
+    from toolkit.stages import Harness, pretrain
 
     ds = torchvision.datasets.MNIST(data_root, train=True, download=False)
     x = as_tensor(ds.data.numpy()[:, None].astype(np.float32) / 255.0)
@@ -53,9 +53,8 @@ def embed_mnist(data_root: str, epochs: int, cache: Path) -> tuple[np.ndarray, n
     xp = prep(x)
     ae = build_autoencoder("lenet28", (1, 28, 28))
     t0 = time.perf_counter()
-    pretrain(
-        ae, xp, OptimConfig(epochs=epochs, lr=1e-3, milestones=(), batch_size=200), seed=0, hooks=Hooks(progress=True)
-    )
+    opt = OptimConfig(epochs=epochs, lr=1e-3, milestones=(), batch_size=200)
+    pretrain(ae, xp, opt, seed=0, harness=Harness(progress=True))
     print(f"pretrained {epochs} epoch(s) on {len(x)} images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     z = embed(ae.encoder, xp).numpy()
     cache.parent.mkdir(parents=True, exist_ok=True)

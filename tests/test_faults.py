@@ -28,7 +28,7 @@ from toolkit.files import ChecksumError, UncheckedFileError, load_checked, save_
 from toolkit.handlers import CheckedDiskSaver
 from toolkit.nets import build_autoencoder
 from toolkit.report import ReportError, write_report
-from toolkit.run import RunHooks
+from toolkit.run import RunHarness
 from toolkit.runfolder import RunFolder, RunFolderError
 from toolkit.stages import pretrain
 
@@ -160,7 +160,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_resumes
     def train(folder, resume):
         torch.manual_seed(0)
         ae = build_autoencoder("mlp", (16,), rep_dim=4, hidden=(8,))
-        pretrain(ae, x, opt, seed=0, hooks=RunHooks(run=folder, resume=resume))
+        pretrain(ae, x, opt, seed=0, harness=RunHarness(run=folder, resume=resume))
         return ae
 
     reference = train(RunFolder(tmp_path / "ref"), False)

@@ -138,16 +138,16 @@ def test_hparams_hold_the_settings_not_where_the_run_happened():
     assert not [k for k in hp if k.startswith("dist.")]
 
 
-def test_fit_from_python_logs_to_tensorboard_with_the_runs_hooks(digits, tmp_path, caplog):
+def test_fit_from_python_logs_to_tensorboard_with_the_runs_harness(digits, tmp_path, caplog):
     import logging
 
     from ignite.contrib.handlers import TensorboardLogger
 
-    from toolkit.run import RunHooks
+    from toolkit.run import RunHarness
 
     settings = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
     with caplog.at_level(logging.INFO, logger="toolkit"), TensorboardLogger(log_dir=str(tmp_path)) as tb:
-        det = MultiRadiusDeepSVDD(device="cpu", **settings).fit(digits[0], hooks=RunHooks(tb=tb, progress="lines"))
+        det = MultiRadiusDeepSVDD(device="cpu", **settings).fit(digits[0], harness=RunHarness(tb=tb, progress="lines"))
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])

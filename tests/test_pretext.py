@@ -27,7 +27,7 @@ from toolkit.registry import (
     pretrainer_options,
     unregister_pretrainer,
 )
-from toolkit.run import RunHooks
+from toolkit.run import RunHarness
 from toolkit.runfolder import RunFolder
 from toolkit.stages import pretrain
 
@@ -258,7 +258,7 @@ def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_imag
     def train(folder, resume):
         torch.manual_seed(0)
         net = Rotation().build("mlp", (1, 8, 8), rep_dim=8, hidden=(16,))
-        pretrain(net, x, opt, seed=0, hooks=RunHooks(run=folder, resume=resume))
+        pretrain(net, x, opt, seed=0, harness=RunHarness(run=folder, resume=resume))
         return net.state_dict()
 
     reference = train(RunFolder(tmp_path / "ref"), False)
@@ -274,8 +274,8 @@ def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_imag
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 1, "svdd.warmup_epochs": 1}
     settings |= {"net.arch": "mlp", "svdd.score_recon": 0.0}
     with TensorboardLogger(log_dir=str(tmp_path / "tb")) as tb:
-        hooks = RunHooks(tb=tb, eval_raw=test)
-        MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(normal, hooks=hooks)
+        harness = RunHarness(tb=tb, eval_raw=test)
+        MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(normal, harness=harness)
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert {"pretrain/loss", "pretrain/test/auroc"} <= set(acc.Tags()["scalars"])

@@ -16,7 +16,7 @@ from toolkit.engines import create_svdd_trainer, reconstruction_error
 from toolkit.files import load_checked, save_checked
 from toolkit.nets import MLPEncoder
 from toolkit.spheres import SphereUpdate
-from toolkit.stages import Hooks, train_svdd
+from toolkit.stages import Harness, train_svdd
 from toolkit.svdd import SphereHead, cluster_quantiles, combined_scores, init_centres, score_stats, scores
 
 TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 1}
@@ -178,7 +178,7 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     x = torch.from_numpy(d.data.astype(np.float32))
     normal = torch.from_numpy(np.isin(d.target, (0, 1, 3)))
     cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_single": 0.5, "svdd.score_recon": 2.0})
-    multi = MultiRadiusDeepSVDD(cfg, device="cpu").fit(x[normal], hooks=Hooks(baseline=True))
+    multi = MultiRadiusDeepSVDD(cfg, device="cpu").fit(x[normal], harness=Harness(baseline=True))
     single = multi.baseline_
     # the one-sphere term is the very model the baseline trained (same seed, same data order)
     assert multi.single_encoder_ is single.encoder_

@@ -19,7 +19,7 @@ from toolkit.config import OptimConfig, SVDDConfig
 from toolkit.files import load_npz_checked, read_json_checked, save_checked
 from toolkit.handlers import TrainingDiverged
 from toolkit.nets import build_autoencoder
-from toolkit.run import RunHooks
+from toolkit.run import RunHarness
 from toolkit.runfolder import RunFolder, RunFolderError
 from toolkit.stages import pretrain, train_svdd
 
@@ -140,7 +140,7 @@ def test_diverging_loss_stops_naming_stage_and_epoch_and_keeps_the_last_good_che
     folder = RunFolder(tmp_path)
     match = r"pretrain: the loss of epoch 2 is (nan|inf).*checkpoint is that of epoch 1"
     with pytest.raises(TrainingDiverged, match=match):
-        pretrain(ae, x, opt, seed=0, hooks=RunHooks(run=folder))
+        pretrain(ae, x, opt, seed=0, harness=RunHarness(run=folder))
     assert [p.name for p in folder.checkpoints_of("pretrain")] == ["pretrain_checkpoint_4.pt"]  # epoch 1 only
 
 

@@ -1,7 +1,7 @@
 """Multi-Radius Deep SVDD: deep one-class anomaly detection with one hypersphere per mode of the
 normal data. See docs/architecture.md for the stages and where to hook in.
 
-The detector, its events and hooks load torch, Ignite and scikit-learn when first used, so that
+The detector, its events and harness load torch, Ignite and scikit-learn when first used, so that
 ``import toolkit`` and ``python -m toolkit --help`` / ``--version`` stay light."""
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ from .registry import (
 if TYPE_CHECKING:
     from .detector import MultiRadiusDeepSVDD
     from .engines import SVDDEvents
-    from .stages import Hooks
+    from .stages import FitEvents, Harness, StageStore
 
-_LAZY = {"MultiRadiusDeepSVDD": ".detector", "SVDDEvents": ".engines", "Hooks": ".stages"}
+_LAZY = {
+    "MultiRadiusDeepSVDD": ".detector",
+    "SVDDEvents": ".engines",
+    "FitEvents": ".stages",
+    "Harness": ".stages",
+    "StageStore": ".stages",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -37,9 +43,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Config",
     "ConfigError",
-    "Hooks",
+    "FitEvents",
+    "Harness",
     "MultiRadiusDeepSVDD",
     "SVDDEvents",
+    "StageStore",
     "apply_overrides",
     "available_clusterers",
     "available_pretrainers",

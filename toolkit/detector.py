@@ -24,7 +24,7 @@ from .persistence import load_detector, save_detector
 from .pretext import check_pretraining
 from .runner import run_stages
 from .scoring import Scorer, column_names, column_weights
-from .stages import Hooks, resolve_device
+from .stages import FitEvents, Harness, resolve_device
 from .svdd import OUTSIDE, SphereHead
 
 
@@ -137,25 +137,25 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return C.apply_overrides(self.config or C.Config(), self.overrides)
 
     # -------------------------------------------------------------- fitting
-    def fit(self, X: np.ndarray | Tensor, y: Any = None, *, hooks: Hooks | None = None) -> MultiRadiusDeepSVDD:
+    def fit(self, X: np.ndarray | Tensor, y: Any = None, *, harness: Harness | None = None) -> MultiRadiusDeepSVDD:
         """Fit on raw normal data ``X``: images (N, C, H, W), (N, H, W) or (N, H, W, C), or a table (N, D);
         ``y`` is ignored. The ``preprocess`` setting ("auto": GCN + min-max for images, per-feature
         standardisation for tables) is fitted on ``X`` and saved with the detector.
 
         Preprocess -> pretrain (the autoencoder, or the net of ``pretrain.method``) -> pseudo-labels from
-        its encoder's embeddings -> one sphere (when the score or ``hooks.baseline`` needs it) and the
+        its encoder's embeddings -> one sphere (when the score or ``harness.baseline`` needs it) and the
         multi-sphere model, each from a copy of the pretrained encoder with the seed reset (so the order
         changes nothing) -> calibrate the score.
-        ``hooks`` (:class:`toolkit.stages.Hooks`) is how a caller adds handlers and keeps stages: the CLI
-        run passes its harness; the default adds nothing. With several processes, rank 0 clusters and
-        the labels are broadcast."""
+        ``harness`` (:class:`toolkit.stages.Harness`) is how a caller keeps stages and adds handlers (on its
+        ``events``, :class:`toolkit.stages.FitEvents`): the CLI run passes its own; the default keeps and adds
+        nothing. With several processes, rank 0 clusters and the labels are broadcast."""
         self._check_params()
         cfg = self.resolved_config()
-        m = cfg.model  # the model's settings; the run's (data, folder, monitoring) come in through hooks
+        m = cfg.model  # the model's settings; the run's (data, folder, monitoring) come in through the harness
         m.svdd.check_score()
         method = check_pretraining(m)
-        hooks = hooks or Hooks(device=resolve_device(self.device))
-        device = hooks.device
+        harness = harness or Harness(device=resolve_device(self.device))
+        device = harness.device
         x_raw = self._validate(X, fitting=True)
         in_shape = tuple(x_raw.shape[1:])
         arch = resolve_arch(m.net.arch, in_shape)
@@ -174,17 +174,17 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
                 f"too large (rows {', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}; largest "
                 f"magnitude {float(flat.abs().max()):.3g}); rescale them"
             )
-        hooks.preprocessed(prep)
+        harness.fire(FitEvents.PREPROCESSED, preprocessor=prep)
         info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
 
-        pretrained, trained = run_stages(m, method, x, arch, in_shape, n_classes, hooks, info)
+        pretrained, trained = run_stages(m, method, x, arch, in_shape, n_classes, harness, info)
 
         self.autoencoder_ = pretrained.eval()  # the pretrained net (frozen), for the score and diagnostics
         recon = copy.deepcopy(pretrained) if m.svdd.keeps_autoencoder else None
         single = trained["single"][:2] if m.svdd.score_single > 0 else None
         self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(x_raw)
         self.baseline_ = None
-        if hooks.baseline:  # one sphere on its own: never its own one-sphere term
+        if harness.baseline:  # one sphere on its own: never its own one-sphere term
             base_cfg = C.apply_overrides(
                 cfg, {"svdd.score_multi": 1.0, "svdd.score_single": 0.0, "svdd.score_knn": 0.0}
             )
@@ -192,7 +192,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             self.baseline_ = type(self)(base_cfg, device=self.device, contamination=self.contamination)
             self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=base_recon)
             self.baseline_._calibrate(x_raw)
-        if "single" in info and not hooks.baseline:  # the sphere is the multi-sphere score's term
+        if "single" in info and not harness.baseline:  # the sphere is the multi-sphere score's term
             info["multi"]["one_sphere"] = info.pop("single")
         self.fit_info_ = info
         self.n_features_in_ = int(np.prod(in_shape))

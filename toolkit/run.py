@@ -1,8 +1,8 @@
-"""The CLI's run: the detector's own fit, with the run's harness passed in as hooks.
+"""The CLI's run: the detector's own fit, with the run's harness passed in.
 
 ``python -m toolkit RECIPE`` resolves the run folder, starts one process or several (``idist.Parallel``:
 spawned with ``--backend=gloo --nproc_per_node=N``, or under ``torchrun``) and in each calls
-``MultiRadiusDeepSVDD.fit`` with :class:`RunHooks`: finished stages kept in the run folder and taken
+``MultiRadiusDeepSVDD.fit`` with :class:`RunHarness`: finished stages kept in the run folder and taken
 from it on ``--resume``, per-epoch checkpoints, TensorBoard, test evaluation, progress bars and Ctrl-C.
 At the end rank 0 writes the story (``monitor.py``), the detectors and results.json. The estimator
 knows nothing of this module.
@@ -27,7 +27,7 @@ import torch
 from ignite.contrib.handlers import TensorboardLogger
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, global_step_from_engine
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import config as C
 from .clustering import agreement, check_clusterer, contingency_markdown
@@ -35,12 +35,12 @@ from .data import Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator
 from .files import read_json_checked, write_json
-from .handlers import History, StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
+from .handlers import StopRequest, attach_checkpoint, attach_evaluation, attach_progress, attach_sphere_logs
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .pretext import check_pretraining, pretraining_net
 from .runfolder import RunFolder, RunFolderError
-from .stages import Hooks, resolve_device
+from .stages import FitEvents, Harness, StageStore, resolve_device
 
 log = logging.getLogger("toolkit")
 
@@ -50,9 +50,33 @@ class Interrupted(RuntimeError):
 
 
 @dataclass
-class RunHooks(Hooks):
+class RunStore(StageStore):
+    """The run folder as a fit's stage store: finished stages are kept in it (by rank 0) and, with
+    ``resume``, taken from it."""
+
+    run: RunFolder
+    resume: bool = False
+    rank: int = 0
+
+    def finished(self, stage: str) -> dict[str, Any] | None:
+        if not self.resume or (done := self.run.load_stage(stage)) is None:
+            return None
+        log.info("%s: finished earlier, taken from %s", stage, self.run.stage_path(stage))
+        return done
+
+    def record(self, stage: str, payload: dict[str, Any]) -> None:
+        if self.rank == 0:
+            self.run.save_stage(stage, payload)
+
+    def where(self, stage: str) -> str:
+        return str(self.run.checkpoints)
+
+
+@dataclass
+class RunHarness(Harness):
     """The CLI run's harness: the run folder's stages and checkpoints (and resume), TensorBoard, test
-    evaluation every ``eval_every`` epochs, progress bars and the Ctrl-C stop."""
+    evaluation every ``eval_every`` epochs, progress bars and the Ctrl-C stop, each a handler on the
+    fit's events."""
 
     run: RunFolder | None = None
     resume: bool = False
@@ -63,74 +87,77 @@ class RunHooks(Hooks):
     stop: StopRequest | None = None
 
     def __post_init__(self) -> None:
+        progress, self.progress = self.progress, False  # attached below, after evaluation and TensorBoard
+        super().__post_init__()
         self.eval_data: TensorBatches | None = None
-
-    @property
-    def writes(self) -> bool:
-        return self.run is not None and self.rank == 0
-
-    def finished(self, stage: str) -> dict[str, Any] | None:
-        if self.run is None or not self.resume or (done := self.run.load_stage(stage)) is None:
-            return None
-        log.info("%s: finished earlier, taken from %s", stage, self.run.stage_path(stage))
-        return done
-
-    def record(self, stage: str, payload: dict[str, Any]) -> None:
-        if self.writes:
-            self.run.save_stage(stage, payload)
-        if self.world > 1:
-            idist.barrier()
-
-    def preprocessed(self, prep: nn.Module) -> None:
+        if self.run is not None:
+            self.store = RunStore(self.run, self.resume, self.rank)
+        on = self.events.add_event_handler
         if self.eval_raw is not None and self.rank == 0:
-            x = fast_layout(prep(self.eval_raw[0].to(self.device)), self.device)
-            self.eval_data = TensorBatches(x, self.eval_raw[1].to(self.device), batch_size=EVAL_BATCH)
+            on(FitEvents.PREPROCESSED, self._preprocess_test_data)
+        if self.rank == 0:
+            on(FitEvents.CLUSTERED, self._report_clusters)
+        if self.eval_raw is not None:
+            on(FitEvents.STAGE_STARTED, self._attach_evaluation)
+        if self.tb is not None:
+            on(FitEvents.STAGE_STARTED, self._attach_tensorboard)
+        self.progress = progress
+        if progress and progress != "none" and self.rank == 0:
+            mode = "auto" if progress is True else progress
+            on(FitEvents.STAGE_STARTED, lambda e: attach_progress(e.state.trainer, e.state.stage, mode))
+        if self.run is not None:
+            on(FitEvents.STAGE_STARTED, self._attach_checkpoints)
+        if self.stop is not None:
+            on(FitEvents.STAGE_STARTED, lambda e: self.stop.attach(e.state.trainer))
+            on(FitEvents.STAGE_COMPLETED, self._stop_if_asked)
 
-    def clustered(self, info: dict[str, Any], labels: Tensor) -> None:
-        if self.rank != 0:
-            return
+    def _preprocess_test_data(self, events: Engine) -> None:
+        x = fast_layout(events.state.preprocessor(self.eval_raw[0].to(self.device)), self.device)
+        self.eval_data = TensorBatches(x, self.eval_raw[1].to(self.device), batch_size=EVAL_BATCH)
+
+    def _report_clusters(self, events: Engine) -> None:
+        info = events.state.clustering
         if self.true_classes is not None:  # the true classes never reach training
-            info["agreement"] = agreement(self.true_classes, labels.cpu().numpy())
+            info["agreement"] = agreement(self.true_classes, events.state.labels.cpu().numpy())
         if self.tb is not None:
             _log_clustering(self.tb.writer, info)
 
-    def where(self, stage: str) -> str:
-        return str(self.run.checkpoints) if self.run is not None else super().where(stage)
+    def _attach_evaluation(self, events: Engine) -> None:
+        s = events.state
+        s.evaluator = None
+        if self.eval_data is not None and s.score_fn is not None:
+            s.evaluator = create_evaluator(s.score_fn)
+            attach_evaluation(s.trainer, s.evaluator, self.eval_data, self.eval_every, s.history)
 
-    def attach(self, engine: Engine, stage: str, to_save: dict[str, Any], history: History, score_fn: Any) -> None:
-        """Evaluation, TensorBoard (Ignite's output and optimizer handlers, and the spheres' own),
-        progress, checkpoints with resume, and the Ctrl-C stop, in that order."""
-        evaluator = None
-        if self.eval_data is not None and score_fn is not None:
-            evaluator = create_evaluator(score_fn)
-            attach_evaluation(engine, evaluator, self.eval_data, self.eval_every, history)
-        if self.tb is not None:
-            self.tb.attach_output_handler(engine, Events.EPOCH_COMPLETED, tag=stage, metric_names=["loss"])
-            self.tb.attach_opt_params_handler(engine, Events.EPOCH_STARTED, to_save["optimizer"], tag=stage)
-            if evaluator is not None:
-                step = global_step_from_engine(engine, Events.EPOCH_COMPLETED)
-                self.tb.attach_output_handler(
-                    evaluator,
-                    Events.COMPLETED,
-                    tag=f"{stage}/test",
-                    metric_names=["auroc", "aupr"],
-                    global_step_transform=step,
-                )
-            attach_sphere_logs(self.tb.writer, engine, stage, history)
-        super().attach(engine, stage, to_save, history, score_fn)
-        if self.run is not None:
-            attach_checkpoint(engine, to_save, self.run.checkpoints, stage)
-            if self.resume and (found := self.run.load_latest_checkpoint(stage)) is not None:
-                Checkpoint.load_objects(to_save, found[1])
-                log.info("%s: resuming from %s (epoch %d)", stage, found[0].name, engine.state.epoch)
-        if self.stop is not None:
-            self.stop.attach(engine)
+    def _attach_tensorboard(self, events: Engine) -> None:
+        """Ignite's output and optimizer handlers, the test metrics and the spheres' own logs."""
+        s = events.state
+        self.tb.attach_output_handler(s.trainer, Events.EPOCH_COMPLETED, tag=s.stage, metric_names=["loss"])
+        self.tb.attach_opt_params_handler(s.trainer, Events.EPOCH_STARTED, s.to_save["optimizer"], tag=s.stage)
+        if getattr(s, "evaluator", None) is not None:
+            step = global_step_from_engine(s.trainer, Events.EPOCH_COMPLETED)
+            self.tb.attach_output_handler(
+                s.evaluator,
+                Events.COMPLETED,
+                tag=f"{s.stage}/test",
+                metric_names=["auroc", "aupr"],
+                global_step_transform=step,
+            )
+        attach_sphere_logs(self.tb.writer, s.trainer, s.stage, s.history)
 
-    def ended(self, engine: Engine, stage: str) -> None:
-        if self.stop is not None and self.stop.requested:
+    def _attach_checkpoints(self, events: Engine) -> None:
+        """Per-epoch checkpoints; with ``resume``, the stage goes on from its latest one."""
+        s = events.state
+        attach_checkpoint(s.trainer, s.to_save, self.run.checkpoints, s.stage)
+        if self.resume and (found := self.run.load_latest_checkpoint(s.stage)) is not None:
+            Checkpoint.load_objects(s.to_save, found[1])
+            log.info("%s: resuming from %s (epoch %d)", s.stage, found[0].name, s.trainer.state.epoch)
+
+    def _stop_if_asked(self, events: Engine) -> None:
+        if self.stop.requested:
             raise Interrupted(
-                f"stopped after epoch {engine.state.epoch} of {stage}, its checkpoint written; rerun the same "
-                "command with --resume=True to continue"
+                f"stopped after epoch {events.state.trainer.state.epoch} of {events.state.stage}, its checkpoint "
+                "written; rerun the same command with --resume=True to continue"
             )
 
 
@@ -275,7 +302,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     t0 = time.perf_counter()
     det = MultiRadiusDeepSVDD(cfg, device=str(device))
     with StopRequest() as stop:
-        hooks = RunHooks(
+        harness = RunHarness(
             device=device,
             progress=cfg.progress if progress else "none",
             baseline=cfg.baseline,
@@ -290,7 +317,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
             stop=stop,
         )
         try:
-            det.fit(split.x_train, hooks=hooks)
+            det.fit(split.x_train, harness=harness)
             detectors = {"multi": det, **({"single": det.baseline_} if det.baseline_ is not None else {})}
             if rank == 0:
                 folder.check_links()  # the projector's files are written by TensorBoard, through any link

@@ -2,7 +2,7 @@
 encoder's embeddings into pseudo-labels, train Deep SVDD (one sphere when the score or the baseline
 needs it, then the multi-sphere model, each from a copy of the pretrained encoder with the seed reset,
 so the order changes nothing). The runner owns what every stage shares: a stage finished earlier is
-taken from the hooks (a resumed run) instead of trained; a finished stage is recorded with its timing;
+taken from the harness's store (a resumed run) instead of trained; a finished stage is recorded with its timing;
 with several processes rank 0 clusters and the labels are broadcast. The detector's ``fit`` calls it and
 assembles the detector from what it returns."""
 
@@ -21,7 +21,7 @@ from . import config as C
 from .clustering import pseudo_labels
 from .nets import embed, fast_layout
 from .pretext import pretraining_net
-from .stages import Hooks, pretrain, train_svdd
+from .stages import FitEvents, Harness, pretrain, train_svdd
 from .svdd import SphereHead
 
 
@@ -32,54 +32,54 @@ def run_stages(
     arch: str,
     in_shape: tuple[int, ...],
     n_classes: int,
-    hooks: Hooks,
+    harness: Harness,
     info: dict[str, Any],
 ) -> tuple[nn.Module, dict[str, tuple[nn.Module, SphereHead, Tensor]]]:
     """Run (or take up) every stage on the preprocessed training data ``x``; ``info`` gains each stage's
     report. Returns the pretrained net and, by name ("single", "multi"), each SVDD model's encoder, head
     and labels."""
-    device = hooks.device
+    device, store = harness.device, harness.store
     # ---- pretraining by pretrain.method; its net's encoder is what the rest starts from. The stage keeps
     # the pretrained net, of any method, as "autoencoder"
     t0 = time.perf_counter()
     pretrained = fast_layout(pretraining_net(method, arch, in_shape, m.net).to(device), device)
-    if (done := hooks.finished("pretrain")) is not None:
+    if (done := store.finished("pretrain")) is not None:
         pretrained.load_state_dict(done["autoencoder"])
         info["pretrain"] = json.loads(done["info"])
     else:
-        history = pretrain(pretrained, x, m.pretrain, seed=m.seed, hooks=hooks, method=method)
+        history = pretrain(pretrained, x, m.pretrain, seed=m.seed, harness=harness, method=method)
         info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
-        hooks.record("pretrain", {"autoencoder": pretrained.state_dict(), "info": json.dumps(info["pretrain"])})
+        record(harness, "pretrain", {"autoencoder": pretrained.state_dict(), "info": json.dumps(info["pretrain"])})
 
     # ---- pseudo-labels: clustered on rank 0, broadcast to the others
     t0 = time.perf_counter()
-    if (done := hooks.finished("clustering")) is not None:
+    if (done := store.finished("clustering")) is not None:
         labels, cinfo = done["labels"].to(device), json.loads(done["info"])
     else:
         labels, cinfo = torch.zeros(x.shape[0], dtype=torch.long, device=device), {}
-        if hooks.rank == 0:
+        if harness.rank == 0:
             found, cinfo = pseudo_labels(
                 embed(pretrained.encoder, x), m.clustering, seed=m.seed, n_normal_classes=n_classes
             )
             labels = found.to(device)
             cinfo["seconds"] = time.perf_counter() - t0
-        if hooks.world > 1:
+        if harness.world > 1:
             labels = idist.broadcast(labels, src=0)
-    hooks.clustered(cinfo, labels)
+    harness.fire(FitEvents.CLUSTERED, clustering=cinfo, labels=labels)
     if done is None:
-        hooks.record("clustering", {"labels": labels.cpu(), "info": json.dumps(cinfo)})
+        record(harness, "clustering", {"labels": labels.cpu(), "info": json.dumps(cinfo)})
     info["clustering"] = cinfo
 
     # ---- SVDD: one sphere first when the score or the baseline needs it, then the multi-sphere model
     variants = {"multi": labels}
-    if hooks.baseline or m.svdd.score_single > 0:
+    if harness.baseline or m.svdd.score_single > 0:
         variants = {"single": torch.zeros_like(labels), **variants}
     trained = {}  # name -> (encoder, head, labels)
     for name, lab in variants.items():
         t0 = time.perf_counter()
         torch.manual_seed(m.seed)
         encoder = copy.deepcopy(pretrained.encoder)
-        if (done := hooks.finished(f"svdd_{name}")) is not None:
+        if (done := store.finished(f"svdd_{name}")) is not None:
             encoder.load_state_dict(done["encoder"])
             head = SphereHead(done["centres"], done["radii"], rule=m.svdd.score).to(device)
             lab = done.get("labels", lab.cpu()).to(device)
@@ -88,7 +88,7 @@ def run_stages(
             lab = lab.clone()  # re-assignment changes it in place; the clustering's labels stay as found
             decoder = copy.deepcopy(pretrained.decoder) if m.svdd.recon_weight > 0 else None
             head, history = train_svdd(
-                encoder, x, lab, m.svdd, seed=m.seed, stage=f"svdd_{name}", hooks=hooks, decoder=decoder
+                encoder, x, lab, m.svdd, seed=m.seed, stage=f"svdd_{name}", harness=harness, decoder=decoder
             )
             last = history.tests[-1] if history.tests else {}
             info[name] = {
@@ -99,6 +99,14 @@ def run_stages(
                 "history": history.as_dict(),
             }
             payload = {"encoder": encoder.state_dict(), "centres": head.centres.cpu(), "radii": head.radii.cpu()}
-            hooks.record(f"svdd_{name}", {**payload, "labels": lab.cpu(), "info": json.dumps(info[name])})
+            record(harness, f"svdd_{name}", {**payload, "labels": lab.cpu(), "info": json.dumps(info[name])})
         trained[name] = (encoder, head, lab)
     return pretrained, trained
+
+
+def record(harness: Harness, stage: str, payload: dict[str, Any]) -> None:
+    """Keep a finished stage in the harness's store; with several processes, every rank waits until it is
+    kept, so that none goes on to a stage whose predecessor a crash could lose."""
+    harness.store.record(stage, payload)
+    if harness.world > 1:
+        idist.barrier()

@@ -1,8 +1,9 @@
 """The training stages as functions: pretrain the encoder (by the run's pretraining method, ``pretext.py``),
 train Deep SVDD on labelled embeddings. Each builds its Ignite engine (``engines.py``), attaches the
-method's own handlers (``spheres.py``) and then whatever the caller's :class:`Hooks` add (the CLI run adds
-checkpoints and resume, TensorBoard, evaluation, progress, Ctrl-C: ``toolkit.run.RunHooks``), and runs it.
-The detector's ``fit`` calls them; nothing here knows about run folders."""
+method's own handlers (``spheres.py``), fires ``FitEvents.STAGE_STARTED`` on the caller's :class:`Harness`
+so that the caller attaches its own (the CLI run adds checkpoints and resume, TensorBoard, evaluation,
+progress, Ctrl-C: ``toolkit.run.RunHarness``), and runs it. The detector's ``fit`` calls them (through the
+stage runner, ``runner.py``); nothing here knows about run folders."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import ignite.distributed as idist
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine, EventEnum, Events
 from torch import Tensor, nn
 
 from . import config as C
@@ -37,18 +38,28 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-@dataclass
-class Hooks:
-    """What a fit takes from and reports to its caller. These defaults keep nothing and add nothing but
-    an optional progress bar (library use); the CLI run's harness overrides them."""
+class FitEvents(EventEnum):
+    """What a fit tells its caller, fired on :attr:`Harness.events` (an Ignite engine that runs nothing;
+    its handlers read ``engine.state``):
 
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    progress: bool | str = (
-        False  # True or "auto", "bar", "lines": show each stage's progress (handlers.attach_progress)
-    )
-    baseline: bool = False  # also build the one-sphere detector on its own (``det.baseline_``)
-    rank: int = 0
-    world: int = 1
+    - ``PREPROCESSED``: ``state.preprocessor`` is fitted (the harness preprocesses its test data with it);
+    - ``CLUSTERED``: ``state.labels`` are the pseudo-labels, ``state.clustering`` their report (a handler
+      may add to it, e.g. the agreement with the true classes);
+    - ``STAGE_STARTED``: ``state.trainer`` is the stage ``state.stage``'s engine, with the method's own
+      handlers attached, before it runs; ``state.to_save`` holds everything a checkpoint must keep (its
+      optimizer under "optimizer"), ``state.history`` the stage's history, ``state.score_fn`` scores a
+      batch of preprocessed samples by the stage's model (None: this stage's model gives no score);
+    - ``STAGE_COMPLETED``: ``state.trainer`` of ``state.stage`` returned."""
+
+    PREPROCESSED = "preprocessed"
+    CLUSTERED = "clustered"
+    STAGE_STARTED = "stage_started"
+    STAGE_COMPLETED = "stage_completed"
+
+
+class StageStore:
+    """Where a fit keeps its finished stages: nowhere (library use). The CLI run's store is the run folder
+    (``toolkit.run.RunStore``), from which ``--resume`` takes them."""
 
     def finished(self, stage: str) -> dict[str, Any] | None:
         """A stage's record when it finished earlier (a resumed run); None: train it."""
@@ -57,24 +68,45 @@ class Hooks:
     def record(self, stage: str, payload: dict[str, Any]) -> None:
         """A stage just finished: ``payload`` holds tensors and JSON text."""
 
-    def preprocessed(self, prep: nn.Module) -> None:
-        """The preprocessor is fitted (the harness preprocesses its evaluation data with it)."""
-
-    def clustered(self, info: dict[str, Any], labels: Tensor) -> None:
-        """The pseudo-labels are found."""
-
     def where(self, stage: str) -> str:
         """Where the stage's checkpoints are, for messages."""
         return "no checkpoints outside a run folder"
 
-    def attach(self, engine: Engine, stage: str, to_save: dict[str, Any], history: History, score_fn: Any) -> None:
-        """Attach the caller's handlers to a stage's engine, after the method's own. ``score_fn`` scores a
-        batch of preprocessed samples by the stage's model (None: this stage's model gives no score)."""
-        if self.progress and self.progress != "none" and self.rank == 0:
-            attach_progress(engine, stage, "auto" if self.progress is True else self.progress)
 
-    def ended(self, engine: Engine, stage: str) -> None:
-        """The stage's engine returned."""
+def fit_events() -> Engine:
+    """An engine that runs nothing, on which a fit fires :class:`FitEvents`."""
+    engine = Engine(lambda engine, batch: None)
+    engine.register_events(*FitEvents)
+    return engine
+
+
+@dataclass
+class Harness:
+    """How a fit runs and whom it tells: the device, the processes, whether to build the one-sphere
+    baseline on its own, where finished stages are kept (``store``) and the engine its events fire on
+    (``events``: attach handlers with ``harness.events.add_event_handler(FitEvents.X, handler)``).
+    ``progress`` (True, "bar" or "lines") shows each stage's progress (``handlers.attach_progress``)."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: bool | str = False
+    baseline: bool = False  # also build the one-sphere detector on its own (``det.baseline_``)
+    rank: int = 0
+    world: int = 1
+    store: StageStore = field(default_factory=StageStore)
+    events: Engine = field(default_factory=fit_events)
+
+    def __post_init__(self) -> None:
+        if self.progress and self.progress != "none" and self.rank == 0:
+            mode = "auto" if self.progress is True else self.progress
+            self.events.add_event_handler(
+                FitEvents.STAGE_STARTED, lambda e: attach_progress(e.state.trainer, e.state.stage, mode)
+            )
+
+    def fire(self, event: FitEvents, **state: Any) -> None:
+        """Fire ``event`` with ``state`` set on the events engine's state."""
+        for name, value in state.items():
+            setattr(self.events.state, name, value)
+        self.events.fire_event(event)
 
 
 def _optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, Any]:
@@ -83,16 +115,16 @@ def _optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, 
     return optimizer, scheduler
 
 
-def _parallel(model: nn.Module, hooks: Hooks) -> nn.Module:
+def _parallel(model: nn.Module, harness: Harness) -> nn.Module:
     """DDP around ``model`` with several processes (Ignite's ``auto_model``); the model itself otherwise."""
-    return idist.auto_model(model) if hooks.world > 1 else model
+    return idist.auto_model(model) if harness.world > 1 else model
 
 
 def _run(
     engine: Engine,
     data: TensorBatches,
     epochs: int,
-    hooks: Hooks,
+    harness: Harness,
     stage: str,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
@@ -102,13 +134,16 @@ def _run(
     labels: Tensor | None = None,
 ) -> History:
     """Attach the history and the learning-rate schedule (in that order, after the stage's own handlers),
-    then the caller's hooks with everything a checkpoint must hold, and run."""
+    then tell the caller (who attaches its handlers, with everything a checkpoint must hold), and run."""
     history = History(optimizer, head, labels).attach(engine)  # before the scheduler steps: this epoch's lr
     attach_lr_schedule(engine, scheduler)
     to_save = {**models, "optimizer": optimizer, "scheduler": scheduler, "trainer": engine, "history": history}
-    hooks.attach(engine, stage, {**to_save, "batches": data}, history, score_fn)
+    to_save["batches"] = data
+    harness.fire(
+        FitEvents.STAGE_STARTED, stage=stage, trainer=engine, to_save=to_save, history=history, score_fn=score_fn
+    )
     engine.run(data, max_epochs=epochs)
-    hooks.ended(engine, stage)
+    harness.fire(FitEvents.STAGE_COMPLETED, stage=stage, trainer=engine)
     return history
 
 
@@ -118,17 +153,17 @@ def pretrain(
     opt: C.OptimConfig,
     *,
     seed: int,
-    hooks: Hooks | None = None,
+    harness: Harness | None = None,
     method: Any = None,
 ) -> History:
     """Pretrain ``net`` (built by ``method``, ``toolkit.pretext``) on preprocessed normal data ``x`` by the
     method's loss; ``method`` defaults to the one ``opt`` names (``pretrain.method``; the autoencoder for a
-    plain ``OptimConfig``). Evaluation (when the hooks add it) scores by the method's ``score``, when it has one."""
-    hooks = hooks or Hooks()
+    plain ``OptimConfig``). Evaluation (when the harness adds it) scores by the method's ``score``, when it has one."""
+    harness = harness or Harness()
     method = method if method is not None else method_of(opt)
     optimizer, scheduler = _optimizer(net.parameters(), opt)
-    engine = create_pretrainer(_parallel(net, hooks), optimizer, method.loss, seed=seed, rank=hooks.rank)
-    attach_nan_stop(engine, "pretrain", hooks.where("pretrain"))
+    engine = create_pretrainer(_parallel(net, harness), optimizer, method.loss, seed=seed, rank=harness.rank)
+    attach_nan_stop(engine, "pretrain", harness.store.where("pretrain"))
     score = None
     if callable(getattr(method, "score", None)):
 
@@ -136,9 +171,9 @@ def pretrain(
             net.eval()
             return method.score(net, xb)
 
-    data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=hooks.rank, world=hooks.world)
+    data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=harness.rank, world=harness.world)
     # the checkpoints and the finished stage keep the pretrained net, of any method, as "autoencoder"
-    history = _run(engine, data, opt.epochs, hooks, "pretrain", optimizer, scheduler, {"autoencoder": net}, score)
+    history = _run(engine, data, opt.epochs, harness, "pretrain", optimizer, scheduler, {"autoencoder": net}, score)
     if opt.refresh_bn:
         refresh_batchnorm(net, x)
     return history
@@ -152,14 +187,14 @@ def train_svdd(
     *,
     seed: int,
     stage: str,
-    hooks: Hooks | None = None,
+    harness: Harness | None = None,
     decoder: nn.Module | None = None,
 ) -> tuple[SphereHead, History]:
     """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head and the history.
 
     ``decoder`` (trained along) is needed only with ``svdd.recon_weight`` > 0; with ``svdd.reassign``
     the ``labels`` tensor is updated in place."""
-    hooks = hooks or Hooks()
+    harness = harness or Harness()
     k = int(labels.max()) + 1
     all_labels = labels
     if svdd.holdout_fraction > 0:
@@ -172,17 +207,17 @@ def train_svdd(
     params = [*encoder.parameters(), *(decoder.parameters() if recon else [])]
     optimizer, scheduler = _optimizer(params, svdd)
     engine = create_svdd_trainer(
-        _parallel(encoder, hooks),
+        _parallel(encoder, harness),
         head,
         optimizer,
         svdd.objective,
         svdd.nu,
         x.shape[0],
-        decoder=_parallel(decoder, hooks) if recon else None,
+        decoder=_parallel(decoder, harness) if recon else None,
         recon_weight=svdd.recon_weight,
         keep_embeddings=svdd.reassign,
     )
-    attach_nan_stop(engine, stage, hooks.where(stage))
+    attach_nan_stop(engine, stage, harness.store.where(stage))
     SphereUpdate(
         head,
         labels,
@@ -210,10 +245,10 @@ def train_svdd(
         return head(encoder(xb))
 
     data = TensorBatches(
-        x, labels, batch_size=svdd.batch_size, shuffle=True, seed=seed, rank=hooks.rank, world=hooks.world
+        x, labels, batch_size=svdd.batch_size, shuffle=True, seed=seed, rank=harness.rank, world=harness.world
     )
     models = {"encoder": encoder, "head": head, **({"decoder": decoder} if recon else {}), **extra}
-    history = _run(engine, data, svdd.epochs, hooks, stage, optimizer, scheduler, models, score, head, labels)
+    history = _run(engine, data, svdd.epochs, harness, stage, optimizer, scheduler, models, score, head, labels)
     if svdd.refresh_bn:
         refresh_batchnorm(encoder, x)
     if svdd.recentre and svdd.refresh_bn and svdd.epochs > 0:  # new BatchNorm statistics move the embedding
