@@ -146,10 +146,10 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
             {
                 "clustering.name": "random",
                 "clustering.options": {"sizes": cinfo["sizes"]},
-                "svdd.score_multi": 1.0,
-                "svdd.score_single": 0.0,
-                "svdd.score_recon": 0.0,
-                "svdd.score_knn": 0.0,
+                "score.multi": 1.0,
+                "score.single": 0.0,
+                "score.recon": 0.0,
+                "score.knn": 0.0,
             },
         )
         null = MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, harness=Harness(store=FromRun(folder)))

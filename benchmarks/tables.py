@@ -8,7 +8,7 @@ features; PyOD's default) and IsolationForest (scikit-learn's, which PyOD's IFor
 by test AUROC. One process; a table of means and of every split.
 
     python benchmarks/tables.py
-    python benchmarks/tables.py --set svdd.score_knn=1 --set svdd.knn_space=raw
+    python benchmarks/tables.py --set score.knn=1 --set score.knn_space=raw
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 Many small spheres (FINCH's finest partition), scored by the distance to the nearest centre, plus one
 sphere's score and the reconstruction error, each standardised (docs/results.md)."""
 
-from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, SVDDConfig
+from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
 config = Config(
     name="digits",
@@ -19,9 +19,7 @@ config = Config(
         weight_decay=1e-6,
         nu=0.1,
         warmup_epochs=10,
-        score="distance",
         recentre=True,
-        score_single=1.0,
-        score_recon=1.0,
     ),
+    score=ScoreConfig(rule="distance", single=1.0, recon=1.0),
 )

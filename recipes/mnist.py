@@ -2,7 +2,7 @@
 Trains the FINCH spheres and one sphere; scores by the 5-NN distances in the pretrained autoencoder's
 embedding and on the raw pixels, the best label-free score measured on MNIST (docs/results.md)."""
 
-from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, SVDDConfig
+from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
 paper = OptimConfig(epochs=150, lr=1e-4, milestones=(50, 100), gamma=0.1, weight_decay=1e-6, batch_size=200)
 
@@ -17,8 +17,6 @@ config = Config(
         objective="soft-boundary",
         nu=0.1,
         warmup_epochs=10,
-        score_multi=0.0,
-        score_knn=1.0,
-        knn_space="autoencoder+raw",
     ),
+    score=ScoreConfig(multi=0.0, knn=1.0, knn_space="autoencoder+raw"),
 )

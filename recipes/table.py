@@ -2,7 +2,7 @@
 ``label``, if any, holds the classes). Features standardised; a small MLP, 60 + 60 epochs; many small
 spheres plus twice the 5-NN distance on the raw features, measured on three tables (docs/results.md)."""
 
-from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, SVDDConfig
+from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
 small = OptimConfig(epochs=60, lr=1e-3, milestones=(40,), batch_size=32, weight_decay=1e-6)
 
@@ -16,9 +16,7 @@ config = Config(
         **vars(small),
         nu=0.1,
         warmup_epochs=10,
-        score="distance",
         recentre=True,
-        score_knn=2.0,
-        knn_space="raw",
     ),
+    score=ScoreConfig(rule="distance", knn=2.0, knn_space="raw"),
 )

@@ -3,13 +3,6 @@ import pytest
 import torch
 
 
-def pytest_configure(config):
-    # a marker only selects: plain `pytest` runs every test; `-m "not slow"` is the fast loop
-    config.addinivalue_line(
-        "markers", "slow: end to end (CLI subprocesses, whole fits, spawned processes, benchmarks); -m 'not slow' skips"
-    )
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -37,7 +37,7 @@ def test_results_json(run_dir):
     res = json.loads((run_dir / "results.json").read_text())
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
     # the digits recipe adds one sphere's score and the reconstruction error to the multi-sphere score
-    assert cfg.svdd.score_single == 1.0 and cfg.svdd.score_recon == 1.0
+    assert cfg.score.single == 1.0 and cfg.score.recon == 1.0
     saved = np.load(run_dir / "scores.npz")
     split = load_split(cfg.data, cfg.seed)
     k = len(res["clustering"]["sizes"])
@@ -114,7 +114,7 @@ def test_missing_recipe_and_unknown_clusterer():
     r = cli_in_process("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
     assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
     r = cli_in_process(
-        "--svdd.score_multi=0", "--svdd.score_single=0", "--svdd.score_recon=0", "--run_dir=/tmp/_unused_run"
+        "--score.multi=0", "--score.single=0", "--score.recon=0", "--run_dir=/tmp/_unused_run"
     )
     assert r.returncode == 2 and "leaves no score" in r.stderr and "pretrain" not in r.stderr
     assert not Path("/tmp/_unused_run").exists()

@@ -26,7 +26,7 @@ TINY = [
     "--svdd.epochs=1",
     "--svdd.warmup_epochs=1",
     "--baseline=False",
-    "--svdd.score_single=0",
+    "--score.single=0",
     "--eval_every=0",
     "--monitor.projector_samples=50",
     "--monitor.extremes=4",
@@ -167,19 +167,19 @@ def test_a_link_in_the_run_folder_is_refused_before_anything_is_written(tmp_path
 
 @pytest.mark.slow  # a (tiny) run
 def test_a_link_made_during_a_run_is_refused_before_the_projector_writes(tmp_path, monkeypatch):
-    from toolkit.run import RunHarness
+    from toolkit.run import RunStore
 
     outside = tmp_path / "outside"
     outside.mkdir()
     run = tmp_path / "run"
-    record = RunHarness.record
+    record = RunStore.record
 
     def plant(self, stage, payload):  # the projector's folder linked away while training runs
         record(self, stage, payload)
         if not (run / "00000").is_symlink():
             (run / "00000").symlink_to(outside)
 
-    monkeypatch.setattr(RunHarness, "record", plant)
+    monkeypatch.setattr(RunStore, "record", plant)
     r = cli_in_process(f"--run_dir={run}", *TINY)
     assert f"{run / '00000'} is a symbolic link" in one_line_error(r)
     assert list(outside.iterdir()) == [] and not (run / "projector_config.pbtxt").exists()

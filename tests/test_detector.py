@@ -15,8 +15,8 @@ TINY = {
     "pretrain.epochs": 3,
     "svdd.epochs": 4,
     "svdd.warmup_epochs": 2,
-    "svdd.score_single": 0.0,
-    "svdd.score_recon": 0.0,
+    "score.single": 0.0,
+    "score.recon": 0.0,
 }  # the sphere score alone
 
 
@@ -54,7 +54,7 @@ def test_decision_function_is_min_over_spheres(fitted, digits):
 @pytest.mark.slow  # a whole fit
 def test_the_ratio_rule_is_min_over_spheres_with_the_boundary_at_one(digits):
     x_normal, x_new = digits
-    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score": "ratio"})
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **TINY, **{"score.rule": "ratio"})
     det.fit(x_normal)
     assert det.threshold_ == 1.0  # d_k / R_k^2 > 1 is outside sphere k
     got = det.decision_function(x_new[:50])

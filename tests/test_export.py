@@ -17,11 +17,11 @@ TINY = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
     "settings",
     [
         {},  # the digits recipe's score: spheres + one sphere + reconstruction error
-        {"svdd.score_single": 0.0, "svdd.score_recon": 0.0},  # the sphere score alone
-        {"svdd.score_knn": 1.0},  # + k-NN in the embedding
-        {"svdd.score_knn": 0.5, "svdd.knn_space": "input", "svdd.score": "margin"},
-        {"svdd.score_knn": 1.0, "svdd.knn_space": "autoencoder", "svdd.score_recon": 0.0, "svdd.score_multi": 0.0},
-        {"svdd.score_knn": 1.0, "svdd.knn_space": "autoencoder+raw", "svdd.score_recon": 0.0, "svdd.score_multi": 0.0},
+        {"score.single": 0.0, "score.recon": 0.0},  # the sphere score alone
+        {"score.knn": 1.0},  # + k-NN in the embedding
+        {"score.knn": 0.5, "score.knn_space": "input", "score.rule": "margin"},
+        {"score.knn": 1.0, "score.knn_space": "autoencoder", "score.recon": 0.0, "score.multi": 0.0},
+        {"score.knn": 1.0, "score.knn_space": "autoencoder+raw", "score.recon": 0.0, "score.multi": 0.0},
     ],
 )
 def test_exported_scorer_equals_decision_function(settings, tmp_path):

@@ -97,11 +97,6 @@ def test_early_stopping_watches_from_after_stops_after_patience_and_restores_the
     assert set(kept) == {"early_stopping", "best_checkpoint", "best_state"}
 
 
-@pytest.mark.xfail(
-    reason="MemorySaver assumes one state dict per name, but Ignite's Checkpoint saves a lone object's state "
-    "dict unwrapped: with one model, saving the best epoch raises AttributeError ('Tensor' has no 'items')",
-    strict=True,
-)
 def test_early_stopping_with_a_single_model():
     net = torch.nn.Linear(1, 1, bias=False)
     early_stopping_run([2.0, 1.0, 3.0], {"net": net}, patience=5, after=1)

@@ -12,7 +12,7 @@ from toolkit.knn import knn_distance
 from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
 
-TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2, "svdd.score_single": 0.0}
+TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2, "score.single": 0.0}
 
 
 def digits_013():
@@ -100,7 +100,7 @@ def test_random_partition_sizes_must_add_up():
 def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
     x, normal = digits_013()
     det = MultiRadiusDeepSVDD(
-        load_recipe(default_recipe()), device="cpu", **TINY, **{"svdd.score_knn": 2.0, "svdd.knn_k": 3}
+        load_recipe(default_recipe()), device="cpu", **TINY, **{"score.knn": 2.0, "score.knn_k": 3}
     ).fit(x[normal])
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
@@ -134,7 +134,7 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
 
 def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
     x, normal = digits_013()
-    settings = {**TINY, "svdd.score_recon": 0.0, "svdd.score_knn": 1.0, "svdd.knn_space": "input"}
+    settings = {**TINY, "score.recon": 0.0, "score.knn": 1.0, "score.knn_space": "input"}
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
@@ -151,10 +151,10 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     x, normal = digits_013()
     settings = {
         **TINY,
-        "svdd.score_multi": 0.0,
-        "svdd.score_recon": 0.0,
-        "svdd.score_knn": 1.0,
-        "svdd.knn_space": "autoencoder",
+        "score.multi": 0.0,
+        "score.recon": 0.0,
+        "score.knn": 1.0,
+        "score.knn_space": "autoencoder",
     }
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     x_new = x[~normal][:40]
@@ -179,15 +179,15 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
 def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     """knn_space="autoencoder+raw": the k-NN distance in the pretrained autoencoder's embedding and on the
     data as given (before preprocessing), each standardised by its leave-one-out training scores and
-    weighted by score_knn."""
+    weighted by score.knn."""
     x, normal = digits_013()
     settings = {
         **TINY,
-        "svdd.score_multi": 0.0,
-        "svdd.score_recon": 0.0,
-        "svdd.score_knn": 2.0,
-        "svdd.knn_k": 3,
-        "svdd.knn_space": "autoencoder+raw",
+        "score.multi": 0.0,
+        "score.recon": 0.0,
+        "score.knn": 2.0,
+        "score.knn_k": 3,
+        "score.knn_space": "autoencoder+raw",
     }
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     assert list(det.knn_reference_) == ["autoencoder", "raw"]
@@ -208,7 +208,7 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
         torch.testing.assert_close(stats[:, col], torch.stack([train.mean(), train.std()]), rtol=1e-4, atol=1e-4)
     want = (2 * (ae - stats[0, 1]) / stats[1, 1] + 2 * (raw - stats[0, 2]) / stats[1, 2]).numpy()
     np.testing.assert_allclose(det.decision_function(x_new), want, rtol=1e-4, atol=1e-4)
-    assert det.resolved_config().svdd.score_terms() == (
+    assert det.resolved_config().score.terms() == (
         "2 x 3-NN distance (autoencoder embedding) + 2 x 3-NN distance (raw input)"
     )
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
@@ -217,30 +217,30 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
 
 def test_score_terms_name_what_the_score_adds_up():
     cfg = load_recipe(default_recipe())
-    assert cfg.svdd.score_terms() == "sphere score + one-sphere score + reconstruction error"
-    knn = {"svdd.score_multi": 0, "svdd.score_single": 0.5, "svdd.score_knn": 1, "svdd.knn_space": "autoencoder"}
-    assert apply_overrides(cfg, knn).svdd.score_terms() == (
+    assert cfg.score.terms() == "sphere score + one-sphere score + reconstruction error"
+    knn = {"score.multi": 0, "score.single": 0.5, "score.knn": 1, "score.knn_space": "autoencoder"}
+    assert apply_overrides(cfg, knn).score.terms() == (
         "0.5 x one-sphere score + reconstruction error + 5-NN distance (autoencoder embedding)"
     )
 
 
 def test_a_score_with_no_term_is_refused_before_training():
-    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_multi": 0.0, "svdd.score_recon": 0.0})
+    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "score.multi": 0.0, "score.recon": 0.0})
     x = load_digits().data.astype(np.float32)
-    with pytest.raises(ConfigError, match="score_multi=0 leaves no score"):
+    with pytest.raises(ConfigError, match="score.multi=0 leaves no score"):
         MultiRadiusDeepSVDD(cfg, device="cpu").fit(x)
 
 
 @pytest.mark.parametrize(
     "bad",
     [
-        {"svdd.score_knn": -1.0},
-        {"svdd.knn_k": 0},
-        {"svdd.knn_space": "pixels"},
-        {"svdd.knn_space": "autoencoder+pixels"},
-        {"svdd.knn_space": "raw+raw"},
-        {"svdd.knn_space": "autoencoder+"},
-        {"svdd.score_multi": -1.0},
+        {"score.knn": -1.0},
+        {"score.knn_k": 0},
+        {"score.knn_space": "pixels"},
+        {"score.knn_space": "autoencoder+pixels"},
+        {"score.knn_space": "raw+raw"},
+        {"score.knn_space": "autoencoder+"},
+        {"score.multi": -1.0},
     ],
 )
 def test_bad_knn_settings_are_refused(bad):

@@ -74,14 +74,14 @@ def test_every_setting_has_help_and_closed_sets_list_their_values():
 def test_help_text_comes_whole_from_the_field_metadata():
     """A help text written over several lines reaches ``--help`` whole, on its setting's line."""
     whole = (
-        'with score_knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained autoencoder\'s '
+        'with score.knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained network\'s '
         'encoder), "input" (the preprocessed input), "raw" (the data as given), or several joined by "+" '
-        '("autoencoder+raw"): one k-NN column per space, each weighted by score_knn'
+        '("autoencoder+raw"): one k-NN column per space, each weighted by score.knn'
     )
-    assert field_help()["svdd.knn_space"] == whole
+    assert field_help()["score.knn_space"] == whole
     r = cli_in_process("digits", "--help")
     assert r.returncode == 0
-    line = next(line for line in r.stdout.splitlines() if line.strip().startswith("--svdd.knn_space "))
+    line = next(line for line in r.stdout.splitlines() if line.strip().startswith("--score.knn_space "))
     assert whole in line
 
 
@@ -110,3 +110,15 @@ def test_overrides_are_checked_together_in_any_order():
     assert cfg.data.normal_classes == ("airplane", "automobile") and cfg.data.dataset == "images/train"
     with pytest.raises(ConfigError, match=r"--data.normal_classes=.*cifar10 has classes 0..9"):
         apply_overrides(load_recipe("cifar10"), {"data.normal_classes": ["airplane"]})
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [("svdd.score_multi", "score.multi"), ("svdd.score", "score.rule"), ("knn_space", "score.knn_space")],
+)
+def test_the_scores_old_setting_names_point_to_the_new_ones(old, new):
+    """The score's settings moved from ``svdd`` to their own section: an old name says where it went."""
+    with pytest.raises(ConfigError, match=f"--{old} is now --{new}; did you mean --{new}"):
+        apply_overrides(Config(), {old: 1})
+    r = cli_in_process("digits", f"--{old}=1")
+    assert r.returncode == 2 and f"did you mean --{new}?" in r.stderr

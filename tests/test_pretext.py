@@ -212,27 +212,27 @@ def test_rotation_loss_goes_down_on_small_images(digit_images):
 
 def test_reconstruction_with_rotation_and_flat_vectors_are_refused_before_training(tmp_path):
     x = np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32)
-    for key in ("svdd.score_recon", "svdd.recon_weight"):
+    for key in ("score.recon", "svdd.recon_weight"):
         with pytest.raises(ConfigError) as e:
-            settings = {"pretrain.method": "rotation", "svdd.score_recon": 0.0, key: 0.5}
+            settings = {"pretrain.method": "rotation", "score.recon": 0.0, key: 0.5}
             MultiRadiusDeepSVDD(load_recipe("digits"), **settings).fit(x)
         msg = str(e.value)
         assert f"{key}=0.5 needs the reconstruction error" in msg and "pretrain.method='rotation'" in msg
         assert "\n" not in msg
-    cfg = {"pretrain.method": "rotation", "svdd.score_recon": 0.0}
+    cfg = {"pretrain.method": "rotation", "score.recon": 0.0}
     with pytest.raises(ConfigError) as e:  # the digits as given: flat vectors of 64 values
         MultiRadiusDeepSVDD(load_recipe("digits"), **cfg).fit(x.reshape(20, 64))
     msg = str(e.value)
     assert "vectors of shape (64,)" in msg and "lenet28" in msg and "lenet32" in msg and "\n" not in msg
     r = cli_in_process("--pretrain.method=rotation", f"--run_dir={tmp_path / 'run'}")
-    assert r.returncode == 2 and "svdd.score_recon=1 needs the reconstruction error" in r.stderr
+    assert r.returncode == 2 and "score.recon=1 needs the reconstruction error" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow  # a fit of LeNet nets
 def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
-    settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "svdd.score_multi": 1.0}
+    settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "score.multi": 1.0}
     det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
     assert det.scorer_.names == ["multi", "knn:autoencoder", "knn:raw"]  # the recipe's score, with the spheres
     assert isinstance(det.recon_, RotationNet) and isinstance(det.autoencoder_, RotationNet)
@@ -272,7 +272,7 @@ def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_imag
     normal, anomalous = digit_images
     test = (torch.from_numpy(np.concatenate([normal[:50], anomalous[:50]])), torch.arange(100) >= 50)
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 1, "svdd.warmup_epochs": 1}
-    settings |= {"net.arch": "mlp", "svdd.score_recon": 0.0}
+    settings |= {"net.arch": "mlp", "score.recon": 0.0}
     with TensorboardLogger(log_dir=str(tmp_path / "tb")) as tb:
         harness = RunHarness(tb=tb, eval_raw=test)
         MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(normal, harness=harness)

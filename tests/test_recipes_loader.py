@@ -35,7 +35,7 @@ def test_paper_recipes_use_the_paper_schedule(name):
     assert (cfg.svdd.nu, cfg.svdd.warmup_epochs, cfg.net.leak) == (0.1, 10, 0.1)
     assert cfg.net.arch == ("lenet32" if name == "cifar10" else "lenet28")
     # the best label-free score measured on MNIST (docs/results.md); the spheres are trained, not scored
-    assert cfg.svdd.score_terms() == "5-NN distance (autoencoder embedding) + 5-NN distance (raw input)"
+    assert cfg.score.terms() == "5-NN distance (autoencoder embedding) + 5-NN distance (raw input)"
     assert load_recipe(RECIPES / "folder.py").svdd == cfg.svdd
 
 
@@ -81,6 +81,7 @@ def test_a_replayed_config_is_checked_as_overrides_are(tmp_path):
         ({"name": 7}, r"name=7 has the wrong type: expected a string"),
         ({"svdd": 3}, r"cfg.json: svdd is 3; a JSON object of settings is expected"),
         ({"svdd": {**saved["svdd"], "nu": 3.0}}, r"cfg.json: svdd.nu=3.0 must be in \(0, 1\]"),
+        ({"svdd": {**saved["svdd"], "score_knn": 1.0}}, r"cfg.json: svdd.score_knn is now score.knn; did you mean"),
     ):
         with pytest.raises(ConfigError, match=match):
             replay({**saved, **change}, "cfg.json")

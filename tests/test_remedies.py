@@ -85,11 +85,11 @@ def test_recentred_training_ends_with_the_final_nets_cluster_means_and_quantiles
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"svdd.score": "nearest"}, "accepted"),
+        ({"score.rule": "nearest"}, "accepted"),
         ({"svdd.radius_update": "step"}, "accepted"),
         ({"svdd.recon_weight": -1.0}, ">= 0"),
-        ({"svdd.score_recon": -0.5}, "score_recon=-0.5 must be >= 0"),
-        ({"svdd.score_single": -1.0}, "score_single=-1.0 must be >= 0"),
+        ({"score.recon": -0.5}, "score.recon=-0.5 must be >= 0"),
+        ({"score.single": -1.0}, "score.single=-1.0 must be >= 0"),
         ({"svdd.radius_update": "batch", "dist.backend": "gloo", "dist.nproc_per_node": 2}, "several processes"),
     ],
 )
@@ -105,13 +105,13 @@ def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
     normal = np.isin(d.target, (0, 1, 3))
     settings = {
         **TINY,
-        "svdd.score": "distance",
+        "score.rule": "distance",
         "svdd.radius_update": "batch",
         "svdd.shared_radius": True,
         "svdd.reassign": True,
         "svdd.recon_weight": 0.1,
-        "svdd.score_single": 0.0,  # the sphere score alone (the digits recipe adds one sphere's score
-        "svdd.score_recon": 0.0,  # and the reconstruction error)
+        "score.single": 0.0,  # the sphere score alone (the digits recipe adds one sphere's score
+        "score.recon": 0.0,  # and the reconstruction error)
     }
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     r = det.radii_
@@ -148,7 +148,7 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     d = load_digits()
     x = d.data.astype(np.float32)
     normal = np.isin(d.target, (0, 1, 3))
-    settings = {**TINY, "svdd.score_recon": 2.0, "svdd.score_single": 0.0}
+    settings = {**TINY, "score.recon": 2.0, "score.single": 0.0}
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings)
     det.fit(x[normal])
     # the pretrained autoencoder scores the reconstruction, not the SVDD-trained encoder
@@ -177,12 +177,12 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     d = load_digits()
     x = torch.from_numpy(d.data.astype(np.float32))
     normal = torch.from_numpy(np.isin(d.target, (0, 1, 3)))
-    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "svdd.score_single": 0.5, "svdd.score_recon": 2.0})
+    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "score.single": 0.5, "score.recon": 2.0})
     multi = MultiRadiusDeepSVDD(cfg, device="cpu").fit(x[normal], harness=Harness(baseline=True))
     single = multi.baseline_
     # the one-sphere term is the very model the baseline trained (same seed, same data order)
     assert multi.single_encoder_ is single.encoder_
-    assert single.single_head_ is None and single.resolved_config().svdd.score_single == 0.0
+    assert single.single_head_ is None and single.resolved_config().score.single == 0.0
     assert single.n_clusters_ == 1 and multi.single_head_.num_clusters == 1
     with torch.inference_mode():
         xb = multi.preprocessor_(x[normal])
@@ -202,7 +202,7 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     assert loaded.single_head_.num_clusters == 1 and loaded.threshold_ == multi.threshold_
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), multi.decision_function(x[:200]))
     # without the reconstruction term: two columns, the multi-sphere score first
-    cfg2 = apply_overrides(cfg, {"svdd.score_recon": 0.0})
+    cfg2 = apply_overrides(cfg, {"score.recon": 0.0})
     alone = MultiRadiusDeepSVDD(cfg2, device="cpu").fit(x[normal])
     assert alone.baseline_ is None and alone.recon_ is None
     assert alone.score_stats_.shape == (2, 2)

@@ -21,8 +21,8 @@ TINY = {
     "pretrain.epochs": 2,
     "svdd.epochs": 2,
     "svdd.warmup_epochs": 1,
-    "svdd.score_single": 0.0,
-    "svdd.score_recon": 0.0,
+    "score.single": 0.0,
+    "score.recon": 0.0,
     "clustering.name": "single",
 }
 

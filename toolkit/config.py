@@ -77,10 +77,7 @@ class DataConfig:
             isinstance(self.dataset, str) and self.dataset != "",
             f"data.dataset={self.dataset!r}: give a built-in data set {DATASETS} or the path of your data",
         )
-        _check(
-            len(self.normal_classes) > 0,
-            "data.normal_classes is empty; give at least one class, e.g. [0,1,3]",
-        )
+        _check(len(self.normal_classes) > 0, "data.normal_classes is empty; give at least one class, e.g. [0,1,3]")
         _check(
             len(set(self.normal_classes)) == len(self.normal_classes),
             f"data.normal_classes={list(self.normal_classes)} has duplicates",
@@ -175,87 +172,97 @@ class SVDDConfig(OptimConfig):
     nu: float = _setting(0.1, "share of training points allowed outside their sphere; radius = (1-nu) quantile")
     warmup_epochs: int = _setting(10, "radii stay fixed (at 0) until this many epochs have completed")
     eps: float = _setting(0.1, "centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)")
-    score: str = _setting("ratio", "min over spheres of: ratio d_k / R_k^2, margin d_k - R_k^2, distance d_k")
     radius_update: str = _setting(
         "epoch", 'R_k from the whole epoch\'s distances, or "batch" (each step, as Ruff et al.)'
     )
     shared_radius: bool = _setting(False, "one radius for all spheres (quantile over every point's own distance)")
-    reassign: bool = _setting(False, "after each epoch move every training point to its nearest sphere (by `score`)")
+    reassign: bool = _setting(False, "after each epoch move every training point to its nearest sphere (by score.rule)")
     recentre: bool = _setting(False, "at the end, each centre moves to its cluster's mean in the trained embedding")
     recon_weight: float = _setting(0.0, "> 0 keeps the autoencoder's reconstruction loss during SVDD, with this weight")
-    score_multi: float = _setting(1.0, "the multi-sphere score's weight in a combined score (0: the other terms alone)")
-    score_single: float = _setting(0.0, "> 0: + this x the standardised score of one sphere trained from the same AE")
-    score_recon: float = _setting(
-        0.0, "> 0: score = standardised sphere score + this x standardised AE reconstruction error"
-    )
-    score_knn: float = _setting(
-        0.0, "> 0: + this x the standardised mean distance to the knn_k nearest training points"
-    )
-    knn_k: int = _setting(5, "with score_knn: neighbours of the k-NN term")
-    knn_space: str = _setting(
-        "embedding",
-        'with score_knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained '
-        'autoencoder\'s encoder), "input" (the preprocessed input), "raw" (the data as given), or several '
-        'joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score_knn',
-    )
     holdout_fraction: float = _setting(0.0, "> 0: hold out this share of the normal data; stop when its loss stalls")
     patience: int = _setting(10, "with holdout_fraction: epochs without a better held-out loss before stopping")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.score in SCORE_RULES, f"svdd.score={self.score!r} is unknown; accepted: {SCORE_RULES}")
         _check(
             self.radius_update in RADIUS_UPDATES,
             f"svdd.radius_update={self.radius_update!r} is unknown; accepted: {RADIUS_UPDATES}",
         )
         _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
-        _check(self.score_multi >= 0, f"svdd.score_multi={self.score_multi} must be >= 0 (0 = not in the score)")
-        _check(self.score_single >= 0, f"svdd.score_single={self.score_single} must be >= 0 (0 = no one-sphere term)")
-        _check(self.score_recon >= 0, f"svdd.score_recon={self.score_recon} must be >= 0 (0 = sphere score alone)")
-        _check(self.score_knn >= 0, f"svdd.score_knn={self.score_knn} must be >= 0 (0 = no k-NN term)")
-        _check(self.knn_k >= 1, f"svdd.knn_k={self.knn_k} must be >= 1")
-        spaces = self.knn_spaces
-        _check(
-            all(s in KNN_SPACES for s in spaces) and len(set(spaces)) == len(spaces),
-            f"svdd.knn_space={self.knn_space!r} is unknown; accepted: one of {KNN_SPACES}, or several of them "
-            "joined by '+' (each once), e.g. 'autoencoder+raw'",
-        )
         _check(
             0.0 <= self.holdout_fraction < 0.5,
             f"svdd.holdout_fraction={self.holdout_fraction} must be in [0, 0.5) (0 = no early stopping)",
         )
         _check(self.patience >= 1, f"svdd.patience={self.patience} must be >= 1")
-        _check(
-            self.objective in OBJECTIVES,
-            f"svdd.objective={self.objective!r} is unknown; accepted: {OBJECTIVES}",
-        )
+        _check(self.objective in OBJECTIVES, f"svdd.objective={self.objective!r} is unknown; accepted: {OBJECTIVES}")
         _check(0.0 < self.nu <= 1.0, f"svdd.nu={self.nu} must be in (0, 1]")
         _check(self.warmup_epochs >= 0, f"svdd.warmup_epochs={self.warmup_epochs} must be >= 0")
         _check(self.eps >= 0, f"svdd.eps={self.eps} must be >= 0")
 
-    def score_terms(self) -> str:
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    rule: str = _setting(
+        "ratio",
+        "the spheres' score, the min over the spheres of: ratio d_k / R_k^2, margin d_k - R_k^2, or distance d_k "
+        "(d_k: the squared distance to centre k, R_k its radius)",
+    )
+    multi: float = _setting(1.0, "the multi-sphere score's weight in a combined score (0: the other terms alone)")
+    single: float = _setting(
+        0.0, "> 0: + this x the standardised score of one sphere trained from the same pretrained encoder"
+    )
+    recon: float = _setting(0.0, "> 0: + this x the standardised reconstruction error of the pretrained autoencoder")
+    knn: float = _setting(0.0, "> 0: + this x the standardised mean distance to the knn_k nearest training points")
+    knn_k: int = _setting(5, "with score.knn: neighbours of the k-NN term")
+    knn_space: str = _setting(
+        "embedding",
+        'with score.knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained '
+        'network\'s encoder), "input" (the preprocessed input), "raw" (the data as given), or several '
+        'joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score.knn',
+    )
+    calibration: float = _setting(
+        0.0,
+        "> 0: this share of the normal training data is held out of training, and the threshold is set on their "
+        "scores (the conformal (1 - nu) quantile, or of contamination), so that new normal data are flagged at "
+        "about that rate; 0: on the training data's own scores",
+    )
+
+    def __post_init__(self) -> None:
+        _check(
+            0.0 <= self.calibration < 0.5,
+            f"score.calibration={self.calibration} must be in [0, 0.5) (0 = the threshold from the training scores)",
+        )
+        _check(self.rule in SCORE_RULES, f"score.rule={self.rule!r} is unknown; accepted: {SCORE_RULES}")
+        _check(self.multi >= 0, f"score.multi={self.multi} must be >= 0 (0 = not in the score)")
+        _check(self.single >= 0, f"score.single={self.single} must be >= 0 (0 = no one-sphere term)")
+        _check(self.recon >= 0, f"score.recon={self.recon} must be >= 0 (0 = no reconstruction term)")
+        _check(self.knn >= 0, f"score.knn={self.knn} must be >= 0 (0 = no k-NN term)")
+        _check(self.knn_k >= 1, f"score.knn_k={self.knn_k} must be >= 1")
+        spaces = self.knn_spaces
+        _check(
+            all(s in KNN_SPACES for s in spaces) and len(set(spaces)) == len(spaces),
+            f"score.knn_space={self.knn_space!r} is unknown; accepted: one of {KNN_SPACES}, or several of them "
+            "joined by '+' (each once), e.g. 'autoencoder+raw'",
+        )
+
+    def terms(self) -> str:
         """What the detector's score adds up, in words (weights other than 1 shown), for summaries."""
-        knn_in = {
-            "embedding": "sphere embedding",
-            "autoencoder": "autoencoder embedding",
-            "input": "preprocessed input",
-            "raw": "raw input",
-        }
+        knn_in = {"embedding": "sphere embedding", "autoencoder": "autoencoder embedding"}
+        knn_in |= {"input": "preprocessed input", "raw": "raw input"}
         terms = [
-            (self.score_multi, "sphere score"),
-            (self.score_single, "one-sphere score"),
-            (self.score_recon, "reconstruction error"),
-            *[(self.score_knn, f"{self.knn_k}-NN distance ({knn_in[s]})") for s in self.knn_spaces],
+            (self.multi, "sphere score"),
+            (self.single, "one-sphere score"),
+            (self.recon, "reconstruction error"),
+            *[(self.knn, f"{self.knn_k}-NN distance ({knn_in[s]})") for s in self.knn_spaces],
         ]
         return " + ".join(name if w == 1 else f"{w:g} x {name}" for w, name in terms if w > 0)
 
-    def check_score(self) -> None:
+    def check(self) -> None:
         """Refuse a score with no term. Checked on the whole configuration (by ``fit`` and the run), not
         here per setting, so that overrides may come in any order."""
         _check(
-            self.score_multi > 0 or max(self.score_single, self.score_recon, self.score_knn) > 0,
-            "svdd.score_multi=0 leaves no score: set svdd.score_single, svdd.score_recon or svdd.score_knn > 0, "
-            "or svdd.score_multi > 0",
+            self.multi > 0 or max(self.single, self.recon, self.knn) > 0,
+            "score.multi=0 leaves no score: set score.single, score.recon or score.knn > 0, or score.multi > 0",
         )
 
     @property
@@ -265,9 +272,9 @@ class SVDDConfig(OptimConfig):
 
     @property
     def keeps_autoencoder(self) -> bool:
-        """Whether the score needs the pretrained autoencoder: its reconstruction error, or its embedding
-        for the k-NN term."""
-        return self.score_recon > 0 or (self.score_knn > 0 and "autoencoder" in self.knn_spaces)
+        """Whether the score needs the pretrained network: its reconstruction error, or its encoder's
+        embedding for the k-NN term."""
+        return self.recon > 0 or (self.knn > 0 and "autoencoder" in self.knn_spaces)
 
 
 @dataclass(frozen=True)
@@ -333,6 +340,7 @@ class ModelConfig:
     pretrain: PretrainConfig = _setting(factory=PretrainConfig, text="a plain OptimConfig is taken as one")
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pretrain", PretrainConfig.of(self.pretrain))
@@ -343,7 +351,7 @@ MODEL_SETTINGS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 @dataclass(frozen=True)
 class Config:
-    """A recipe: the model's settings (``seed``, ``net``, ``pretrain``, ``clustering``, ``svdd``; see
+    """A recipe: the model's settings (``seed``, ``net``, ``pretrain``, ``clustering``, ``svdd``, ``score``; see
     :attr:`model`) and the run's, flat, so the command line names each by one dotted key."""
 
     name: str = _setting("digits", "run name; used in the default run folder")
@@ -364,6 +372,7 @@ class Config:
     pretrain: PretrainConfig = _setting(factory=PretrainConfig, text="a plain OptimConfig is taken as one")
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     svdd: SVDDConfig = field(default_factory=SVDDConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 

@@ -109,7 +109,8 @@ class MemorySaver(BaseSaveHandler):
         self.data: dict[str, Any] = {}
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        self.data = {k: {n: t.detach().clone() for n, t in v.items()} for k, v in checkpoint.items()}
+        # {name: state_dict} for several objects; one object's state_dict alone when there is one (Ignite's form)
+        self.data = _copied(checkpoint)
 
     def remove(self, filename: str) -> None:  # n_saved=1: the newer best replaces it in __call__
         pass
@@ -119,6 +120,13 @@ class MemorySaver(BaseSaveHandler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.data = state["data"]
+
+
+def _copied(state: Any) -> Any:
+    """A deep copy of a (nested) state dict, tensors detached and cloned."""
+    if isinstance(state, Mapping):
+        return {k: _copied(v) for k, v in state.items()}
+    return state.detach().clone() if isinstance(state, torch.Tensor) else state
 
 
 def attach_early_stopping(

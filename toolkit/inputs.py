@@ -72,3 +72,34 @@ def check_columns(det: Any, X: Any, *, fitting: bool) -> None:
             "pass the columns of fit, in their order: X[detector.feature_names_in_]"
         )
     _check_feature_names(det, X, reset=False)
+
+
+def check_shape(x: Tensor, input_shape: tuple[int, ...], estimator: str) -> None:
+    """Refuse samples of another shape than the detector was fitted on (scikit-learn's wording for tables)."""
+    if tuple(x.shape[1:]) == tuple(input_shape):
+        return
+    if x.dim() == 2 and len(input_shape) == 1:
+        raise ValueError(
+            f"X has {x.shape[1]} features, but {estimator} is expecting {input_shape[0]} features as input "
+            f"(this detector takes {tuple(input_shape)})"
+        )
+    raise ValueError(
+        f"X has samples of shape {tuple(x.shape[1:])}; this detector takes {tuple(input_shape)} "
+        f"({int(np.prod(input_shape))} values per sample)"
+    )
+
+
+def check_preprocessed(x_raw: Tensor, x: Tensor) -> None:
+    """Refuse training data whose finite values overflow float32 once preprocessed (squared and summed),
+    naming the rows."""
+    if bool(torch.isfinite(x).all()):
+        return
+    flat = x_raw.reshape(len(x_raw), -1)
+    culprits = ~torch.isfinite(flat.pow(2).sum(dim=1))
+    culprits = culprits if bool(culprits.any()) else ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+    rows = torch.nonzero(culprits).flatten().tolist()
+    raise ValueError(
+        f"the training data overflow float32 when preprocessed: {len(rows)} of {len(x)} rows hold values "
+        f"too large (rows {', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}; largest "
+        f"magnitude {float(flat.abs().max()):.3g}); rescale them"
+    )

@@ -83,9 +83,9 @@ CHOICES = {
     "net.arch": ARCHS,
     "pretrain.method": PRETRAIN_METHODS,
     "svdd.objective": OBJECTIVES,
-    "svdd.score": SCORE_RULES,
+    "score.rule": SCORE_RULES,
     "svdd.radius_update": RADIUS_UPDATES,
-    "svdd.knn_space": KNN_SPACES,
+    "score.knn_space": KNN_SPACES,
     "dist.backend": BACKENDS,
     "progress": PROGRESS,
 }
@@ -147,12 +147,33 @@ def coerce(key: str, tp: Any, value: Any, *, strict: bool = False, name: str | N
     raise bad(_type_name(tp))  # pragma: no cover - every field type is handled above
 
 
+# settings that moved: the old name is refused with the new one (the score's settings have their own section)
+RENAMED = {
+    "svdd.score": "score.rule",
+    "svdd.score_multi": "score.multi",
+    "svdd.score_single": "score.single",
+    "svdd.score_recon": "score.recon",
+    "svdd.score_knn": "score.knn",
+    "svdd.knn_k": "score.knn_k",
+    "svdd.knn_space": "score.knn_space",
+}
+RENAMED.update({old.split(".")[1]: new for old, new in RENAMED.items()})  # the bare names too
+
+
+def renamed(key: str) -> str:
+    """The message for a setting that moved, or "" for any other key."""
+    new = RENAMED.get(key)
+    return f"--{key} is now --{new}; did you mean --{new}?" if new else ""
+
+
 def resolve_key(cfg: Config, key: str) -> str:
     """Map a dotted or bare key to its dotted field name; refuse unknown or ambiguous keys."""
     table = field_table(cfg)
     key = key.replace("-", "_")
     if key in table:
         return key
+    if message := renamed(key):
+        raise ConfigError(message)
     head, _, tail = key.rpartition(".")
     if head in table and table[head][0] is dict and tail:
         return key  # an entry inside a dict setting, e.g. clustering.options.level

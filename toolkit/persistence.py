@@ -115,7 +115,7 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
         return e.to(device)
 
     def head(prefix: str) -> SphereHead:
-        return SphereHead(state[prefix + "centres"], state[prefix + "radii"], rule=cfg.svdd.score).to(device)
+        return SphereHead(state[prefix + "centres"], state[prefix + "radii"], rule=cfg.score.rule).to(device)
 
     prep_state = _part(state, "prep.")
     prep = build_preprocessor(preprocessor_kind(prep_state), in_shape)

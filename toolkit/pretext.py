@@ -19,13 +19,13 @@ entry-point group); the factory's keyword arguments are its settings. The object
 and may have:
 
 - ``reconstructs = True``: the net is ``encoder`` then ``decoder`` and ``net(x)`` reconstructs ``x``. Only
-  then can the score take the reconstruction error (``svdd.score_recon``) and Deep SVDD keep training the
+  then can the score take the reconstruction error (``score.recon``) and Deep SVDD keep training the
   decoder (``svdd.recon_weight``); otherwise such settings are refused before any training;
 - ``score(net, x) -> Tensor``: a per-sample anomaly score of the pretrained net (higher = more anomalous),
   for the test AUROC during pretraining; without it, pretraining is not evaluated.
 
 The pretrained net is kept whole by the detector when the score uses it (its reconstruction error, or its
-encoder's embedding for the k-NN term ``svdd.knn_space=autoencoder``), saved with it and exported with it.
+encoder's embedding for the k-NN term ``score.knn_space=autoencoder``), saved with it and exported with it.
 """
 
 from __future__ import annotations
@@ -154,15 +154,15 @@ def method_of(pretrain: Any) -> Any:
 def check_pretraining(cfg: Any) -> Any:
     """The method of ``cfg.pretrain`` (a ``Config`` or ``ModelConfig``), built once before any long work, so
     that a bad option fails at once; and refuse what it cannot give: the reconstruction error in the score
-    (``svdd.score_recon``) or a decoder to keep training (``svdd.recon_weight``) from a method without
+    (``score.recon``) or a decoder to keep training (``svdd.recon_weight``) from a method without
     reconstruction. Returns the method."""
     method = method_of(cfg.pretrain)
     if not getattr(method, "reconstructs", False):
-        for key in ("score_recon", "recon_weight"):
-            if (value := getattr(cfg.svdd, key)) > 0:
+        for key, value in (("score.recon", cfg.score.recon), ("svdd.recon_weight", cfg.svdd.recon_weight)):
+            if value > 0:
                 raise ConfigError(
-                    f"svdd.{key}={value:g} needs the reconstruction error, but pretrain.method="
-                    f"{cfg.pretrain.method!r} has no decoder: set svdd.{key}=0, or pretrain with a method that "
+                    f"{key}={value:g} needs the reconstruction error, but pretrain.method="
+                    f"{cfg.pretrain.method!r} has no decoder: set {key}=0, or pretrain with a method that "
                     "reconstructs (autoencoder)"
                 )
     return method

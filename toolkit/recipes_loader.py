@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError
-from .overrides import coerce, field_types
+from .overrides import coerce, field_types, renamed
 
 
 def packaged_recipes() -> dict[str, Path]:
@@ -95,6 +95,8 @@ def replay(saved: Any, source: str) -> Config:
         for key, value in obj.items():
             dotted = f"{prefix}{key}"
             if key not in names:
+                if message := renamed(dotted):
+                    raise ConfigError(f"{source}: {message.replace('--', '')}")
                 near = difflib.get_close_matches(str(key), names, n=3, cutoff=0.6)
                 hint = f"; did you mean {' or '.join(repr(prefix + n) for n in near)}?" if near else ""
                 raise ConfigError(

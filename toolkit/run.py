@@ -220,7 +220,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     if not cfg.dist.backend:
         resolve_device(cfg.device)
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
-    cfg.svdd.check_score()
+    cfg.score.check()
     method = check_pretraining(cfg)
     torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
     check_batch_sizes(cfg, int(os.environ.get("WORLD_SIZE", 1)) if torchrun else cfg.dist.nproc_per_node)
@@ -297,7 +297,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
     tb = None
     if rank == 0:
         tb = TensorboardLogger(log_dir=str(folder.path))
-        models = ["multi", "single"] if cfg.baseline or cfg.svdd.score_single > 0 else ["multi"]
+        models = ["multi", "single"] if cfg.baseline or cfg.score.single > 0 else ["multi"]
         tb.writer.add_custom_scalars(scalar_layout(models))
     t0 = time.perf_counter()
     det = MultiRadiusDeepSVDD(cfg, device=str(device))
@@ -336,7 +336,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
         d.save(folder.path / f"detector_{name}.pt")
         info[name].update(final[name])  # the final detector's own scores (also right after a resume)
         info[name]["threshold"] = d.threshold_
-        info[name]["score"] = d.resolved_config().svdd.score_terms()
+        info[name]["score"] = d.resolved_config().score.terms()
     results = {
         "name": cfg.name,
         "dataset": cfg.data.dataset,

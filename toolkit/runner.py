@@ -72,7 +72,7 @@ def run_stages(
 
     # ---- SVDD: one sphere first when the score or the baseline needs it, then the multi-sphere model
     variants = {"multi": labels}
-    if harness.baseline or m.svdd.score_single > 0:
+    if harness.baseline or m.score.single > 0:
         variants = {"single": torch.zeros_like(labels), **variants}
     trained = {}  # name -> (encoder, head, labels)
     for name, lab in variants.items():
@@ -81,14 +81,22 @@ def run_stages(
         encoder = copy.deepcopy(pretrained.encoder)
         if (done := store.finished(f"svdd_{name}")) is not None:
             encoder.load_state_dict(done["encoder"])
-            head = SphereHead(done["centres"], done["radii"], rule=m.svdd.score).to(device)
+            head = SphereHead(done["centres"], done["radii"], rule=m.score.rule).to(device)
             lab = done.get("labels", lab.cpu()).to(device)
             info[name] = json.loads(done["info"])
         else:
             lab = lab.clone()  # re-assignment changes it in place; the clustering's labels stay as found
             decoder = copy.deepcopy(pretrained.decoder) if m.svdd.recon_weight > 0 else None
             head, history = train_svdd(
-                encoder, x, lab, m.svdd, seed=m.seed, stage=f"svdd_{name}", harness=harness, decoder=decoder
+                encoder,
+                x,
+                lab,
+                m.svdd,
+                seed=m.seed,
+                stage=f"svdd_{name}",
+                harness=harness,
+                decoder=decoder,
+                rule=m.score.rule,
             )
             last = history.tests[-1] if history.tests else {}
             info[name] = {

@@ -6,7 +6,7 @@ the score needs -> one column per score term -> the standardised, weighted sum.
 
 The columns, in this order (each present only when its weight is above 0, the spheres' always):
 
-- ``multi``: the multi-sphere score, min over the spheres by ``svdd.score`` (``toolkit.svdd``);
+- ``multi``: the multi-sphere score, min over the spheres by ``score.rule`` (``toolkit.svdd``);
 - ``single``: the score of one sphere trained from the same autoencoder;
 - ``recon``: the pretrained autoencoder's reconstruction error (only with a pretraining method that
   reconstructs, ``toolkit.pretext``);
@@ -21,27 +21,65 @@ point itself out) and the columns are added with their weights.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .engines import reconstruction_error
 from .knn import knn_block, knn_distance
 from .nets import fast_layout
-from .svdd import SphereHead, combined_scores, score_stats, scores
+from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 
-def column_names(svdd, single: bool) -> list[str]:
-    """The score's columns for the SVDD settings ``svdd`` (``single``: a one-sphere model is kept)."""
-    names = ["multi"] + ["single"] * single + ["recon"] * (svdd.score_recon > 0)
-    return names + ([f"knn:{s}" for s in svdd.knn_spaces] if svdd.score_knn > 0 else [])
+def calibration_split(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
+    """The rows of ``x`` to train on and, with ``fraction`` > 0, a seeded random share of them (at least
+    one row) held out to set the threshold on (None without)."""
+    if fraction <= 0:
+        return x, None
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 104729))
+    n = max(1, int(round(fraction * len(x))))
+    return x[order[n:].sort().values], x[order[:n].sort().values]
 
 
-def column_weights(svdd, names: Iterable[str]) -> Tensor:
-    """Each column's weight: ``svdd.score_multi``, ``score_single``, ``score_recon``, ``score_knn``."""
-    by = {"multi": svdd.score_multi, "single": svdd.score_single, "recon": svdd.score_recon}
-    return torch.tensor([by.get(n, svdd.score_knn) for n in names], dtype=torch.float32)
+def conformal_threshold(scores: Tensor, rate: float) -> float:
+    """The score above which a share ``rate`` of new points from the distribution of ``scores`` (held-out
+    normal data) lies, at most, on average: their ceil((n + 1)(1 - rate))-th smallest score (split
+    conformal prediction); +inf when n is too small for that rate."""
+    n = len(scores)
+    rank = math.ceil((n + 1) * (1.0 - rate))
+    return float("inf") if rank > n else float(scores.double().sort().values[rank - 1])
+
+
+def threshold(
+    scorer: Scorer, train_scores: Tensor, held_out: Tensor | None, nu: float, contamination: float | None
+) -> float:
+    """The score above which a point is anomalous. With held-out normal data (``score.calibration``):
+    the conformal (1 - nu) quantile of their scores ``held_out`` (or of ``contamination``), so that about
+    that share of new normal data is flagged. Without: PyOD's (1 - contamination) quantile of the training
+    scores; else "outside every sphere" for the margin (0) and ratio (1) rules alone; else the (1 - nu)
+    quantile of the training scores."""
+    if held_out is not None:
+        return conformal_threshold(held_out, nu if contamination is None else contamination)
+    if contamination is not None:
+        return float(np.quantile(train_scores.numpy(), 1.0 - contamination))
+    if len(scorer.names) == 1 and scorer.head.rule in OUTSIDE:
+        return OUTSIDE[scorer.head.rule]
+    return float(torch.quantile(train_scores, 1.0 - nu))
+
+
+def column_names(score, single: bool) -> list[str]:
+    """The score's columns for the settings ``score`` (``single``: a one-sphere model is kept)."""
+    names = ["multi"] + ["single"] * single + ["recon"] * (score.recon > 0)
+    return names + ([f"knn:{s}" for s in score.knn_spaces] if score.knn > 0 else [])
+
+
+def column_weights(score, names: Iterable[str]) -> Tensor:
+    """Each column's weight: ``score.multi``, ``score.single``, ``score.recon``, ``score.knn``."""
+    by = {"multi": score.multi, "single": score.single, "recon": score.recon}
+    return torch.tensor([by.get(n, score.knn) for n in names], dtype=torch.float32)
 
 
 class Scorer(nn.Module):

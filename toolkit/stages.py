@@ -189,8 +189,10 @@ def train_svdd(
     stage: str,
     harness: Harness | None = None,
     decoder: nn.Module | None = None,
+    rule: str = "ratio",
 ) -> tuple[SphereHead, History]:
-    """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head and the history.
+    """Deep SVDD on ``encoder`` with one sphere per label; returns the fitted head (scoring by ``rule``,
+    ``score.rule``, which also picks the nearest sphere for ``svdd.reassign``) and the history.
 
     ``decoder`` (trained along) is needed only with ``svdd.recon_weight`` > 0; with ``svdd.reassign``
     the ``labels`` tensor is updated in place."""
@@ -200,7 +202,7 @@ def train_svdd(
     if svdd.holdout_fraction > 0:
         held = holdout_mask(labels, svdd.holdout_fraction, seed)
         x, labels, x_held, labels_held = x[~held], labels[~held].clone(), x[held], labels[held].clone()
-    head = SphereHead(init_centres(embed(encoder, x), labels, k, svdd.eps), rule=svdd.score).to(x.device)
+    head = SphereHead(init_centres(embed(encoder, x), labels, k, svdd.eps), rule=rule).to(x.device)
     recon = svdd.recon_weight > 0
     if recon and decoder is None:
         raise ValueError("svdd.recon_weight > 0 needs the autoencoder's decoder")

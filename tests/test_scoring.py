@@ -1,0 +1,54 @@
+"""The scoring object's threshold: split conformal calibration on held-out normal data."""
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit import MultiRadiusDeepSVDD, load_recipe
+from toolkit.config import ConfigError, apply_overrides
+from toolkit.scoring import calibration_split, conformal_threshold
+
+QUICK = {"pretrain.epochs": 3, "svdd.epochs": 3, "svdd.warmup_epochs": 1}
+
+
+def test_calibration_split_is_seeded_disjoint_and_whole():
+    x = torch.arange(100.0).view(50, 2)
+    train, held = calibration_split(x, 0.2, seed=3)
+    assert len(held) == 10 and len(train) == 40
+    assert sorted(torch.cat([train, held])[:, 0].tolist()) == x[:, 0].tolist()  # every row once
+    assert torch.equal(held, calibration_split(x, 0.2, seed=3)[1])
+    assert not torch.equal(held, calibration_split(x, 0.2, seed=4)[1])
+    assert calibration_split(x, 0.0, seed=3) == (x, None)
+
+
+def test_conformal_threshold_flags_at_most_the_rate_of_exchangeable_new_points():
+    """With n held-out scores, the ceil((n+1)(1-rate))-th smallest: over many draws, new points from the
+    same distribution are flagged at a rate between rate - 1/(n+1) and rate."""
+    g = torch.Generator().manual_seed(0)
+    flagged = []
+    for _ in range(2000):
+        held, new = torch.randn(50, generator=g), torch.randn(1000, generator=g)
+        flagged.append(float((new > conformal_threshold(held, 0.1)).float().mean()))
+    assert 0.1 - 1 / 51 - 0.005 < np.mean(flagged) <= 0.1 + 0.005
+    assert conformal_threshold(torch.arange(5.0), 0.1) == float("inf")  # too few points for that rate
+    assert conformal_threshold(torch.arange(19.0), 0.1) == 17.0  # the 18th smallest of 19
+
+
+def test_calibration_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match=r"score.calibration=0.6 must be in \[0, 0.5\)"):
+        apply_overrides(load_recipe("digits"), {"score.calibration": 0.6})
+
+
+def test_a_calibrated_threshold_is_the_conformal_quantile_of_the_held_out_normal_scores(digits):
+    normal, _ = digits
+    det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **QUICK, **{"score.calibration": 0.25})
+    det.fit(normal)
+    train, held = calibration_split(torch.from_numpy(normal), 0.25, seed=0)
+    assert det.fit_info_["n_train"] == len(train) and det.fit_info_["n_calibration"] == len(held)
+    assert len(det.decision_scores_) == len(train)
+    held_scores = torch.from_numpy(det.decision_function(held.numpy()))
+    assert det.threshold_ == conformal_threshold(held_scores, 0.1)
+    assert det.predict(held.numpy()).mean() <= 0.1
+    pyod = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", contamination=0.2, **QUICK)
+    pyod.set_params(**{"score.calibration": 0.25}).fit(normal)  # contamination takes nu's place
+    assert pyod.threshold_ == conformal_threshold(torch.from_numpy(pyod.decision_function(held.numpy())), 0.2)
