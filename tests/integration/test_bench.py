@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import make_mnist
+from fakes import make_mnist
 
 pytestmark = pytest.mark.slow  # the benchmark end to end: a library run and a null-control fit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--pretrain.epochs=1", "--svdd.epochs=1", "--svdd.warmup_epochs=1", "--clustering.min_cluster_size=5"]
 
 

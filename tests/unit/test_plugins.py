@@ -16,7 +16,7 @@ from toolkit.clustering import ClusteringError, agreement, pseudo_labels, single
 from toolkit.config import ClusteringConfig, load_recipe
 from toolkit.registry import ENTRY_POINT_GROUP, register_clusterer, unregister_clusterer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def py(code, pythonpath):

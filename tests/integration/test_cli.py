@@ -113,9 +113,7 @@ def test_missing_recipe_and_unknown_clusterer():
     assert r.returncode == 2 and "unknown clusterer 'nope'" in r.stderr and "finch" in r.stderr
     r = cli_in_process("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
     assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
-    r = cli_in_process(
-        "--score.multi=0", "--score.single=0", "--score.recon=0", "--run_dir=/tmp/_unused_run"
-    )
+    r = cli_in_process("--score.multi=0", "--score.single=0", "--score.recon=0", "--run_dir=/tmp/_unused_run")
     assert r.returncode == 2 and "leaves no score" in r.stderr and "pretrain" not in r.stderr
     assert not Path("/tmp/_unused_run").exists()
 

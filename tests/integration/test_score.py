@@ -66,7 +66,7 @@ def test_score_bad_inputs(digits_run, tmp_path):
 
 
 def test_score_torchvision_dataset(tmp_path):
-    from test_data import make_mnist
+    from fakes import make_mnist
 
     make_mnist(tmp_path, n_train=60, n_test=25)  # a tiny 28x28 run, then its test split scored by name
     r = cli_in_process(

@@ -9,7 +9,7 @@ from toolkit.config import Config, ConfigError
 from toolkit.overrides import apply_overrides
 from toolkit.recipes_loader import default_recipe, dumps, from_dict, load_recipe, packaged_recipes, replay, to_dict
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "cifar10"])

@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # builds and installs a wheel, then runs it in subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "toolkit", "plugins", "recipes")
 BUILTINS = ("finch", "kmeans", "hdbscan", "single", "random")
 RECIPES = ("cifar10", "custom_clusterer", "digits", "fashion_mnist", "mnist")
