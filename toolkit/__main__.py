@@ -331,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             _quiet_stdout()
             return 1
+    except KeyboardInterrupt:  # a second Ctrl-C (the first one stops a run after its epoch's checkpoint)
+        resume = "; the last epoch's checkpoint is kept: rerun with --resume=True to continue" if verb == "run" else ""
+        print(f"\ninterrupted at once{resume}", file=sys.stderr)
+        return 130
     except Exception as e:
         code = _exit_status(e, verb)
         if code is None:
@@ -386,6 +390,15 @@ def _exit_status(e: Exception, verb: str) -> int | None:
     if isinstance(e, Interrupted):
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
+    from torch.multiprocessing import ProcessExitedException
+
+    if isinstance(e, ProcessExitedException):  # a worker of --dist.nproc_per_node killed (signal, out of memory)
+        print(
+            f"error: worker process {e.error_index} of the run ended without finishing ({e}); the run's checkpoints "
+            "are kept: rerun the same command with --resume=True to continue from the last one",
+            file=sys.stderr,
+        )
+        return 1
     return None
 
 

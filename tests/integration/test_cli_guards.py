@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import cli_in_process
 from sklearn.datasets import load_digits
+from torch.multiprocessing import ProcessExitedException
 
 from toolkit import MultiRadiusDeepSVDD, files
 from toolkit import config as C
@@ -357,3 +358,30 @@ def test_a_replayed_config_with_an_unknown_key_or_a_wrong_type_is_refused(tmp_pa
         line = one_line_error(r)
         assert expected in line and str(path) in line, line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "raised, code, line",
+    [
+        (KeyboardInterrupt(), 130, "interrupted at once; the last epoch's checkpoint is kept: rerun with --resume"),
+        (
+            ProcessExitedException("process 1 terminated with signal SIGKILL", 1, 4242, -9, "SIGKILL"),
+            1,
+            "error: worker process 1 of the run ended without finishing (process 1 terminated with signal SIGKILL); "
+            "the run's checkpoints are kept: rerun the same command with --resume=True",
+        ),
+    ],
+)
+def test_a_second_ctrl_c_and_a_killed_worker_end_in_one_line(monkeypatch, capsys, raised, code, line):
+    """A second Ctrl-C (the first stops after the epoch's checkpoint) and a killed worker process of a
+    distributed run end the command with one line saying how to go on, not a traceback."""
+    import toolkit.run
+    from toolkit.__main__ import main
+
+    def stopped(cfg):
+        raise raised
+
+    monkeypatch.setattr(toolkit.run, "run", stopped)
+    assert main(["digits", "--svdd.epochs=1"]) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(line) and len(err.splitlines()) == 1 and "Traceback" not in err
