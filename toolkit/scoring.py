@@ -47,10 +47,11 @@ def calibration_split(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Te
 def conformal_threshold(scores: Tensor, rate: float) -> float:
     """The score above which a share ``rate`` of new points from the distribution of ``scores`` (held-out
     normal data) lies, at most, on average: their ceil((n + 1)(1 - rate))-th smallest score (split
-    conformal prediction); +inf when n is too small for that rate."""
+    conformal prediction). With too few scores for that rate (n < 1/rate - 1), the largest, which flags
+    1/(n + 1) of them on average: the nearest to ``rate`` that n points can give."""
     n = len(scores)
-    rank = math.ceil((n + 1) * (1.0 - rate))
-    return float("inf") if rank > n else float(scores.double().sort().values[rank - 1])
+    rank = min(n, math.ceil((n + 1) * (1.0 - rate)))
+    return float(scores.double().sort().values[rank - 1])
 
 
 def threshold(
