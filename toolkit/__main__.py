@@ -38,7 +38,7 @@ VERB_USAGE = {
     "score": "python -m toolkit score RUN_DIR INPUT [--out=scores.csv] [--model=multi|single] "
     "[--non_finite=raise|anomaly] [--batch_size=4096] [--data_root=FOLDER]",
     "report": "python -m toolkit report RUN_DIR [--projection=tsne|pca]",
-    "export": "python -m toolkit export RUN_DIR [--model=multi|single] [--out=FILE]",
+    "export": "python -m toolkit export RUN_DIR [--model=multi|single] [--format=torchscript|onnx] [--out=FILE]",
     "plugins": "python -m toolkit plugins",
 }
 
@@ -138,18 +138,33 @@ def score(
     print(f"wrote {n} rows to {out}")
 
 
-def export(run_dir: str, model: str = "multi", out: str | None = None) -> None:
-    """Write RUN_DIR's scoring path (preprocessing -> encoders -> score) as one TorchScript file (--out;
-    default: RUN_DIR/detector_MODEL.torchscript.pt); torch.jit.load(FILE)(x) gives decision_function's
-    scores. --model: the run's multi-sphere detector or its one-sphere baseline."""
+def export(run_dir: str, model: str = "multi", out: str | None = None, format: str | None = None) -> None:
+    """Write RUN_DIR's scoring path (preprocessing -> encoders -> score) as one file (--out; default:
+    RUN_DIR/detector_MODEL.torchscript.pt, or detector_MODEL.onnx with --format=onnx). It takes raw
+    samples in the units the detector was fitted on and gives decision_function's scores. --format:
+    TorchScript (torch.jit.load(FILE)(x)) or ONNX (input x, output score, the threshold in its metadata;
+    needs pip install "multi-radius-deep-svdd[export]"); by default ONNX when --out ends in .onnx.
+    --model: the run's multi-sphere detector or its one-sphere baseline."""
     _one_of("model", model, MODELS)
+    from .export import FORMATS, export_format, onnx_missing
+
+    if format is not None:
+        _one_of("format", format, FORMATS)
+    suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
+    path = Path(out) if out else Path(run_dir) / f"detector_{model}{suffix}"
+    try:
+        fmt = export_format(path, format)
+    except ValueError as e:
+        raise C.ConfigError(f"--out={out}: {e}, or pass --format=onnx") from None
+    if fmt == "onnx" and (why := onnx_missing()):
+        raise C.ConfigError(why)
     from .detector import MultiRadiusDeepSVDD
     from .export import export as export_scorer
 
     det = MultiRadiusDeepSVDD.load(Path(run_dir) / f"detector_{model}.pt")
-    path = export_scorer(det, out or Path(run_dir) / f"detector_{model}.torchscript.pt")
+    path = export_scorer(det, path, format=fmt)
     shape = " x ".join(map(str, det.input_shape_))
-    print(f"wrote {path} (input: N x {shape} raw samples; threshold {det.threshold_:.6g})")
+    print(f"wrote {path} ({fmt}; input: N x {shape} raw samples; threshold {det.threshold_:.6g})")
 
 
 def plugins() -> None:

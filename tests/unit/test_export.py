@@ -1,4 +1,9 @@
-"""The exported TorchScript scorer gives the detector's own scores, for every score term and net."""
+"""The exported scorer, TorchScript or ONNX, gives the detector's own scores, for every score term and net,
+and the export verb checks its options before it writes anything."""
+
+import errno
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -6,13 +11,12 @@ import torch
 from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD, load_recipe
-from toolkit.export import export
-
-pytestmark = pytest.mark.slow
+from toolkit.export import export, export_format
 
 TINY = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [
@@ -38,6 +42,7 @@ def test_exported_scorer_equals_decision_function(settings, tmp_path):
     assert float(scorer.threshold) == pytest.approx(det.threshold_)
 
 
+@pytest.mark.slow
 def test_exported_lenet_scorer(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((60, 1, 28, 28), dtype=np.float32)
@@ -47,8 +52,11 @@ def test_exported_lenet_scorer(tmp_path):
     scorer = torch.jit.load(str(export(det, tmp_path / "scorer.pt")))
     new = rng.random((9, 1, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(scorer(torch.from_numpy(new)).numpy(), det.decision_function(new), rtol=1e-4, atol=1e-4)
+    session = onnx_session(export(det, tmp_path / "scorer.bin", format="onnx"))  # convolutions, the ratio rule
+    np.testing.assert_allclose(session.run(None, {"x": new})[0], det.decision_function(new), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_verb_writes_a_scorer_of_the_run(digits_run, tmp_path):
     from conftest import cli_in_process
 
@@ -62,3 +70,109 @@ def test_export_verb_writes_a_scorer_of_the_run(digits_run, tmp_path):
     assert bad.returncode == 2 and "accepted: multi, single" in bad.stderr and "Traceback" not in bad.stderr
     version = cli_in_process("--version")
     assert version.returncode == 0 and version.stdout.startswith("multi-radius-deep-svdd ")
+
+
+# --------------------------------------------------------------------------------------------- ONNX
+
+SCORES = {
+    "digits": {},  # the digits recipe's score: spheres + one sphere + reconstruction error
+    # k-NN on the raw rows, and the ratio rule (its amin over every radius needs its own ONNX translation)
+    "knn-raw": {"score.knn": 1.0, "score.knn_space": "raw", "score.rule": "ratio"},
+}
+
+
+@pytest.fixture(scope="module", params=list(SCORES))
+def fitted(request, digits):
+    """A tiny fitted digits detector and rows it never saw: the last normal rows and every anomaly."""
+    normal, anomalies = digits
+    det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **TINY, **SCORES[request.param])
+    return det.fit(normal[:400]), np.concatenate([normal[400:], anomalies])
+
+
+def onnx_session(path):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_threshold(session) -> float:
+    return float(session.get_modelmeta().custom_metadata_map["threshold"])
+
+
+@pytest.mark.slow
+def test_onnx_scorer_equals_decision_function(fitted, tmp_path):
+    det, held_out = fitted
+    path = export(det, tmp_path / "scorer.onnx")  # ONNX by its name
+    assert [p.name for p in tmp_path.iterdir()] == ["scorer.onnx"]  # no temporary file left
+    session = onnx_session(path)
+    (x,) = session.get_inputs()
+    assert x.name == "x" and x.shape == ["batch", 64] and session.get_outputs()[0].name == "score"
+    for batch in (held_out[:1], held_out[:37], held_out):  # batch sizes other than the recorded one (4)
+        np.testing.assert_allclose(
+            session.run(None, {"x": batch})[0], det.decision_function(batch), rtol=1e-5, atol=1e-5
+        )
+    assert onnx_threshold(session) == det.threshold_
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fitted", ["digits"], indirect=True)
+def test_an_onnx_export_on_a_full_disk_leaves_nothing_behind(fitted, tmp_path, monkeypatch):
+    write_bytes = pathlib.Path.write_bytes
+
+    def full(self, data):  # half the file, then the disk is full
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(OSError) as e:
+        export(fitted[0], tmp_path / "scorer.onnx")
+    assert e.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+
+
+def test_the_format_is_asked_for_or_read_from_the_name():
+    assert export_format("a.onnx") == "onnx" and export_format("a.ONNX") == "onnx"
+    assert export_format("a.pt") == "torchscript" and export_format("a.bin", "onnx") == "onnx"
+    with pytest.raises(ValueError, match="accepted: torchscript, onnx"):
+        export_format("a.pt", "tflite")
+    with pytest.raises(ValueError, match="named .onnx"):
+        export_format("a.onnx", "torchscript")
+
+
+def cli_error(*args):
+    """The one error line of a refused export command, which must leave nothing behind."""
+    from conftest import cli_in_process
+
+    r = cli_in_process("export", *args)
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
+    return lines[0]
+
+
+def test_the_export_verb_checks_its_format_before_it_writes(tmp_path, monkeypatch):
+    run = tmp_path / "run"  # no run there: the options are refused before the detector is read
+    assert "--format='tflite' is unknown; accepted: torchscript, onnx" in cli_error(run, "--format=tflite")
+    line = cli_error(run, "--format=torchscript", f"--out={tmp_path / 's.onnx'}")
+    assert "named .onnx" in line and "--format=onnx" in line
+    monkeypatch.setattr("toolkit.export.ONNX_PACKAGES", ("onnx", "no_such_onnx_package"))
+    line = cli_error(run, "--format=onnx")
+    assert "no_such_onnx_package not installed" in line and 'pip install "multi-radius-deep-svdd[export]"' in line
+    assert "pip install" in cli_error(run, f"--out={tmp_path / 's.onnx'}")  # ONNX by the name of --out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_export_verb_writes_an_onnx_scorer_of_the_run(digits_run, tmp_path):
+    import shutil
+
+    from conftest import cli_in_process
+
+    run = tmp_path / "run"  # a copy: the shared run folder stays as it is
+    run.mkdir()
+    shutil.copy(digits_run / "detector_multi.pt", run)
+    r = cli_in_process("export", run, "--format=onnx")
+    assert r.returncode == 0 and "detector_multi.onnx (onnx; input: N x 64" in r.stdout, r.stderr
+    det = MultiRadiusDeepSVDD.load(run / "detector_multi.pt")
+    session = onnx_session(run / "detector_multi.onnx")
+    x = load_digits().data.astype(np.float32)[:50]  # the data as fit received them: pixel counts 0..16
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], det.decision_function(x), rtol=1e-5, atol=1e-5)
+    assert onnx_threshold(session) == det.threshold_
