@@ -66,11 +66,13 @@ def runs(folders: list[str]):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipes", nargs="*", choices=("digits", "table"), help="recipes fitted here")
+    ap.add_argument("recipes", nargs="*", help="recipes fitted here: digits, table")
     ap.add_argument("--set", action="append", default=[], help="an override, KEY=VALUE")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--runs", nargs="*", default=[], help="finished run folders")
     args = ap.parse_args()
+    if unknown := set(args.recipes) - {"digits", "table"}:
+        ap.error(f"unknown recipes {sorted(unknown)}; accepted: digits, table")
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)

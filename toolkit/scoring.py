@@ -46,12 +46,16 @@ def calibration_split(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Te
 
 def conformal_threshold(scores: Tensor, rate: float) -> float:
     """The score above which a share ``rate`` of new points from the distribution of ``scores`` (held-out
-    normal data) lies, at most, on average: their ceil((n + 1)(1 - rate))-th smallest score (split
-    conformal prediction). With too few scores for that rate (n < 1/rate - 1), the largest, which flags
-    1/(n + 1) of them on average: the nearest to ``rate`` that n points can give."""
+    normal data) lies on average: a new point is equally likely to fall in each of the n + 1 gaps between
+    the n sorted scores (split conformal prediction), so the threshold sits at position (n + 1)(1 - rate)
+    among them, interpolated between its two neighbours. With too few scores for that rate
+    (n < 1/rate - 1), the largest, which flags 1/(n + 1) of them on average: the nearest n points give."""
     n = len(scores)
-    rank = min(n, math.ceil((n + 1) * (1.0 - rate)))
-    return float(scores.double().sort().values[rank - 1])
+    position = min(float(n), (n + 1) * (1.0 - rate))  # 1-based, fractional
+    ranked = scores.double().sort().values
+    lo = max(1, math.floor(position))
+    hi = min(n, lo + 1)
+    return float(ranked[lo - 1] + (position - lo) * (ranked[hi - 1] - ranked[lo - 1]))
 
 
 def threshold(
