@@ -23,7 +23,7 @@ from .persistence import DetectorFileError as DetectorFileError  # raised by loa
 from .persistence import load_detector, save_detector
 from .pretext import check_pretraining
 from .runner import run_stages
-from .scoring import Scorer, calibration_split, column_names, column_weights, threshold
+from .scoring import Scorer, calibration_rows, column_names, column_weights, threshold
 from .stages import FitEvents, Harness, resolve_device
 from .svdd import SphereHead
 
@@ -53,15 +53,15 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         (``svdd.epochs=3`` via ``**{"svdd.epochs": 3}``, or unambiguous bare names such as ``nu=0.05``);
         ``clone``, ``get_params``/``set_params`` and GridSearchCV see them as parameters.
 
-    After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``cluster_labels_`` (each training point's
-    pseudo-label), ``n_clusters_``, ``n_features_in_``; ``scorer_`` (:class:`toolkit.scoring.Scorer`, the
-    whole score as one module) and its parts: ``preprocessor_``, ``encoder_``, ``head_``, with
-    ``score.single`` > 0 ``single_encoder_`` / ``single_head_`` (one sphere from the same pretrained
+    After ``fit``: ``centers_`` (K, D), ``radii_`` (K,), ``cluster_labels_`` (the pseudo-label of each of
+    the rows of ``X`` that trained, ``train_rows_``), ``n_clusters_``, ``n_features_in_``; ``scorer_`` (the
+    score as one module, :class:`toolkit.scoring.Scorer`), its parts ``preprocessor_``, ``encoder_``, ``head_``,
+    with ``score.single`` > 0 ``single_encoder_`` / ``single_head_`` (one sphere from the same pretrained
     encoder), ``recon_`` (the pretrained net, when the score uses it), ``knn_reference_`` (space -> the
     training rows each k-NN column measures against), ``score_stats_`` (each column's training mean and
     spread, with several columns); ``decision_scores_`` and ``labels_`` (PyOD's scores and 0/1 labels of the
-    training data), ``threshold_`` (a score above it is anomalous: outside every sphere for the ratio (1)
-    and margin (0) rules alone, else the (1 - nu) quantile of the training scores, or of contamination),
+    training data), ``threshold_`` (a score above it is anomalous: :func:`toolkit.scoring.threshold`; with
+    ``score.calibration``, set on held-out normal data so that a share nu of new normal data is flagged),
     ``autoencoder_`` (the pretrained net) and ``fit_info_`` (each stage's report).
     """
 
@@ -138,20 +138,21 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         m.score.check()
         method = check_pretraining(m)
         harness = harness or Harness(device=resolve_device(self.device))
-        device = harness.device
-        x_raw, x_cal = calibration_split(self._validate(X, fitting=True), m.score.calibration, m.seed)
-        in_shape = tuple(x_raw.shape[1:])
+        device, x_all = harness.device, self._validate(X, fitting=True)
+        rows, held = calibration_rows(len(x_all), m.score.calibration, m.seed)
+        x_raw, x_cal, self.train_rows_ = x_all[rows], None if held is None else x_all[held], rows.numpy()
+        in_shape = tuple(x_all.shape[1:])
         arch = resolve_arch(m.net.arch, in_shape)
         n_classes = len(cfg.data.normal_classes)  # what a clusterer option "n_normal_classes" stands for
         check_clusterer(m.clustering, seed=m.seed, n_normal_classes=n_classes)
         torch.manual_seed(m.seed)
         prep = build_preprocessor(resolve_preprocess(m.preprocess, in_shape), in_shape).fit(x_raw).to(device)
-        x = fast_layout(prep(x_raw.to(device)), device)
-        check_preprocessed(x_raw, x)  # finite values too large for float32 once squared and summed
-        harness.fire(FitEvents.PREPROCESSED, preprocessor=prep)
+        x = prep(x_all.to(device))  # every row is checked: finite values too large for float32 once squared
+        check_preprocessed(x_all, x)
+        x = fast_layout(x[rows.to(device)], device)
+        harness.fire(FitEvents.PREPROCESSED, preprocessor=prep, train_rows=rows)
         info: dict[str, Any] = {"n_train": int(x.shape[0]), "input_shape": list(in_shape), "arch": arch}
-        if x_cal is not None:
-            info["n_calibration"] = len(x_cal)
+        info |= {"n_calibration": len(x_cal)} if x_cal is not None else {}
 
         pretrained, trained = run_stages(m, method, x, arch, in_shape, n_classes, harness, info)
 
@@ -280,8 +281,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     def predict_proba(self, X: np.ndarray | Tensor) -> np.ndarray:
-        """(N, 2) probabilities of normal and anomalous, PyOD's "linear" way: the score scaled by the
-        training scores' range, clipped to [0, 1]."""
+        """(N, 2) probabilities of normal and anomalous, PyOD's "linear" way (scaled by the training scores)."""
         self._check_fitted()
         lo, hi = float(np.min(self.decision_scores_)), float(np.max(self.decision_scores_))
         p = np.clip((self.decision_function(X) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)

@@ -160,7 +160,7 @@ def write_story(
         )
 
     # training embeddings after pretraining, with their pseudo-labels and true classes (report Figure 6)
-    x_train = np.asarray(split.x_train)
+    x_train = np.asarray(split.x_train)[det.train_rows_]  # the rows that trained (cluster_labels_ are theirs)
     tsub = np.sort(rng.choice(len(x_train), size=min(m.projector_samples, len(x_train)), replace=False))
     savez_checked(
         run_dir / "embeddings.npz",

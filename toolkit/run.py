@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.contrib.handlers import TensorboardLogger
 from ignite.engine import Engine, Events
@@ -93,6 +94,7 @@ class RunHarness(Harness):
         if self.run is not None:
             self.store = RunStore(self.run, self.resume, self.rank)
         on = self.events.add_event_handler
+        on(FitEvents.PREPROCESSED, self._keep_train_rows)
         if self.eval_raw is not None and self.rank == 0:
             on(FitEvents.PREPROCESSED, self._preprocess_test_data)
         if self.rank == 0:
@@ -111,6 +113,9 @@ class RunHarness(Harness):
             on(FitEvents.STAGE_STARTED, lambda e: self.stop.attach(e.state.trainer))
             on(FitEvents.STAGE_COMPLETED, self._stop_if_asked)
 
+    def _keep_train_rows(self, events: Engine) -> None:
+        self.train_rows = events.state.train_rows
+
     def _preprocess_test_data(self, events: Engine) -> None:
         x = fast_layout(events.state.preprocessor(self.eval_raw[0].to(self.device)), self.device)
         self.eval_data = TensorBatches(x, self.eval_raw[1].to(self.device), batch_size=EVAL_BATCH)
@@ -118,7 +123,8 @@ class RunHarness(Harness):
     def _report_clusters(self, events: Engine) -> None:
         info = events.state.clustering
         if self.true_classes is not None:  # the true classes never reach training
-            info["agreement"] = agreement(self.true_classes, events.state.labels.cpu().numpy())
+            classes = np.asarray(self.true_classes)[self.train_rows.numpy()]  # the rows that trained
+            info["agreement"] = agreement(classes, events.state.labels.cpu().numpy())
         if self.tb is not None:
             _log_clustering(self.tb.writer, info)
 

@@ -34,14 +34,14 @@ from .nets import fast_layout
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
 
 
-def calibration_split(x: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
-    """The rows of ``x`` to train on and, with ``fraction`` > 0, a seeded random share of them (at least
-    one row) held out to set the threshold on (None without)."""
+def calibration_rows(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
+    """The indices of the ``n`` rows to train on and, with ``fraction`` > 0, of a seeded random share of
+    them (at least one row) held out to set the threshold on (None without); each in increasing order."""
     if fraction <= 0:
-        return x, None
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 104729))
-    n = max(1, int(round(fraction * len(x))))
-    return x[order[n:].sort().values], x[order[:n].sort().values]
+        return torch.arange(n), None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 104729))
+    held = max(1, int(round(fraction * n)))
+    return order[held:].sort().values, order[:held].sort().values
 
 
 def conformal_threshold(scores: Tensor, rate: float) -> float:

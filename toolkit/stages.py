@@ -43,6 +43,7 @@ class FitEvents(EventEnum):
     its handlers read ``engine.state``):
 
     - ``PREPROCESSED``: ``state.preprocessor`` is fitted (the harness preprocesses its test data with it);
+      ``state.train_rows`` are the indices of the rows of the data that train (the others set the threshold);
     - ``CLUSTERED``: ``state.labels`` are the pseudo-labels, ``state.clustering`` their report (a handler
       may add to it, e.g. the agreement with the true classes);
     - ``STAGE_STARTED``: ``state.trainer`` is the stage ``state.stage``'s engine, with the method's own

@@ -6,19 +6,19 @@ import torch
 
 from toolkit import MultiRadiusDeepSVDD, load_recipe
 from toolkit.config import ConfigError, apply_overrides
-from toolkit.scoring import calibration_split, conformal_threshold
+from toolkit.scoring import calibration_rows, conformal_threshold
 
 QUICK = {"pretrain.epochs": 3, "svdd.epochs": 3, "svdd.warmup_epochs": 1}
 
 
-def test_calibration_split_is_seeded_disjoint_and_whole():
-    x = torch.arange(100.0).view(50, 2)
-    train, held = calibration_split(x, 0.2, seed=3)
+def test_calibration_rows_are_seeded_disjoint_and_whole():
+    train, held = calibration_rows(50, 0.2, seed=3)
     assert len(held) == 10 and len(train) == 40
-    assert sorted(torch.cat([train, held])[:, 0].tolist()) == x[:, 0].tolist()  # every row once
-    assert torch.equal(held, calibration_split(x, 0.2, seed=3)[1])
-    assert not torch.equal(held, calibration_split(x, 0.2, seed=4)[1])
-    assert calibration_split(x, 0.0, seed=3) == (x, None)
+    assert sorted(torch.cat([train, held]).tolist()) == list(range(50))  # every row once
+    assert torch.equal(held, calibration_rows(50, 0.2, seed=3)[1])
+    assert not torch.equal(held, calibration_rows(50, 0.2, seed=4)[1])
+    train, held = calibration_rows(50, 0.0, seed=3)
+    assert held is None and train.tolist() == list(range(50))
 
 
 def test_conformal_threshold_flags_the_rate_of_exchangeable_new_points_on_average():
@@ -46,8 +46,10 @@ def test_a_calibrated_threshold_is_the_conformal_quantile_of_the_held_out_normal
     normal, _ = digits
     det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **QUICK, **{"score.calibration": 0.25})
     det.fit(normal)
-    train, held = calibration_split(torch.from_numpy(normal), 0.25, seed=0)
+    rows, held_rows = calibration_rows(len(normal), 0.25, seed=0)
+    train, held = torch.from_numpy(normal)[rows], torch.from_numpy(normal)[held_rows]
     assert det.fit_info_["n_train"] == len(train) and det.fit_info_["n_calibration"] == len(held)
+    assert np.array_equal(det.train_rows_, rows.numpy()) and len(det.cluster_labels_) == len(train)
     assert len(det.decision_scores_) == len(train)
     held_scores = torch.from_numpy(det.decision_function(held.numpy()))
     assert det.threshold_ == conformal_threshold(held_scores, 0.1)
