@@ -1,6 +1,6 @@
 """Default recipe: scikit-learn's 8x8 digits (no download), classes {0, 1, 3} normal; a small MLP, seconds.
 Many small spheres (FINCH's finest), scored by the distance to the nearest centre plus one sphere and the
-reconstruction error, standardised; the threshold is set on a held-out fifth (docs/results.md)."""
+reconstruction error, standardised; the threshold is set on a held-out tenth (docs/results.md)."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
@@ -21,5 +21,5 @@ config = Config(
         warmup_epochs=10,
         recentre=True,
     ),
-    score=ScoreConfig(rule="distance", single=1.0, recon=1.0, calibration=0.2),
+    score=ScoreConfig(rule="distance", single=1.0, recon=1.0, calibration=0.1),
 )

@@ -61,8 +61,8 @@ images (recipe folder), a .csv table, a .npz (x, y) or .npy array (recipe table,
 
 def run(recipe: str | None = None, **overrides: Any) -> None:
     cfg = apply_overrides(load_recipe(recipe or default_recipe()), overrides)  # checked before torch loads
+    from .report import summary
     from .run import run as run_pipeline
-    from .run import summary
 
     if cfg.resume:
         cfg = resume_config(cfg, overrides)

@@ -7,6 +7,8 @@
 - ``embeddings.png``: a 2-D map (t-SNE or PCA) of training embeddings after pretraining, coloured by
   pseudo-label and by true class (Figure 6);
 - ``extremes.png``: the most normal and most anomalous test images of each model (Figure 9).
+
+and :func:`summary`, the short table a run prints when it ends, from its results.json.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .clustering import contingency_markdown
 from .files import ChecksumError, UncheckedFileError, atomic_write, describe, load_npz_checked, read_json_checked
 from .monitor import MODELS, as_images
 
@@ -280,3 +283,54 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     out = _target(run_dir, "report.md")
     atomic_write(out, lambda p: p.write_text("\n".join(lines)))
     return out
+
+
+# ------------------------------------------------------------------ the summary printed at the end of a run
+
+SHOWN_CLUSTERS = 12  # the summary shows the class-by-cluster table up to this many clusters
+
+
+def _sizes(sizes: list[int]) -> str:
+    """Cluster sizes for the summary: all of them, or their range and median when there are many."""
+    if len(sizes) <= SHOWN_CLUSTERS:
+        return str(sizes)
+    return f"{min(sizes)} to {max(sizes)} (median {sorted(sizes)[len(sizes) // 2]})"
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The short table printed at the end of a run."""
+    c = results["clustering"]
+    data = (
+        f"data: {results['dataset']}, normal classes {results['normal_classes']}, {results['n_train']} training "
+        f"points, {results['n_test']} test points ({results['n_test_anomalies']} anomalies)"
+        if results["normal_classes"] is not None
+        else f"data: {results['dataset']}, unlabelled: all {results['n_train']} items are normal training data "
+        "(scored as the test set; no AUROC without anomalies)"
+    )
+    if results.get("n_calibration"):
+        data += f"; {results['n_calibration']} more held out to set the threshold"
+    lines = [
+        f"run folder: {results.get('run_dir', '?')}",
+        data,
+        f"clusters ({c['clusterer']}): {len(c['sizes'])}, sizes {_sizes(c['sizes'])} (before tidy-up: "
+        f"{len(c['sizes_before'])} clusters, {c['n_noise']} noise points; minimum size {c['min_size']})",
+    ]
+    if "agreement" in c:
+        a = c["agreement"]
+        lines += [f"agreement with the true normal classes: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}"]
+        if len(c["sizes"]) <= SHOWN_CLUSTERS:
+            lines += [contingency_markdown(a)]
+        else:
+            lines += [
+                f"(the class-by-cluster table of the {len(c['sizes'])} clusters is in results.json and TensorBoard)"
+            ]
+    lines += ["", "| model | spheres | radii | score | test AUROC | test AUPR |", "|---|---|---|---|---|---|"]
+    for name, label in (("multi", "Multi-Radius Deep SVDD"), ("single", "Deep SVDD (one sphere)")):
+        if name in results:
+            r = results[name]
+            if name == "multi" and not r.get("score", "sphere score").startswith("sphere score"):
+                label = "Multi-Radius Deep SVDD, scored without its spheres"
+            radii = ", ".join(f"{v:.3f}" for v in r["radii"][:8]) + (" ..." if len(r["radii"]) > 8 else "")
+            auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
+            lines.append(f"| {label} | {len(r['radii'])} | {radii} | {r.get('score', '')} | {auroc} | {aupr} |")
+    return "\n".join(lines)
