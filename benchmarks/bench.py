@@ -40,8 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit import MultiRadiusDeepSVDD
-from toolkit.config import apply_overrides, load_recipe
+from toolkit import MultiRadiusDeepSVDD, apply_overrides, load_recipe
 from toolkit.data import load_split
 from toolkit.knn import knn_distance
 from toolkit.nets import embed

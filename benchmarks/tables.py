@@ -22,8 +22,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
-from toolkit import MultiRadiusDeepSVDD
-from toolkit.config import load_recipe
+from toolkit import MultiRadiusDeepSVDD, load_recipe
 
 DATA = {
     "breast cancer (benign normal)": (load_breast_cancer, (1,)),

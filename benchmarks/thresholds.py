@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from toolkit import MultiRadiusDeepSVDD, load_recipe
-from toolkit.config import apply_overrides
+from toolkit import MultiRadiusDeepSVDD, apply_overrides, load_recipe
 from toolkit.data import load_split
 
 DIGITS_GROUPS = ((0, 1, 3), (4, 9), (2, 3, 5, 8), (1, 7), (5, 6))

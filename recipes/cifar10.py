@@ -3,7 +3,7 @@ Normal classes {0, 1} (airplane, automobile); the settings were chosen on MNIST,
 
 from pathlib import Path
 
-from toolkit.config import apply_overrides, load_recipe
+from toolkit import apply_overrides, load_recipe
 
 config = apply_overrides(
     load_recipe(Path(__file__).with_name("mnist.py")),

@@ -5,8 +5,7 @@ from pathlib import Path
 
 from sklearn.mixture import GaussianMixture
 
-from toolkit import register_clusterer
-from toolkit.config import apply_overrides, load_recipe
+from toolkit import apply_overrides, load_recipe, register_clusterer
 
 
 @register_clusterer("gmm")

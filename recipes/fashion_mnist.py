@@ -3,7 +3,7 @@ Fashion-MNIST)."""
 
 from pathlib import Path
 
-from toolkit.config import apply_overrides, load_recipe
+from toolkit import apply_overrides, load_recipe
 
 config = apply_overrides(
     load_recipe(Path(__file__).with_name("mnist.py")),

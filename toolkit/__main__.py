@@ -29,7 +29,7 @@ from typing import Any
 from . import config as C
 from .overrides import apply_overrides, describe
 from .recipes_loader import default_recipe, load_recipe, packaged_recipes
-from .registry import CLUSTERERS, PRETRAINERS, Registry, RegistryError
+from .registry import CLUSTERERS, PRETRAINERS, RegistryError
 
 # torch, Ignite and scikit-learn are imported by the verbs that use them: --help and --version stay light
 
@@ -146,21 +146,11 @@ def export(run_dir: str, model: str = "multi", out: str | None = None, format: s
     needs pip install "multi-radius-deep-svdd[export]"); by default ONNX when --out ends in .onnx.
     --model: the run's multi-sphere detector or its one-sphere baseline."""
     _one_of("model", model, MODELS)
-    from .export import FORMATS, export_format, onnx_missing
-
-    if format is not None:
-        _one_of("format", format, FORMATS)
-    suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
-    path = Path(out) if out else Path(run_dir) / f"detector_{model}{suffix}"
-    try:
-        fmt = export_format(path, format)
-    except ValueError as e:
-        raise C.ConfigError(f"--out={out}: {e}, or pass --format=onnx") from None
-    if fmt == "onnx" and (why := onnx_missing()):
-        raise C.ConfigError(why)
     from .detector import MultiRadiusDeepSVDD
     from .export import export as export_scorer
+    from .export import export_target
 
+    path, fmt = export_target(run_dir, model, out, format)
     det = MultiRadiusDeepSVDD.load(Path(run_dir) / f"detector_{model}.pt")
     path = export_scorer(det, path, format=fmt)
     shape = " x ".join(map(str, det.input_shape_))
@@ -175,19 +165,8 @@ def plugins() -> None:
         if i:
             print()
         print(f"{title} (--{setting}=NAME, --{setting.split('.')[0]}.options.KEY=VALUE):")
-        _list(registry)
-
-
-def _list(registry: Registry) -> None:
-    """One line per plugin: its name and settings with their defaults, or why it is unavailable."""
-    for name in registry.available():
-        try:
-            opts = registry.options(name)
-        except RegistryError as e:
-            print(f"{name}: unavailable ({e})")
-            continue
-        shown = ", ".join(f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in opts.items())
-        print(f"{name}({shown})")
+        for line in registry.listing():
+            print(line)
 
 
 def _help(argv: list[str]) -> None:
@@ -312,16 +291,15 @@ NOT_ALLOWED = {
 }
 
 
-def _disk_full(e: OSError, verb: str) -> str:
-    where = f" writing {e.filename}" if e.filename else ""
-    return f"the disk is full{where} ({e.strerror or 'no space left on device'}): {DISK_FULL[verb]}"
-
-
-def _os_error(e: OSError, verb: str) -> str:
-    where = f"{e.filename}: " if e.filename else ""
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{where}{e.strerror or 'permission denied'}: {NOT_ALLOWED[verb]}"
-    return f"{where}{e.strerror}"
+def _os_error(e: OSError, verb: str) -> str | None:
+    """A full disk, or a file the system refused (permissions, ...), in one line; None for another OSError."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"the disk is full{where} ({e.strerror or 'no space left on device'}): {DISK_FULL[verb]}"
+    if not (e.filename and e.strerror):
+        return None
+    allowed = f": {NOT_ALLOWED[verb]}" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
+    return f"{e.filename}: {e.strerror}{allowed}"
 
 
 def _quiet_stdout() -> None:
@@ -393,11 +371,8 @@ def _exit_status(e: Exception, verb: str) -> int | None:
     if isinstance(e, (DataError, DetectorFileError, ClusteringError, ReportError, RunFolderError)):
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        print(f"error: {_disk_full(e, verb)}", file=sys.stderr)
-        return 2
-    if isinstance(e, OSError) and e.filename and e.strerror:  # a file the system refused (permissions, ...)
-        print(f"error: {_os_error(e, verb)}", file=sys.stderr)
+    if isinstance(e, OSError) and (message := _os_error(e, verb)):
+        print(f"error: {message}", file=sys.stderr)
         return 2
     if isinstance(e, TrainingDiverged):
         print(f"error: {e}", file=sys.stderr)

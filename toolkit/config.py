@@ -4,8 +4,7 @@ its checks.
 A recipe is a Python file that defines ``config = Config(...)`` (values only). Each field keeps its help
 text in its metadata (``field(default=..., metadata={"help": ...})``); ``--help`` shows it whole. Checked
 overrides and the help table are in :mod:`toolkit.overrides`, recipe loading and saved configurations in
-:mod:`toolkit.recipes_loader`; their names are re-exported here, so ``from toolkit.config import
-load_recipe`` works as well.
+:mod:`toolkit.recipes_loader`.
 """
 
 from __future__ import annotations
@@ -391,9 +390,3 @@ class Config:
             "svdd.radius_update='batch' takes each batch's quantile, which differs between processes; "
             "use radius_update='epoch' with several processes",
         )
-
-
-# Defined by the modules that check overrides and load recipes, which import the dataclasses above: imported
-# last, so that ``from toolkit.config import apply_overrides, load_recipe`` keeps working.
-from .overrides import CHOICES, apply_overrides, describe, field_help, field_table, resolve_key  # noqa: E402, F401
-from .recipes_loader import default_recipe, dumps, from_dict, load_recipe, packaged_recipes, replay, to_dict  # noqa: E402, F401

@@ -19,6 +19,7 @@ from .clustering import check_clusterer
 from .data import build_preprocessor, resolve_preprocess
 from .inputs import check_columns, check_preprocessed, check_shape, validate
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
+from .overrides import apply_overrides
 from .persistence import DetectorFileError as DetectorFileError  # raised by load
 from .persistence import load_detector, save_detector
 from .pretext import check_pretraining
@@ -123,7 +124,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return validate(X, fitting=fitting, non_finite=self.non_finite)
 
     def resolved_config(self) -> C.Config:
-        return C.apply_overrides(self.config or C.Config(), self.overrides)
+        return apply_overrides(self.config or C.Config(), self.overrides)
 
     # -------------------------------------------------------------- fitting
     def fit(self, X: np.ndarray | Tensor, y: Any = None, *, harness: Harness | None = None) -> MultiRadiusDeepSVDD:
@@ -164,7 +165,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         )
         self.baseline_ = None
         if harness.baseline:  # one sphere on its own: never its own one-sphere term
-            base_cfg = C.apply_overrides(cfg, {"score.multi": 1.0, "score.single": 0.0, "score.knn": 0.0})
+            base_cfg = apply_overrides(cfg, {"score.multi": 1.0, "score.single": 0.0, "score.knn": 0.0})
             base_recon = recon if base_cfg.score.keeps_autoencoder else None
             self.baseline_ = type(self)(base_cfg, device=self.device, contamination=self.contamination)
             self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=base_recon)

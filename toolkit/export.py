@@ -36,6 +36,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
+from .config import ConfigError
 from .detector import MultiRadiusDeepSVDD
 
 FORMATS = ("torchscript", "onnx")
@@ -62,6 +63,23 @@ def onnx_missing() -> str | None:
         return None
     needs = " and ".join(ONNX_PACKAGES)
     return f"ONNX export needs {needs} ({', '.join(missing)} not installed): {ONNX_INSTALL}"
+
+
+def export_target(run_dir: str | Path, model: str, out: str | None, format: str | None) -> tuple[Path, str]:
+    """The file ``python -m toolkit export`` writes and its format, from its options: ``--out`` (default:
+    RUN_DIR/detector_MODEL.torchscript.pt, or .onnx with ``--format=onnx``) and ``--format``. An unknown
+    format, a .onnx name for TorchScript or ONNX without its packages is refused (:class:`ConfigError`)."""
+    if format is not None and format not in FORMATS:
+        raise ConfigError(f"--format={format!r} is unknown; accepted: {', '.join(FORMATS)}")
+    suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
+    path = Path(out) if out else Path(run_dir) / f"detector_{model}{suffix}"
+    try:
+        fmt = export_format(path, format)
+    except ValueError as e:
+        raise ConfigError(f"--out={out}: {e}, or pass --format=onnx") from None
+    if fmt == "onnx" and (why := onnx_missing()):
+        raise ConfigError(why)
+    return path, fmt
 
 
 def export(

@@ -23,6 +23,7 @@ from .data import Split, as_tensor
 from .detector import MultiRadiusDeepSVDD
 from .files import savez_checked
 from .nets import embed, fast_layout
+from .overrides import field_table
 from .svdd import scores as sphere_scores
 
 MODELS = {"multi": "Multi-Radius Deep SVDD", "single": "Deep SVDD (one sphere)"}
@@ -78,7 +79,7 @@ RUN_LOCATION = ("run_dir", "resume", "device", "data.root", "data.download", "di
 
 def _flat_hparams(cfg: C.Config) -> dict[str, Any]:
     out = {}
-    for k, (_, v) in C.field_table(cfg).items():
+    for k, (_, v) in field_table(cfg).items():
         if k.startswith(RUN_LOCATION):
             continue
         out[k] = v if isinstance(v, (int, float, str, bool)) else str(list(v) if isinstance(v, tuple) else v)

@@ -26,6 +26,7 @@ from . import config as C
 from .data import build_preprocessor, preprocessor_kind
 from .files import ChecksumError, UncheckedFileError, describe, load_checked, save_checked
 from .pretext import method_of, pretraining_net
+from .recipes_loader import dumps, from_dict
 from .svdd import SphereHead
 
 FORMAT = "multi-radius-deep-svdd/2"
@@ -50,7 +51,7 @@ def save_detector(det: Any, path: str | Path) -> Path:
     names = getattr(det, "feature_names_in_", None)  # the column names of a DataFrame it was fitted on
     payload = {
         "format": FORMAT,
-        "config": C.dumps(det.resolved_config()),
+        "config": dumps(det.resolved_config()),
         "arch": det.arch_,
         "input_shape": list(det.input_shape_),
         "labels": torch.from_numpy(np.asarray(det.cluster_labels_)),
@@ -98,7 +99,7 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     path = Path(path)
     p = _read(path, device)
     try:
-        cfg = C.from_dict(json.loads(p["config"]))
+        cfg = from_dict(json.loads(p["config"]))
         method = method_of(cfg.pretrain)
     except C.ConfigError as e:
         raise DetectorFileError(f"{str(path)!r} holds settings that cannot be used here: {e}") from None

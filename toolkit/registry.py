@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -137,6 +137,18 @@ class Registry:
         """The keyword settings a plugin takes, with their defaults (``inspect.Parameter.empty`` if none)."""
         params = inspect.signature(self.factory(name)).parameters.values()
         return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def listing(self) -> Iterator[str]:
+        """One line per plugin (``python -m toolkit plugins``): its name and settings with their defaults, or
+        why it is unavailable."""
+        for name in self.available():
+            try:
+                opts = self.options(name)
+            except RegistryError as e:
+                yield f"{name}: unavailable ({e})"
+                continue
+            shown = ", ".join(f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in opts.items())
+            yield f"{name}({shown})"
 
     def build(self, name: str, **options: Any) -> Any:
         """The plugin ``name`` built with ``options``; unknown options are refused up front, and so is a

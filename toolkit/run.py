@@ -39,6 +39,7 @@ from .files import read_json_checked, write_json
 from .handlers import StopRequest, attach_checkpoint, attach_evaluation, attach_progress, attach_sphere_logs
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
+from .overrides import apply_overrides
 from .pretext import check_pretraining, pretraining_net
 from .runfolder import RunFolder, RunFolderError
 from .stages import FitEvents, Harness, StageStore, resolve_device
@@ -231,7 +232,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     torchrun = _under_torchrun()  # checked here: idist.Parallel's own children have these variables too
     check_batch_sizes(cfg, int(os.environ.get("WORLD_SIZE", 1)) if torchrun else cfg.dist.nproc_per_node)
     run_dir = resolve_run_dir(cfg)
-    cfg = C.apply_overrides(cfg, {"run_dir": str(run_dir)})
+    cfg = apply_overrides(cfg, {"run_dir": str(run_dir)})
     launcher = not torchrun or os.environ.get("RANK", "0") == "0"
     folder = RunFolder(run_dir)
     created = folder.missing()  # what a start that fails before config.json takes away again

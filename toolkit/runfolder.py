@@ -36,6 +36,8 @@ from .files import (
     write_json,  # noqa: F401  (the run folder's JSON files)
     write_with_digest_file,
 )
+from .overrides import field_table
+from .recipes_loader import dumps, from_dict
 
 
 class RunFolderError(RuntimeError):
@@ -107,7 +109,7 @@ class RunFolder:
         """The configuration the run in this folder was started with (its config.json)."""
         p = self.path / "config.json"
         try:
-            return C.from_dict(json.loads(read_with_digest_file(p)))
+            return from_dict(json.loads(read_with_digest_file(p)))
         except UncheckedFileError as e:
             raise RunFolderError(
                 f"{describe(e)}, so this run cannot be resumed; start a new run in another --run_dir"
@@ -127,8 +129,8 @@ class RunFolder:
         if resume:
             if not self.has_run():
                 raise RunFolderError(f"--resume: {self.path} holds no run to resume (no config.json)")
-            saved = C.field_table(self.saved_config())
-            now = C.field_table(cfg)
+            saved = field_table(self.saved_config())
+            now = field_table(cfg)
             diff = [k for k in now if resume_fixed(k) and now[k][1] != saved.get(k, (None, None))[1]]
             if diff:
                 shown = ", ".join(f"{k}: {saved[k][1]!r} -> {now[k][1]!r}" for k in diff if k in saved)
@@ -146,7 +148,7 @@ class RunFolder:
         self.check(cfg, resume)
         if not resume:
             self.path.mkdir(parents=True, exist_ok=True)
-            write_with_digest_file(self.path / "config.json", C.dumps(cfg).encode())
+            write_with_digest_file(self.path / "config.json", dumps(cfg).encode())
 
     # ----------------------------------------------------------------------------- the lock
     def lock(self) -> None:

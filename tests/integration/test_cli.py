@@ -31,8 +31,8 @@ def test_run_folder_holds_config_events_detectors_results(run_dir):
 def test_results_json(run_dir):
     from sklearn.metrics import roc_auc_score
 
-    from toolkit.config import from_dict
     from toolkit.data import load_split
+    from toolkit.recipes_loader import from_dict
 
     res = json.loads((run_dir / "results.json").read_text())
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))

@@ -18,7 +18,8 @@ from sklearn.datasets import load_digits
 from torch.multiprocessing import ProcessExitedException
 
 from toolkit import MultiRadiusDeepSVDD, files
-from toolkit import config as C
+from toolkit.overrides import apply_overrides
+from toolkit.recipes_loader import dumps, load_recipe
 from toolkit.runfolder import RunFolder
 
 # a tiny run on the digits: enough to reach the end of a run, fast
@@ -45,12 +46,12 @@ def one_line_error(r):
 def run_dir(tmp_path_factory):
     """A run folder holding a tiny fitted digits detector (detector_multi.pt) and its config.json."""
     d = load_digits()
-    cfg = C.load_recipe("digits")
+    cfg = load_recipe("digits")
     det = MultiRadiusDeepSVDD(cfg, device="cpu", **{"pretrain.epochs": 1, "svdd.epochs": 1, "svdd.warmup_epochs": 1})
     det.fit(d.data[np.isin(d.target, (0, 1))].astype(np.float32))
     out = tmp_path_factory.mktemp("run")
     det.save(out / "detector_multi.pt")
-    (out / "config.json").write_text(C.dumps(cfg))
+    (out / "config.json").write_text(dumps(cfg))
     return out
 
 
@@ -64,7 +65,7 @@ def rows(tmp_path):
 
 def started(run: pathlib.Path) -> None:
     """``run`` as a run folder holding a started run (its config.json), to resume."""
-    RunFolder(run).start(C.apply_overrides(C.load_recipe("digits"), {"run_dir": str(run)}), resume=False)
+    RunFolder(run).start(apply_overrides(load_recipe("digits"), {"run_dir": str(run)}), resume=False)
 
 
 # --------------------------------------------------------------------------------------------- options
@@ -341,7 +342,7 @@ def test_checkpoint_warning_names_whole_words(tmp_path):
 
 
 def test_a_replayed_config_with_an_unknown_key_or_a_wrong_type_is_refused(tmp_path):
-    saved = json.loads(C.dumps(C.load_recipe("digits")))
+    saved = json.loads(dumps(load_recipe("digits")))
     cases = [
         (("svdd", "epocs", 3), "unknown setting 'svdd.epocs'; did you mean 'svdd.epochs'"),
         (("svdd", "epocs", 3), "(svdd takes: epochs, lr, milestones, "),

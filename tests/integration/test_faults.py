@@ -22,11 +22,12 @@ from test_resilience import ARGS, HARNESS, interrupted, same_result
 
 from toolkit import MultiRadiusDeepSVDD, files
 from toolkit.__main__ import main
-from toolkit.config import OptimConfig, default_recipe, load_recipe
+from toolkit.config import OptimConfig
 from toolkit.detector import DetectorFileError
 from toolkit.files import ChecksumError, UncheckedFileError, load_checked, save_checked
 from toolkit.handlers import CheckedDiskSaver
 from toolkit.nets import build_autoencoder
+from toolkit.recipes_loader import default_recipe, load_recipe
 from toolkit.report import ReportError, write_report
 from toolkit.run import RunHarness
 from toolkit.runfolder import RunFolder, RunFolderError
@@ -208,9 +209,9 @@ def test_run_dir_that_is_a_file_is_one_line(run_main, tmp_path):
 
 
 def test_damaged_config_json_is_one_line(run_main, tmp_path):
-    from toolkit import config as C
+    from toolkit.overrides import apply_overrides
 
-    RunFolder(tmp_path).start(C.apply_overrides(C.load_recipe("digits"), {"run_dir": str(tmp_path)}), resume=False)
+    RunFolder(tmp_path).start(apply_overrides(load_recipe("digits"), {"run_dir": str(tmp_path)}), resume=False)
     p = tmp_path / "config.json"
     p.write_text(p.read_text().replace('"epochs": 60', '"epochs": 61', 1))  # still valid JSON, and settings
     code, err = run_main(f"--run_dir={tmp_path}", "--resume=True")
@@ -225,11 +226,11 @@ def test_damaged_config_json_is_one_line(run_main, tmp_path):
 
 
 def test_a_runs_config_json_holds_settings_only_and_replays(tmp_path):
-    from toolkit import config as C
+    from toolkit.overrides import apply_overrides
 
-    cfg = C.apply_overrides(C.load_recipe("digits"), {"svdd.epochs": 3, "run_dir": str(tmp_path)})
+    cfg = apply_overrides(load_recipe("digits"), {"svdd.epochs": 3, "run_dir": str(tmp_path)})
     RunFolder(tmp_path).start(cfg, resume=False)
-    assert C.load_recipe(str(tmp_path / "config.json")).svdd.epochs == 3  # no key but settings
+    assert load_recipe(str(tmp_path / "config.json")).svdd.epochs == 3  # no key but settings
     assert RunFolder(tmp_path).saved_config().svdd.epochs == 3
 
 
@@ -246,18 +247,18 @@ def test_a_locked_run_folder_is_refused_naming_the_holder(run_main, tmp_path):
 
 
 def test_resume_takes_the_run_folders_settings_and_refuses_model_changes(tmp_path):
-    from toolkit import config as C
     from toolkit.__main__ import resume_config
+    from toolkit.overrides import apply_overrides
 
-    started = C.apply_overrides(C.load_recipe("digits"), {"svdd.epochs": 3, "run_dir": str(tmp_path)})
+    started = apply_overrides(load_recipe("digits"), {"svdd.epochs": 3, "run_dir": str(tmp_path)})
     RunFolder(tmp_path).start(started, resume=False)
-    cfg = C.apply_overrides(C.load_recipe("digits"), {"resume": True, "run_dir": str(tmp_path)})
+    cfg = apply_overrides(load_recipe("digits"), {"resume": True, "run_dir": str(tmp_path)})
     cfg = resume_config(cfg, {"resume": True, "run_dir": str(tmp_path), "eval_every": 0})
     assert cfg.svdd.epochs == 3 and cfg.eval_every == 0 and cfg.resume  # no need to retype --svdd.epochs=3
     RunFolder(tmp_path).check(cfg, resume=True)  # a run setting may change
     for change in ({"svdd.epochs": 4}, {"seed": 1}, {"data.normal_classes": [0, 1]}):
         with pytest.raises(RunFolderError, match="other model or data settings"):
-            RunFolder(tmp_path).check(C.apply_overrides(cfg, change), resume=True)
+            RunFolder(tmp_path).check(apply_overrides(cfg, change), resume=True)
 
 
 # --------------------------------------------------------------------------------------------- detector files

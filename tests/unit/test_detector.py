@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from toolkit import MultiRadiusDeepSVDD
-from toolkit.config import default_recipe, load_recipe
 from toolkit.detector import DetectorFileError, NotFittedError
+from toolkit.recipes_loader import default_recipe, load_recipe
 
 TINY = {
     "pretrain.epochs": 3,

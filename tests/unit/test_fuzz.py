@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
-from toolkit.config import default_recipe, load_recipe
+from toolkit.recipes_loader import default_recipe, load_recipe
 
 TINY = {"pretrain.epochs": 1, "svdd.epochs": 1, "svdd.warmup_epochs": 1}
 

@@ -7,8 +7,10 @@ import torch
 from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
-from toolkit.config import ConfigError, apply_overrides, default_recipe, load_recipe
+from toolkit.config import ConfigError
 from toolkit.knn import knn_distance
+from toolkit.overrides import apply_overrides
+from toolkit.recipes_loader import default_recipe, load_recipe
 from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
 

@@ -163,7 +163,7 @@ def test_pool_norm_act_without_running_statistics_uses_the_batch_in_evaluation_t
 def test_net_fused_setting_reaches_the_trained_and_the_loaded_nets(tmp_path):
     """--net.fused=True (not the default) trains the fused forms and a saved detector comes back with them."""
     from toolkit import MultiRadiusDeepSVDD
-    from toolkit.config import default_recipe, load_recipe
+    from toolkit.recipes_loader import default_recipe, load_recipe
 
     torch.manual_seed(0)
     x = torch.rand(60, 1, 28, 28)

@@ -117,8 +117,8 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_saved_scores_match_the_detector(digits_run):
-    from toolkit.config import default_recipe, load_recipe
     from toolkit.data import load_split
+    from toolkit.recipes_loader import default_recipe, load_recipe
 
     cfg = json.loads((digits_run / "config.json").read_text())
     split = load_split(load_recipe(default_recipe()).data, seed=cfg["seed"])
@@ -128,8 +128,9 @@ def test_saved_scores_match_the_detector(digits_run):
 
 
 def test_hparams_hold_the_settings_not_where_the_run_happened():
-    from toolkit.config import Config, apply_overrides
+    from toolkit.config import Config
     from toolkit.monitor import _flat_hparams
+    from toolkit.overrides import apply_overrides
 
     cfg = apply_overrides(Config(), {"run_dir": "/tmp/x", "data.root": "/data", "dist.backend": "gloo"})
     hp = _flat_hparams(cfg)

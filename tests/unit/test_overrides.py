@@ -86,7 +86,7 @@ def test_help_text_comes_whole_from_the_field_metadata():
 
 
 def test_naming_another_clusterer_starts_its_options_afresh():
-    from toolkit.config import load_recipe
+    from toolkit.recipes_loader import load_recipe
 
     digits = load_recipe("digits")  # FINCH with its level option
     assert digits.clustering.options == {"level": 0}
@@ -102,7 +102,7 @@ def test_naming_another_clusterer_starts_its_options_afresh():
 def test_overrides_are_checked_together_in_any_order():
     """A section is checked once all of its overrides apply: classes named by folder may come before
     the folder that has them (checked one by one, cifar10's classes 0..9 refused the names)."""
-    from toolkit.config import load_recipe
+    from toolkit.recipes_loader import load_recipe
 
     over = {"data.normal_classes": ["airplane", "automobile"], "data.dataset": "images/train"}
     cfg = apply_overrides(load_recipe("cifar10"), over)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from toolkit.clustering import ClusteringError, agreement, pseudo_labels, singleton_fraction, tidy_labels
-from toolkit.config import ClusteringConfig, load_recipe
+from toolkit.config import ClusteringConfig
+from toolkit.recipes_loader import load_recipe
 from toolkit.registry import ENTRY_POINT_GROUP, register_clusterer, unregister_clusterer
 
 ROOT = Path(__file__).resolve().parents[2]

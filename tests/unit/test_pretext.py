@@ -14,10 +14,11 @@ from conftest import cli_in_process
 from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD, load_recipe, register_pretrainer
-from toolkit.config import Config, ConfigError, PretrainConfig, SVDDConfig, apply_overrides
+from toolkit.config import Config, ConfigError, PretrainConfig, SVDDConfig
 from toolkit.engines import reconstruction_error, sq_error
 from toolkit.export import export
 from toolkit.nets import Autoencoder, build_autoencoder
+from toolkit.overrides import apply_overrides
 from toolkit.pretext import Rotation, RotationNet, rotated
 from toolkit.registry import (
     PRETRAINER_GROUP,
@@ -161,7 +162,8 @@ def test_own_method_from_an_entry_point(tmp_path):
         f"[{PRETRAINER_GROUP}]\nupright = my_pretext:upright\nrotation = my_pretext:not_the_builtin\n"
     )
     code = textwrap.dedent("""
-        from toolkit.config import Config, apply_overrides
+        from toolkit.config import Config
+        from toolkit.overrides import apply_overrides
         from toolkit.registry import RegistryError, build_pretrainer
         assert apply_overrides(Config(), {"pretrain.method": "upright"}).pretrain.method == "upright"
         assert build_pretrainer("upright").flip is False

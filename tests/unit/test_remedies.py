@@ -10,11 +10,13 @@ from ignite.engine import Events
 from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
-from toolkit.config import ConfigError, SVDDConfig, apply_overrides, default_recipe, load_recipe
+from toolkit.config import ConfigError, SVDDConfig
 from toolkit.detector import DetectorFileError
 from toolkit.engines import create_svdd_trainer, reconstruction_error
 from toolkit.files import load_checked, save_checked
 from toolkit.nets import MLPEncoder
+from toolkit.overrides import apply_overrides
+from toolkit.recipes_loader import default_recipe, load_recipe
 from toolkit.spheres import SphereUpdate
 from toolkit.stages import Harness, train_svdd
 from toolkit.svdd import SphereHead, cluster_quantiles, combined_scores, init_centres, score_stats, scores

@@ -7,9 +7,10 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from toolkit.config import Config, apply_overrides
+from toolkit.config import Config
 from toolkit.handlers import History
 from toolkit.nets import resolve_arch
+from toolkit.overrides import apply_overrides
 from toolkit.pretext import check_pretraining
 from toolkit.runner import record, run_stages
 from toolkit.stages import FitEvents, Harness, StageStore

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from toolkit import MultiRadiusDeepSVDD, load_recipe
-from toolkit.config import ConfigError, apply_overrides
+from toolkit.config import ConfigError
+from toolkit.overrides import apply_overrides
 from toolkit.scoring import calibration_rows, conformal_threshold
 
 QUICK = {"pretrain.epochs": 3, "svdd.epochs": 3, "svdd.warmup_epochs": 1}
