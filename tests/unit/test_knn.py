@@ -150,7 +150,7 @@ def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
 
 def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     """knn_space="autoencoder" measures in the pretrained autoencoder's embedding, which the detector keeps
-    (and saves) without a reconstruction term; score_multi=0 leaves the spheres out of the score."""
+    (and saves) without a reconstruction term; score.multi=0 leaves the spheres out of the score."""
     x, normal = digits_013()
     settings = {
         **TINY,
