@@ -1,6 +1,6 @@
 """Your own table: ``python -m toolkit table --data.dataset=TABLE.csv`` (or .npz / .npy rows; column
-``label``, if any, holds the classes). Features standardised; a small MLP, 60 + 60 epochs; many small spheres
-plus 5 x the 5-NN distance on the raw features; threshold set on a held-out fifth (docs/results.md)."""
+``label``, if any, holds the classes). Features min-max scaled; a small MLP; many small spheres plus 5 x the
+5-NN distance on the raw features; threshold set on a held-out fifth (docs/results.md)."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
@@ -8,6 +8,7 @@ small = OptimConfig(epochs=60, lr=1e-3, milestones=(40,), batch_size=32, weight_
 
 config = Config(
     name="table",
+    preprocess="minmax",
     data=DataConfig(dataset="data/table.csv", normal_classes=(0,), test_fraction=0.5, label_column="label"),
     net=NetConfig(arch="mlp", hidden=(32,), rep_dim=16),
     pretrain=small,

@@ -24,7 +24,7 @@ SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (s
 RADIUS_UPDATES = ("epoch", "batch")
 PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
 KNN_SPACES = ("embedding", "autoencoder", "input", "raw")  # where the k-NN score term measures distances
-PREPROCESS = ("auto", "gcn-minmax", "standardize", "none")  # toolkit.data.build_preprocessor
+PREPROCESS = ("auto", "gcn-minmax", "standardize", "minmax", "none")  # toolkit.data.build_preprocessor
 IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
 PRETRAIN_METHODS = tuple(PRETRAINER_BUILTINS)  # the built-in pretraining methods (toolkit.pretext)
 
@@ -356,7 +356,7 @@ class Config:
     name: str = _setting("digits", "run name; used in the default run folder")
     seed: int = _setting(0, "model: every random draw of the fit (weights, batches, clusterer)")
     preprocess: str = _setting(
-        "auto", 'model: "gcn-minmax" (per image), "standardize" (per feature), "none"; auto: by data'
+        "auto", 'model: "gcn-minmax" (per image), "standardize" or "minmax" (per feature), "none"; auto: by data'
     )
     device: str = _setting("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
     run_dir: str = _setting("", "empty: runs/<name>-<timestamp>")

@@ -286,6 +286,18 @@ class Standardizer(nn.Module):
         return (x.float() - self.mean) / self.scale
 
 
+class FeatureMinMax(Standardizer):
+    """Per feature: the training minimum to 0 and maximum to 1 (constant features unscaled), kept as the
+    same shift and scale as :class:`Standardizer`. Unlike it, a feature that is nearly constant in the
+    training data (a border pixel) is not blown up by its tiny spread."""
+
+    def fit(self, x: Tensor) -> FeatureMinMax:
+        lo, hi = x.double().min(dim=0).values, x.double().max(dim=0).values
+        self.mean = lo.float()
+        self.scale = torch.where(hi - lo > 1e-12, hi - lo, torch.ones_like(lo)).float()
+        return self
+
+
 class NoPreprocessing(nn.Module):
     """The data as they are (as float32): for data already scaled as the user wants."""
 
@@ -296,7 +308,12 @@ class NoPreprocessing(nn.Module):
         return x.float()
 
 
-PREPROCESSORS = {"gcn-minmax": Preprocessor, "standardize": Standardizer, "none": NoPreprocessing}
+PREPROCESSORS = {
+    "gcn-minmax": Preprocessor,
+    "standardize": Standardizer,
+    "minmax": FeatureMinMax,
+    "none": NoPreprocessing,
+}
 
 
 def resolve_preprocess(setting: str, in_shape: tuple[int, ...]) -> str:
@@ -309,7 +326,7 @@ def resolve_preprocess(setting: str, in_shape: tuple[int, ...]) -> str:
 
 def build_preprocessor(kind: str, in_shape: tuple[int, ...] = ()) -> nn.Module:
     """An unfitted preprocessor of ``kind`` (see ``PREPROCESSORS``) for samples of ``in_shape``."""
-    return Standardizer(in_shape) if kind == "standardize" else PREPROCESSORS[kind]()
+    return PREPROCESSORS[kind](in_shape) if kind in ("standardize", "minmax") else PREPROCESSORS[kind]()
 
 
 def preprocessor_kind(state: dict[str, Tensor]) -> str:

@@ -112,3 +112,22 @@ def test_ranks_split_each_global_batch_and_resume_draws_the_same_batches():
     b = TensorBatches(x, batch_size=6, shuffle=True, seed=99)
     b.load_state_dict(a.state_dict())
     assert [i.tolist() for i, _ in a] == [i.tolist() for i, _ in b]
+
+
+def test_feature_minmax_maps_each_training_column_to_0_1_without_inflating_near_constant_ones():
+    """Per feature, the training minimum goes to 0 and the maximum to 1; a column that is almost always
+    0 (a border pixel) stays within [0, 1] on the training data, where standardising would inflate it."""
+    from toolkit.data import FeatureMinMax, Standardizer, build_preprocessor
+
+    x = torch.zeros(100, 3)
+    x[:, 0] = torch.linspace(-5.0, 15.0, 100)
+    x[0, 1] = 16.0  # one pixel lit once
+    prep = FeatureMinMax((3,)).fit(x)
+    z = prep(x)
+    assert torch.allclose(z.min(dim=0).values, torch.tensor([0.0, 0.0, 0.0]))
+    assert torch.allclose(z.max(dim=0).values, torch.tensor([1.0, 1.0, 0.0]))  # a constant column stays 0
+    assert float(Standardizer((3,)).fit(x)(x)[0, 1]) > 9.0  # standardised, that one pixel is about 10
+    assert isinstance(build_preprocessor("minmax", (3,)), FeatureMinMax)
+    loaded = Standardizer((3,))  # saved as the same shift and scale: a loaded detector scores the same
+    loaded.load_state_dict(prep.state_dict())
+    assert torch.equal(loaded(x), z)
