@@ -41,6 +41,18 @@ def split(loader, normal, seed: int):
     return x[train], x[test], (~is_normal[test]).astype(int)
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` overrides: each value read as JSON when it is, as text otherwise."""
+    overrides = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
 def knn5(train, test) -> np.ndarray:
     return NearestNeighbors(n_neighbors=5).fit(train).kneighbors(test)[0][:, -1]
 
@@ -50,13 +62,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="a table recipe override, KEY=VALUE")
     ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args()
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
+    overrides = parse_sets(args.set)
     rows = {"table recipe": [], "PyOD KNN (5th neighbour)": [], "IsolationForest": []}
     per_data = []
     for name, (loader, normal) in DATA.items():

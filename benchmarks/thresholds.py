@@ -17,11 +17,11 @@ detector never saw), through the public API, with any ``--set`` overrides (e.g. 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+from tables import DATA, parse_sets, split  # this folder is on the path when a script here runs
 
 from toolkit import MultiRadiusDeepSVDD, apply_overrides, load_recipe
 from toolkit.data import load_split
@@ -46,8 +46,6 @@ def digits(overrides: dict, seeds: list[int]):
 
 
 def table(overrides: dict, seeds: list[int]):
-    from tables import DATA, split
-
     for name, (loader, normal) in DATA.items():
         for seed in seeds:
             x_train, x_test, y = split(loader, normal, seed)
@@ -72,13 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     if unknown := set(args.recipes) - {"digits", "table"}:
         ap.error(f"unknown recipes {sorted(unknown)}; accepted: digits, table")
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
+    overrides = parse_sets(args.set)
     seeds = [int(s) for s in args.seeds.split(",")]
     sources = [digits(overrides, seeds) if r == "digits" else table(overrides, seeds) for r in args.recipes]
     print("| detector | nu | flagged normal test rows | test AUROC |\n|---|---|---|---|")

@@ -1,3 +1,7 @@
+import errno
+import os
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +120,15 @@ def reference(tmp_path_factory):
     r = cli_in_process(*ARGS, f"--run_dir={out}")
     assert r.returncode == 0, r.stderr
     return out
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``Path.write_bytes`` writes half the file, then fails as a full disk does (ENOSPC)."""
+    write_bytes = pathlib.Path.write_bytes
+
+    def full(self, data):
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)

@@ -36,7 +36,7 @@ from .data import Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator
 from .files import read_json_checked, write_json
-from .handlers import StopRequest, attach_checkpoint, attach_evaluation, attach_progress, attach_sphere_logs
+from .handlers import StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .overrides import apply_overrides
@@ -89,8 +89,7 @@ class RunHarness(Harness):
     stop: StopRequest | None = None
 
     def __post_init__(self) -> None:
-        progress, self.progress = self.progress, False  # attached below, after evaluation and TensorBoard
-        super().__post_init__()
+        # not super().__post_init__(): the progress display is attached below, after evaluation and TensorBoard
         self.eval_data: TensorBatches | None = None
         if self.run is not None:
             self.store = RunStore(self.run, self.resume, self.rank)
@@ -104,10 +103,7 @@ class RunHarness(Harness):
             on(FitEvents.STAGE_STARTED, self._attach_evaluation)
         if self.tb is not None:
             on(FitEvents.STAGE_STARTED, self._attach_tensorboard)
-        self.progress = progress
-        if progress and progress != "none" and self.rank == 0:
-            mode = "auto" if progress is True else progress
-            on(FitEvents.STAGE_STARTED, lambda e: attach_progress(e.state.trainer, e.state.stage, mode))
+        self.show_progress()
         if self.run is not None:
             on(FitEvents.STAGE_STARTED, self._attach_checkpoints)
         if self.stop is not None:

@@ -97,6 +97,10 @@ class Harness:
     events: Engine = field(default_factory=fit_events)
 
     def __post_init__(self) -> None:
+        self.show_progress()
+
+    def show_progress(self) -> None:
+        """Attach each stage's progress display (``progress``) when the stage starts, on rank 0."""
         if self.progress and self.progress != "none" and self.rank == 0:
             mode = "auto" if self.progress is True else self.progress
             self.events.add_event_handler(

@@ -221,14 +221,7 @@ def test_an_output_that_may_not_be_written_is_one_line(run_dir, rows, tmp_path, 
 
 
 @pytest.mark.slow  # a (tiny) fit
-def test_export_on_a_full_disk_leaves_nothing_behind(run_dir, tmp_path, monkeypatch):
-    write_bytes = pathlib.Path.write_bytes
-
-    def full(self, data):  # half the file, then the disk is full
-        write_bytes(self, data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
-
-    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+def test_export_on_a_full_disk_leaves_nothing_behind(run_dir, tmp_path, full_disk):
     r = cli_in_process("export", run_dir, f"--out={tmp_path / 'scorer.pt'}")
     line = one_line_error(r)
     assert "the disk is full" in line and "no file was left behind" in line

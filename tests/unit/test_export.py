@@ -2,8 +2,6 @@
 and the export verb checks its options before it writes anything."""
 
 import errno
-import os
-import pathlib
 
 import numpy as np
 import pytest
@@ -116,14 +114,7 @@ def test_onnx_scorer_equals_decision_function(fitted, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fitted", ["digits"], indirect=True)
-def test_an_onnx_export_on_a_full_disk_leaves_nothing_behind(fitted, tmp_path, monkeypatch):
-    write_bytes = pathlib.Path.write_bytes
-
-    def full(self, data):  # half the file, then the disk is full
-        write_bytes(self, data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
-
-    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+def test_an_onnx_export_on_a_full_disk_leaves_nothing_behind(fitted, tmp_path, full_disk):
     with pytest.raises(OSError) as e:
         export(fitted[0], tmp_path / "scorer.onnx")
     assert e.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
