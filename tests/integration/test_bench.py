@@ -1,5 +1,6 @@
 """benchmarks/bench.py end to end on generated MNIST files: the recipe's run, every row scored through
-the public API from that one run, resumed rows not measured twice, and the summary table."""
+the public API from that one run, resumed rows not measured twice, and the summary table; and
+benchmarks/partitions.py on such a run."""
 
 import importlib.util
 import json
@@ -15,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--pretrain.epochs=1", "--svdd.epochs=1", "--svdd.warmup_epochs=1", "--clustering.min_cluster_size=5"]
 
 
-def load_bench():
+def load_bench(name: str = "bench"):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -62,3 +63,27 @@ def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
     bench.main()
     got = {r["row"]: float(r["auroc"]) for r in bench.read_rows(out / "rows.csv")}
     assert sorted(got) == ["default", "knn5-ae", "multi-pre"] and all(0.0 <= v <= 1.0 for v in got.values())
+
+
+def test_partitions_of_a_run(tmp_path, monkeypatch, capsys):
+    """Every partition is measured on the run's own pretrained embedding: the run's own partition (FINCH's
+    finest, clusters of 5 or more) gives back the spheres-before-training row of the same run."""
+    make_mnist(tmp_path, n_train=200, n_test=60)
+    bench, partitions = load_bench(), load_bench("partitions")
+    out = tmp_path / "out"
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi-pre"]
+    argv += ["--out", str(out), f"--data.root={tmp_path}", "--data.download=False"]
+    argv += ["--clustering.options.level=0", *TINY]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    got = {r["partition"]: r for r in partitions.measure(out / "0-1-s0")}
+    assert "finch level 0 (finest)" in got and "k-means, K = classes" in got
+    for r in got.values():
+        assert 0.0 <= r["auroc"] <= 1.0 and 0.0 <= r["purity"] <= 1.0 and -1.0 <= r["ari"] <= 1.0 and r["k"] >= 1
+    assert got["k-means, K = classes"]["k"] == 2
+    pre = float(bench.read_rows(out / "rows.csv")[0]["auroc"])
+    assert got["finch level 0 (finest)"]["auroc"] == pytest.approx(pre, abs=1e-6)
+    monkeypatch.setattr(sys, "argv", ["partitions.py", str(out / "0-1-s0")])
+    partitions.main()
+    table = capsys.readouterr().out
+    assert "| finch level 0 (finest) | 1 |" in table and "the run's rows" in table
