@@ -6,7 +6,13 @@ API only (``MultiRadiusDeepSVDD.load``, the detector's ``scorer_`` and its colum
 finished stages). The rows:
 
 - ``default``: the recipe's own score (what ``decision_function`` gives);
-- ``multi``: the multi-sphere score alone (the spheres' column of the same detector);
+- ``multi``: the multi-sphere score alone: a detector assembled from the same run's trained stages
+  (nothing is trained again) with ``score.multi=1`` and no other term, so that its file size and
+  throughput are measured as well;
+- ``multi+raw``, ``multi+ae``: the same spheres plus the 5-NN distance on the raw pixels, or in the
+  pretrained network's embedding (each term standardised, as the recipes combine them);
+- ``two-distance``: the 5-NN distances in the pretrained network's embedding and on the raw pixels
+  (the MNIST recipe's score), from the same run;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -53,6 +59,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = str(ROOT.parent / "shared" / "data")
 MNIST_GROUPS = "0,9;2,3;6,7;0,1,3;2,7,8;5,6,9;6,7,9;0,1,7,9;0,2,4,6;0,3,7,8"
 ROWS = ("default", "multi", "multi-pre", "single", "knn5-ae", "knn1-raw")
+NO_TERMS = {"score.multi": 0.0, "score.single": 0.0, "score.recon": 0.0, "score.knn": 0.0, "score.knn_k": 5}
+SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
+    "multi": NO_TERMS | {"score.multi": 1.0},
+    "multi+raw": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
+    "multi+ae": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
+    "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
+}
 FIELDS = ("group", "group_size", "seed", "row", "auroc", "n_clusters", "ari", "nmi", "size_mb", "img_s", "seconds")
 
 
@@ -91,13 +104,21 @@ def throughput(det, x) -> tuple[np.ndarray, float]:
 
 
 class FromRun(StageStore):
-    """A stage store for ``fit`` that gives a finished run's pretrained network instead of training one."""
+    """A stage store for ``fit`` that gives a finished run's stages (by default its pretrained network
+    alone) instead of training them again."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, stages: tuple[str, ...] = ("pretrain",)) -> None:
+        self.folder, self.stages = folder, stages
 
     def finished(self, stage: str):
-        return RunFolder(self.folder).load_stage(stage) if stage == "pretrain" else None
+        return RunFolder(self.folder).load_stage(stage) if stage in self.stages else None
+
+
+def rescored(folder: Path, multi: MultiRadiusDeepSVDD, x_train: np.ndarray, overrides: dict) -> MultiRadiusDeepSVDD:
+    """The run's detector with another score: its trained stages, assembled and calibrated again."""
+    cfg = apply_overrides(multi.resolved_config(), overrides)
+    stages = ("pretrain", "clustering", "svdd_multi", "svdd_single")
+    return MultiRadiusDeepSVDD(cfg, device="cpu").fit(x_train, harness=Harness(store=FromRun(folder, stages)))
 
 
 def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list[dict]:
@@ -117,9 +138,15 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
     if "default" in wanted:
         s, rate = throughput(multi, split.x_test)
         add("default", s, path=folder / "detector_multi.pt", img_s=rate, seconds=results.get("seconds"))
+    for row in (r for r in SCORES if r in wanted):
+        det = rescored(folder, multi, split.x_train, SCORES[row])
+        path = folder.parent / f".{folder.name}-{row}.pt"  # for its size; beside the run, not in it
+        det.save(path)
+        s, rate = throughput(det, split.x_test)
+        add(row, s, path=path, img_s=rate)
+        path.unlink()
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
     with torch.inference_mode():
-        if "multi" in wanted:
-            add("multi", multi.scorer_.score_column("multi", x_test))
         if "single" in wanted and (folder / "detector_single.pt").is_file():
             single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt")
             add("single", single.scorer_.score_column("multi", x_test), n_clusters=1, ari=None, nmi=None)
@@ -228,7 +255,7 @@ def summary(args: argparse.Namespace) -> str:
     for r in rows:
         by.setdefault(r["row"], {})[(r["group"], r["seed"])] = r
     sizes = sorted({int(r["group_size"]) for r in rows})
-    names = [n for n in (*ROWS, "null") if n in by] + [n for n in by if n not in (*ROWS, "null")]
+    names = [n for n in (*ROWS, *SCORES, "null") if n in by] + [n for n in by if n not in (*ROWS, "null")]
     lines = ["| row | " + " | ".join(f"{s} classes" for s in sizes) + " | models | size (MB) | img/s |"]
     lines.append("|---" * (len(sizes) + 4) + "|")
     for n in names:
@@ -266,7 +293,8 @@ def main() -> None:
     ap.add_argument("--recipe", default="mnist")
     ap.add_argument("--groups", default=MNIST_GROUPS, help="normal classes per group, ';' between groups")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {ROWS + ('null',)}")
+    every = (*ROWS, *(r for r in SCORES if r not in ROWS), "null")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {every}")
     ap.add_argument("--out", default="bench/mnist")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summary", action="store_true", help="print the table of what --out holds")

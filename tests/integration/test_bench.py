@@ -28,7 +28,7 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     make_mnist(tmp_path, n_train=200, n_test=60)
     bench = load_bench()
     out = tmp_path / "out"
-    rows = "default,multi,multi-pre,single,knn5-ae,knn1-raw,null"
+    rows = "default,multi,multi-pre,single,knn5-ae,knn1-raw,multi+raw,multi+ae,two-distance,null"
     argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows, "--out", str(out)]
     argv += [f"--data.root={tmp_path}", "--data.download=False", *TINY]
     monkeypatch.setattr(sys, "argv", argv)
@@ -43,6 +43,15 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     assert float(by["single"]["auroc"]) == pytest.approx(results["single"]["test_auroc"], abs=1e-6)
     assert int(by["null"]["n_clusters"]) == len(results["clustering"]["sizes"])
     assert float(by["default"]["size_mb"]) > 0 and float(by["default"]["img_s"]) > 0
+    # the score rows are the run's trained spheres, assembled again with another score: the spheres alone
+    # give the spheres' column of the run's own detector, and keep no training image (a smaller file)
+    det = bench.MultiRadiusDeepSVDD.load(out / "0-1-s0" / "detector_multi.pt")
+    split = bench.split_of("mnist", [0, 1], 0, [f"--data.root={tmp_path}", "--data.download=False"])
+    spheres = det.scorer_.score_column("multi", bench.torch.from_numpy(split.x_test))
+    assert float(by["multi"]["auroc"]) == pytest.approx(bench.auroc(split.is_anomaly_test, spheres), abs=1e-6)
+    assert float(by["multi"]["size_mb"]) < float(by["multi+raw"]["size_mb"])
+    assert all(float(by[r]["img_s"]) > 0 for r in ("multi", "multi+raw", "multi+ae", "two-distance"))
+    assert sorted(p.name for p in out.iterdir()) == ["0-1-s0", "rows.csv"]  # the rescored files are gone
     bench.main()  # every row is there: nothing is measured again
     assert len(bench.read_rows(out / "rows.csv")) == len(got)
     monkeypatch.setattr(sys, "argv", ["bench.py", "--out", str(out), "--summary"])
