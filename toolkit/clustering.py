@@ -121,7 +121,7 @@ def pseudo_labels(
         info["n_noise"],
         len(info["sizes"]),
         min_size,
-        info["sizes"],
+        describe_sizes(info["sizes"]),
     )
     if len(info["sizes"]) == 1 and len(info["sizes_before"]) > 1:
         warnings.warn(
@@ -130,6 +130,15 @@ def pseudo_labels(
             stacklevel=1,
         )
     return labels, info
+
+
+def describe_sizes(sizes: list[int], shown: int = 12) -> str:
+    """Cluster sizes for a log line: all of them when few, else the largest, the median and the smallest
+    (a fine partition has thousands)."""
+    if len(sizes) <= shown:
+        return str(sizes)
+    ranked = sorted(sizes, reverse=True)
+    return f"largest {ranked[:5]}, median {ranked[len(ranked) // 2]}, smallest {ranked[-1]}"
 
 
 def agreement(true_classes: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

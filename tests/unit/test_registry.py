@@ -7,7 +7,7 @@ from conftest import fresh_python
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
-from toolkit.clustering import ClusteringError, pseudo_labels, tidy_labels
+from toolkit.clustering import ClusteringError, describe_sizes, pseudo_labels, tidy_labels
 from toolkit.config import ClusteringConfig
 from toolkit.plugins.finch import first_neighbours
 from toolkit.registry import (
@@ -174,3 +174,10 @@ def test_pseudo_labels_kmeans_takes_number_of_normal_classes_when_asked(blobs):
     cfg = ClusteringConfig(name="kmeans", options={"n_clusters": "n_normal_classes"})
     labels, info = pseudo_labels(torch.from_numpy(x), cfg, n_normal_classes=3)
     assert len(info["sizes"]) == 3 and sum(info["sizes"]) == len(x)
+
+
+def test_cluster_sizes_in_the_log_stay_one_short_line():
+    """A fine partition has thousands of clusters: the log line gives the largest, median and smallest."""
+    assert describe_sizes([5, 3, 9]) == "[5, 3, 9]"
+    line = describe_sizes(list(range(3, 2003)))
+    assert line == "largest [2002, 2001, 2000, 1999, 1998], median 1002, smallest 3"
