@@ -133,6 +133,22 @@ class MLPDecoder(nn.Module):
         return torch.sigmoid(self.net(z)).view(z.shape[0], *self.in_shape)
 
 
+class UnitEmbedding(nn.Module):
+    """An encoder whose embeddings are scaled to unit length: distances between them (the spheres', the
+    k-NN's) compare directions only, as cosine similarity does. Features learnt by a classification
+    pretext (rotation) carry their meaning in the direction; their length mostly says how sure the net
+    is (benchmarks: docs/results.md). ``net`` is the encoder itself, whose raw embedding a pretext head
+    may take."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.rep_dim = net.rep_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.net(x), dim=1)
+
+
 class Autoencoder(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
         super().__init__()

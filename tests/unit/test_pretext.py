@@ -51,13 +51,16 @@ def small_images(n, seed=0):
 
 def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them():
     assert {"autoencoder", "rotation"} <= set(available_pretrainers())
-    assert pretrainer_options("autoencoder") == {} and pretrainer_options("rotation") == {"flip": True}
+    assert pretrainer_options("autoencoder") == {} and pretrainer_options("rotation") == {
+        "flip": True,
+        "normalize": True,
+    }
     r = cli_in_process("plugins")
     assert r.returncode == 0, r.stderr
     clusterers, methods = r.stdout.split("\n\n")
     assert clusterers.startswith("clusterers (--clustering.name=NAME") and "finch(level=-1" in clusterers
     assert methods.startswith("pretraining methods (--pretrain.method=NAME, --pretrain.options.KEY=VALUE):")
-    assert "\nautoencoder()\n" in methods and "\nrotation(flip=True)" in methods
+    assert "\nautoencoder()\n" in methods and "\nrotation(flip=True, normalize=True)" in methods
 
 
 def test_the_setting_is_pretrains_alone_and_every_recipe_pretrains_by_the_autoencoder():
@@ -198,6 +201,23 @@ def test_each_image_is_shown_in_its_four_rotations():
     losses = [Rotation().loss(net, xb, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
     assert losses[0] == losses[1] != losses[2]  # the flips are the generator's draws
     assert Rotation(flip=False).loss(net, xb, torch.Generator()) == Rotation(flip=False).loss(net, xb, None)
+
+
+def test_rotation_embeddings_are_unit_length_and_its_head_takes_the_raw_ones():
+    """``normalize`` (the default) scales the embedding the toolkit takes to unit length; the pretext head
+    is trained on the raw embedding either way, so the two settings pretrain the same net."""
+    torch.manual_seed(0)
+    unit = Rotation().build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
+    torch.manual_seed(0)
+    raw = Rotation(normalize=False).build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
+    xb = torch.rand(6, 1, 8, 8)
+    z, z_raw = unit.encoder(xb), raw.encoder(xb)
+    assert torch.allclose(z.norm(dim=1), torch.ones(6)) and not torch.allclose(z_raw.norm(dim=1), torch.ones(6))
+    assert torch.allclose(z, torch.nn.functional.normalize(z_raw, dim=1))
+    assert torch.equal(unit(xb), raw(xb))  # the same logits: the head sees the raw embedding
+    assert unit.encoder.rep_dim == 4
+    with pytest.raises(ValueError, match="rotation normalize='yes' must be True or False"):
+        Rotation(normalize="yes")
 
 
 def test_rotation_loss_goes_down_on_small_images(digit_images):
