@@ -210,7 +210,11 @@ class ScoreConfig:
     single: float = _setting(
         0.0, "> 0: + this x the standardised score of one sphere trained from the same pretrained encoder"
     )
-    recon: float = _setting(0.0, "> 0: + this x the standardised reconstruction error of the pretrained autoencoder")
+    pretext: float = _setting(
+        0.0,
+        "> 0: + this x the standardised score of the pretrained network itself, by its method's `score`: the "
+        "autoencoder's reconstruction error, rotation's cross-entropy over the four rotations",
+    )
     knn: float = _setting(0.0, "> 0: + this x the standardised mean distance to the knn_k nearest training points")
     knn_k: int = _setting(5, "with score.knn: neighbours of the k-NN term")
     knn_space: str = _setting(
@@ -234,7 +238,7 @@ class ScoreConfig:
         _check(self.rule in SCORE_RULES, f"score.rule={self.rule!r} is unknown; accepted: {SCORE_RULES}")
         _check(self.multi >= 0, f"score.multi={self.multi} must be >= 0 (0 = not in the score)")
         _check(self.single >= 0, f"score.single={self.single} must be >= 0 (0 = no one-sphere term)")
-        _check(self.recon >= 0, f"score.recon={self.recon} must be >= 0 (0 = no reconstruction term)")
+        _check(self.pretext >= 0, f"score.pretext={self.pretext} must be >= 0 (0 = no pretext term)")
         _check(self.knn >= 0, f"score.knn={self.knn} must be >= 0 (0 = no k-NN term)")
         _check(self.knn_k >= 1, f"score.knn_k={self.knn_k} must be >= 1")
         spaces = self.knn_spaces
@@ -244,14 +248,16 @@ class ScoreConfig:
             "joined by '+' (each once), e.g. 'autoencoder+raw'",
         )
 
-    def terms(self) -> str:
-        """What the detector's score adds up, in words (weights other than 1 shown), for summaries."""
+    def terms(self, pretext: str = "pretext score") -> str:
+        """What the detector's score adds up, in words (weights other than 1 shown), for summaries;
+        ``pretext`` names the pretrained network's own score (``toolkit.pretext.score_terms`` names it by
+        the run's pretraining method)."""
         knn_in = {"embedding": "sphere embedding", "autoencoder": "autoencoder embedding"}
         knn_in |= {"input": "preprocessed input", "raw": "raw input"}
         terms = [
             (self.multi, "sphere score"),
             (self.single, "one-sphere score"),
-            (self.recon, "reconstruction error"),
+            (self.pretext, pretext),
             *[(self.knn, f"{self.knn_k}-NN distance ({knn_in[s]})") for s in self.knn_spaces],
         ]
         return " + ".join(name if w == 1 else f"{w:g} x {name}" for w, name in terms if w > 0)
@@ -260,8 +266,8 @@ class ScoreConfig:
         """Refuse a score with no term. Checked on the whole configuration (by ``fit`` and the run), not
         here per setting, so that overrides may come in any order."""
         _check(
-            self.multi > 0 or max(self.single, self.recon, self.knn) > 0,
-            "score.multi=0 leaves no score: set score.single, score.recon or score.knn > 0, or score.multi > 0",
+            self.multi > 0 or max(self.single, self.pretext, self.knn) > 0,
+            "score.multi=0 leaves no score: set score.single, score.pretext or score.knn > 0, or score.multi > 0",
         )
 
     @property
@@ -271,9 +277,9 @@ class ScoreConfig:
 
     @property
     def keeps_autoencoder(self) -> bool:
-        """Whether the score needs the pretrained network: its reconstruction error, or its encoder's
-        embedding for the k-NN term."""
-        return self.recon > 0 or (self.knn > 0 and "autoencoder" in self.knn_spaces)
+        """Whether the score needs the pretrained network: its own score (``score.pretext``), or its
+        encoder's embedding for the k-NN term."""
+        return self.pretext > 0 or (self.knn > 0 and "autoencoder" in self.knn_spaces)
 
 
 @dataclass(frozen=True)

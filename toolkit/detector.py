@@ -22,7 +22,7 @@ from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .overrides import apply_overrides
 from .persistence import DetectorFileError as DetectorFileError  # raised by load
 from .persistence import load_detector, save_detector
-from .pretext import check_pretraining
+from .pretext import check_pretraining, method_of
 from .runner import run_stages
 from .scoring import Scorer, calibration_rows, column_names, column_weights, threshold
 from .stages import FitEvents, Harness, resolve_device
@@ -58,7 +58,8 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     the rows of ``X`` that trained, ``train_rows_``), ``n_clusters_``, ``n_features_in_``; ``scorer_`` (the
     score as one module, :class:`toolkit.scoring.Scorer`), its parts ``preprocessor_``, ``encoder_``, ``head_``,
     with ``score.single`` > 0 ``single_encoder_`` / ``single_head_`` (one sphere from the same pretrained
-    encoder), ``recon_`` (the pretrained net, when the score uses it), ``knn_reference_`` (space -> the
+    encoder), ``recon_`` (the pretrained net, when the score uses it: its own score ``score.pretext``, or
+    its encoder's embedding for the k-NN term), ``knn_reference_`` (space -> the
     training rows each k-NN column measures against), ``score_stats_`` (each column's training mean and
     spread, with several columns); ``decision_scores_`` and ``labels_`` (PyOD's scores and 0/1 labels of the
     training data), ``threshold_`` (a score above it is anomalous: :func:`toolkit.scoring.threshold`; with
@@ -202,6 +203,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         device = head.centres.device
         names = column_names(cfg.score, single is not None)
         single = None if single is None else (fast_layout(single[0].eval(), device), single[1].to(device))
+        pretext = method_of(cfg.pretrain).score if "pretext" in names else None  # the method's score function
         self.scorer_ = Scorer(
             prep,
             fast_layout(encoder.eval(), device),
@@ -211,6 +213,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             knn_k=cfg.score.knn_k,
             single=single,
             autoencoder=None if recon is None else fast_layout(recon.eval(), device),
+            pretext=pretext,
         ).to(device)
         self.arch_, self.input_shape_ = arch, tuple(in_shape)
         self.cluster_labels_ = labels.detach().cpu().numpy()

@@ -147,12 +147,14 @@ def coerce(key: str, tp: Any, value: Any, *, strict: bool = False, name: str | N
     raise bad(_type_name(tp))  # pragma: no cover - every field type is handled above
 
 
-# settings that moved: the old name is refused with the new one (the score's settings have their own section)
+# settings that moved: the old name is refused with the new one (the score's settings have their own section;
+# the pretrained network's own score term is score.pretext, whatever its method scores by)
 RENAMED = {
     "svdd.score": "score.rule",
     "svdd.score_multi": "score.multi",
     "svdd.score_single": "score.single",
-    "svdd.score_recon": "score.recon",
+    "svdd.score_recon": "score.pretext",
+    "score.recon": "score.pretext",
     "svdd.score_knn": "score.knn",
     "svdd.knn_k": "score.knn_k",
     "svdd.knn_space": "score.knn_space",

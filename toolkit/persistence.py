@@ -10,7 +10,9 @@ statistics and weights, the threshold). It is written atomically and carries its
 another format version is refused by name.
 
 Loading rebuilds every net from the saved settings, by the pretraining method that built it in the fit
-(``pretrain.method``, ``toolkit.pretext``): a method of your own must be registered before loading.
+(``pretrain.method``, ``toolkit.pretext``): a method of your own must be registered before loading. A
+setting or score column that a file holds under an earlier name is read under its name now
+(``score.recon`` and the column "recon": ``score.pretext``, "pretext"; ``recipes_loader.from_saved``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from . import config as C
 from .data import build_preprocessor, preprocessor_kind
 from .files import ChecksumError, UncheckedFileError, describe, load_checked, save_checked
 from .pretext import method_of, pretraining_net
-from .recipes_loader import dumps, from_dict
+from .recipes_loader import dumps, from_saved
 from .svdd import SphereHead
 
 FORMAT = "multi-radius-deep-svdd/2"
 FILE_KEYS = ("config", "arch", "input_shape", "labels", "decision_scores", "threshold", "scorer")
+SAVED_COLUMNS = {"recon": "pretext"}  # score columns saved under an earlier name -> the name now
 
 
 class DetectorFileError(ValueError):
@@ -99,12 +102,13 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     path = Path(path)
     p = _read(path, device)
     try:
-        cfg = from_dict(json.loads(p["config"]))
+        cfg = from_saved(json.loads(p["config"]))
         method = method_of(cfg.pretrain)
     except C.ConfigError as e:
         raise DetectorFileError(f"{str(path)!r} holds settings that cannot be used here: {e}") from None
     in_shape = tuple(p["input_shape"])
     state = p["scorer"]
+    columns = [SAVED_COLUMNS.get(c, c) for c in p["columns"]]
 
     def pretrained() -> torch.nn.Module:
         """The pretrained net of the file's method, as fit built it; every encoder is its encoder's kind."""
@@ -125,7 +129,7 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     if any(k.startswith("autoencoder.") for k in state):
         autoencoder = pretrained()
         autoencoder.load_state_dict(_part(state, "autoencoder."))
-    single = (encoder("single_encoder."), head("single_head.")) if "single" in p["columns"] else None
+    single = (encoder("single_encoder."), head("single_head.")) if "single" in columns else None
     det = cls(cfg, device=device)
     det._assemble(
         cfg,
@@ -139,7 +143,7 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
         single=single,
     )
     scorer = det.scorer_
-    if list(p["columns"]) != scorer.names:
+    if columns != scorer.names:
         raise DetectorFileError(
             f"{str(path)!r} holds the score columns {p['columns']}, but its settings give {scorer.names}: "
             "it was not written by save(); refit the detector and save it again"

@@ -19,13 +19,17 @@ entry-point group); the factory's keyword arguments are its settings. The object
 and may have:
 
 - ``reconstructs = True``: the net is ``encoder`` then ``decoder`` and ``net(x)`` reconstructs ``x``. Only
-  then can the score take the reconstruction error (``score.recon``) and Deep SVDD keep training the
-  decoder (``svdd.recon_weight``); otherwise such settings are refused before any training;
-- ``score(net, x) -> Tensor``: a per-sample anomaly score of the pretrained net (higher = more anomalous),
-  for the test AUROC during pretraining; without it, pretraining is not evaluated.
+  then can Deep SVDD keep training the decoder (``svdd.recon_weight``); otherwise that setting is refused
+  before any training;
+- ``score(net, x) -> Tensor``: a per-sample anomaly score of the pretrained net in evaluation mode
+  (higher = more anomalous) of preprocessed samples ``x``: the test AUROC during pretraining, and the
+  detector's ``pretext`` score term (``score.pretext``). Without it, pretraining is not evaluated and
+  ``score.pretext`` > 0 is refused before any training. The detector records it in its exported scorer,
+  so it should call only ``net`` and tensor operations whose shapes follow the batch's;
+- ``score_name``: what ``score`` measures, in words, for the run's summary (default: "NAME score").
 
-The pretrained net is kept whole by the detector when the score uses it (its reconstruction error, or its
-encoder's embedding for the k-NN term ``score.knn_space=autoencoder``), saved with it and exported with it.
+The pretrained net is kept whole by the detector when the score uses it (its own score, or its encoder's
+embedding for the k-NN term ``score.knn_space=autoencoder``), saved with it and exported with it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Autoencoding:
     to reconstruct its input (the mean per-sample squared error); its reconstruction error scores."""
 
     reconstructs = True
+    score_name = "reconstruction error"
 
     def build(
         self,
@@ -86,9 +91,10 @@ class RotationNet(nn.Module):
 
 def rotated(x: Tensor) -> tuple[Tensor, Tensor]:
     """Images ``x`` (N, C, H, W) in their four rotations (4N, C, H, W: all turned by 0 degrees, then by 90,
-    180 and 270, ``torch.rot90``) and which rotation each is (4N,)."""
+    180 and 270, ``torch.rot90``) and which rotation each is (4N,); both follow the batch's size in a
+    recorded scoring path (``torch.jit.trace``, ONNX export)."""
     turns = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(ROTATIONS)])
-    which = torch.arange(ROTATIONS, device=x.device).repeat_interleave(x.shape[0])
+    which = torch.arange(ROTATIONS, device=x.device).view(ROTATIONS, 1).expand(ROTATIONS, x.shape[0]).reshape(-1)
     return turns, which
 
 
@@ -105,6 +111,7 @@ class Rotation:
     four rotations of an image (a rotation the net cannot tell is unusual)."""
 
     reconstructs = False
+    score_name = "rotation cross-entropy"
 
     def __init__(self, flip: bool = True, normalize: bool = True) -> None:
         for name, value in (("flip", flip), ("normalize", normalize)):
@@ -140,8 +147,11 @@ class Rotation:
         return F.cross_entropy(net(turns), which)
 
     def score(self, net: nn.Module, x: Tensor) -> Tensor:
+        # the per-image cross-entropy, written out (-log_softmax at the true rotation: the same numbers) so
+        # that ONNX export records it
         turns, which = rotated(x)
-        return F.cross_entropy(net(turns), which, reduction="none").view(ROTATIONS, -1).sum(0)
+        losses = -F.log_softmax(net(turns), dim=1).gather(1, which[:, None]).squeeze(1)
+        return losses.view(ROTATIONS, -1).sum(0)
 
 
 # ----------------------------------------------------------------------------------- the run's method
@@ -160,19 +170,36 @@ def method_of(pretrain: Any) -> Any:
 
 def check_pretraining(cfg: Any) -> Any:
     """The method of ``cfg.pretrain`` (a ``Config`` or ``ModelConfig``), built once before any long work, so
-    that a bad option fails at once; and refuse what it cannot give: the reconstruction error in the score
-    (``score.recon``) or a decoder to keep training (``svdd.recon_weight``) from a method without
-    reconstruction. Returns the method."""
+    that a bad option fails at once; and refuse what it cannot give: its own score in the detector's score
+    (``score.pretext``) from a method without ``score``, or a decoder to keep training
+    (``svdd.recon_weight``) from a method without reconstruction. Returns the method."""
     method = method_of(cfg.pretrain)
-    if not getattr(method, "reconstructs", False):
-        for key, value in (("score.recon", cfg.score.recon), ("svdd.recon_weight", cfg.svdd.recon_weight)):
-            if value > 0:
-                raise ConfigError(
-                    f"{key}={value:g} needs the reconstruction error, but pretrain.method="
-                    f"{cfg.pretrain.method!r} has no decoder: set {key}=0, or pretrain with a method that "
-                    "reconstructs (autoencoder)"
-                )
+    if cfg.score.pretext > 0 and not callable(getattr(method, "score", None)):
+        raise ConfigError(
+            f"score.pretext={cfg.score.pretext:g} adds the pretrained network's own score, but pretrain.method="
+            f"{cfg.pretrain.method!r} has no `score`: set score.pretext=0, or pretrain with a method that scores "
+            "(autoencoder, rotation)"
+        )
+    if not getattr(method, "reconstructs", False) and cfg.svdd.recon_weight > 0:
+        raise ConfigError(
+            f"svdd.recon_weight={cfg.svdd.recon_weight:g} needs the reconstruction error, but pretrain.method="
+            f"{cfg.pretrain.method!r} has no decoder: set svdd.recon_weight=0, or pretrain with a method that "
+            "reconstructs (autoencoder)"
+        )
     return method
+
+
+def score_name(pretrain: Any) -> str:
+    """What the pretraining method of the settings ``pretrain`` scores by, in words: its ``score_name``, or
+    "NAME score"."""
+    name = getattr(pretrain, "method", "autoencoder")
+    return getattr(method_of(pretrain), "score_name", f"{name} score")
+
+
+def score_terms(cfg: Any) -> str:
+    """What the score of ``cfg`` (a ``Config`` or ``ModelConfig``) adds up, in words, its pretext term named
+    by the run's pretraining method (:meth:`toolkit.config.ScoreConfig.terms`)."""
+    return cfg.score.terms(score_name(cfg.pretrain))
 
 
 def pretraining_net(method: Any, arch: str, in_shape: tuple[int, ...], net: NetConfig) -> nn.Module:

@@ -146,5 +146,23 @@ def from_dict(d: dict[str, Any]) -> Config:
     return build(Config, d)
 
 
+# settings that a fit or a run saved under an earlier name: (section, that name) -> the name now
+SAVED_AS = {("score", "recon"): "pretext"}
+
+
+def from_saved(d: dict[str, Any]) -> Config:
+    """A configuration that a fit or a run saved (a detector file's settings, a run folder's config.json):
+    :func:`from_dict`, each setting saved under an earlier name (:data:`SAVED_AS`: ``score.recon``, the
+    pretrained network's own score term) read under its name now (``score.pretext``). A recipe, an override
+    or a replayed config.json that gives an earlier name is refused with the name now
+    (:data:`toolkit.overrides.RENAMED`)."""
+    d = dict(d)
+    for (section, old), new in SAVED_AS.items():
+        values = d.get(section)
+        if isinstance(values, dict) and old in values and new not in values:
+            d[section] = {(new if k == old else k): v for k, v in values.items()}
+    return from_dict(d)
+
+
 def dumps(cfg: Config) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)

@@ -40,7 +40,7 @@ from .handlers import StopRequest, attach_checkpoint, attach_evaluation, attach_
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .overrides import apply_overrides
-from .pretext import check_pretraining, pretraining_net
+from .pretext import check_pretraining, pretraining_net, score_terms
 from .runfolder import RunFolder, RunFolderError
 from .stages import FitEvents, Harness, StageStore, resolve_device
 
@@ -339,7 +339,7 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
         d.save(folder.path / f"detector_{name}.pt")
         info[name].update(final[name])  # the final detector's own scores (also right after a resume)
         info[name]["threshold"] = d.threshold_
-        info[name]["score"] = d.resolved_config().score.terms()
+        info[name]["score"] = score_terms(d.resolved_config())
     results = {
         "name": cfg.name,
         "dataset": cfg.data.dataset,

@@ -37,7 +37,7 @@ from .files import (
     write_with_digest_file,
 )
 from .overrides import field_table
-from .recipes_loader import dumps, from_dict
+from .recipes_loader import dumps, from_saved
 
 
 class RunFolderError(RuntimeError):
@@ -109,7 +109,7 @@ class RunFolder:
         """The configuration the run in this folder was started with (its config.json)."""
         p = self.path / "config.json"
         try:
-            return from_dict(json.loads(read_with_digest_file(p)))
+            return from_saved(json.loads(read_with_digest_file(p)))
         except UncheckedFileError as e:
             raise RunFolderError(
                 f"{describe(e)}, so this run cannot be resumed; start a new run in another --run_dir"

@@ -8,8 +8,9 @@ The columns, in this order (each present only when its weight is above 0, the sp
 
 - ``multi``: the multi-sphere score, min over the spheres by ``score.rule`` (``toolkit.svdd``);
 - ``single``: the score of one sphere trained from the same autoencoder;
-- ``recon``: the pretrained autoencoder's reconstruction error (only with a pretraining method that
-  reconstructs, ``toolkit.pretext``);
+- ``pretext``: the pretrained network's own score, by its pretraining method's ``score``
+  (``toolkit.pretext``: the autoencoder's reconstruction error, rotation's cross-entropy over the four
+  rotations);
 - ``knn:SPACE``: the mean distance to the ``knn_k`` nearest training points in SPACE ("embedding": the
   multi-sphere encoder's, "autoencoder": the pretrained net's encoder's, whichever ``pretrain.method``
   built it, "input": the preprocessed input, "raw": the data as given), one column per space.
@@ -22,13 +23,12 @@ point itself out) and the columns are added with their weights.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .engines import reconstruction_error
 from .knn import knn_block, knn_distance
 from .nets import fast_layout
 from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
@@ -77,13 +77,13 @@ def threshold(
 
 def column_names(score, single: bool) -> list[str]:
     """The score's columns for the settings ``score`` (``single``: a one-sphere model is kept)."""
-    names = ["multi"] + ["single"] * single + ["recon"] * (score.recon > 0)
+    names = ["multi"] + ["single"] * single + ["pretext"] * (score.pretext > 0)
     return names + ([f"knn:{s}" for s in score.knn_spaces] if score.knn > 0 else [])
 
 
 def column_weights(score, names: Iterable[str]) -> Tensor:
-    """Each column's weight: ``score.multi``, ``score.single``, ``score.recon``, ``score.knn``."""
-    by = {"multi": score.multi, "single": score.single, "recon": score.recon}
+    """Each column's weight: ``score.multi``, ``score.single``, ``score.pretext``, ``score.knn``."""
+    by = {"multi": score.multi, "single": score.single, "pretext": score.pretext}
     return torch.tensor([by.get(n, score.knn) for n in names], dtype=torch.float32)
 
 
@@ -94,8 +94,9 @@ class Scorer(nn.Module):
     (the one-sphere encoder and head, the pretrained net, the k-NN reference rows), the columns'
     training statistics, weights and the threshold, all as submodules and buffers: ``state_dict`` is the
     whole scoring state, and ``torch.jit.trace`` records the whole path (no loops that depend on the batch).
-    The ``autoencoder`` slot holds whichever net the pretraining method built: the "recon" column calls it
-    (an autoencoder), the "knn:autoencoder" column its ``encoder``.
+    The ``autoencoder`` slot holds whichever net the pretraining method built: the "pretext" column scores
+    by ``pretext(net, xb)``, the method's ``score`` (a function, not state: rebuilt from the settings with
+    the method, ``toolkit.pretext.method_of``), the "knn:autoencoder" column by the net's ``encoder``.
     """
 
     def __init__(
@@ -109,16 +110,20 @@ class Scorer(nn.Module):
         knn_k: int = 5,
         single: tuple[nn.Module, SphereHead] | None = None,
         autoencoder: nn.Module | None = None,
+        pretext: Callable[[nn.Module, Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         if ("single" in names) != (single is not None):
             raise ValueError("the one-sphere column needs the one-sphere encoder and head, and only it")
-        needs_ae = "recon" in names or "knn:autoencoder" in names
+        needs_ae = "pretext" in names or "knn:autoencoder" in names
         if needs_ae != (autoencoder is not None):
-            raise ValueError("the reconstruction and autoencoder k-NN columns need the pretrained net, and only they")
+            raise ValueError("the pretext and autoencoder k-NN columns need the pretrained net, and only they")
+        if ("pretext" in names) != (pretext is not None):
+            raise ValueError("the pretext column needs the pretraining method's score function, and only it")
         self.prep, self.encoder, self.head = prep, encoder, head
         self.single_encoder, self.single_head = single if single is not None else (None, None)
         self.autoencoder = autoencoder
+        self.pretext = pretext
         self.names = list(names)
         self.knn_k = knn_k
         self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
@@ -153,8 +158,8 @@ class Scorer(nn.Module):
         cols = [s]
         if self.single_head is not None:
             cols.append(self.single_head(self.single_encoder(xb)))
-        if "recon" in self.names:
-            cols.append(reconstruction_error(self.autoencoder, xb))
+        if self.pretext is not None:
+            cols.append(self.pretext(self.autoencoder, xb))
         if knn:
             for space in self.knn_spaces:
                 cols.append(knn_block(self.rows(space, x, xb, z), self.reference(space), self.knn_k))

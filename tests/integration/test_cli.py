@@ -37,7 +37,7 @@ def test_results_json(run_dir):
     res = json.loads((run_dir / "results.json").read_text())
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
     # the digits recipe adds one sphere's score and the reconstruction error to the multi-sphere score
-    assert cfg.score.single == 1.0 and cfg.score.recon == 1.0
+    assert cfg.score.single == 1.0 and cfg.score.pretext == 1.0
     saved = np.load(run_dir / "scores.npz")
     split = load_split(cfg.data, cfg.seed)
     k = len(res["clustering"]["sizes"])
@@ -113,7 +113,7 @@ def test_missing_recipe_and_unknown_clusterer():
     assert r.returncode == 2 and "unknown clusterer 'nope'" in r.stderr and "finch" in r.stderr
     r = cli_in_process("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
     assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
-    r = cli_in_process("--score.multi=0", "--score.single=0", "--score.recon=0", "--run_dir=/tmp/_unused_run")
+    r = cli_in_process("--score.multi=0", "--score.single=0", "--score.pretext=0", "--run_dir=/tmp/_unused_run")
     assert r.returncode == 2 and "leaves no score" in r.stderr and "pretrain" not in r.stderr
     assert not Path("/tmp/_unused_run").exists()
 

@@ -19,11 +19,11 @@ TINY = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
     "settings",
     [
         {},  # the digits recipe's score: spheres + one sphere + reconstruction error
-        {"score.single": 0.0, "score.recon": 0.0},  # the sphere score alone
+        {"score.single": 0.0, "score.pretext": 0.0},  # the sphere score alone
         {"score.knn": 1.0},  # + k-NN in the embedding
         {"score.knn": 0.5, "score.knn_space": "input", "score.rule": "margin"},
-        {"score.knn": 1.0, "score.knn_space": "autoencoder", "score.recon": 0.0, "score.multi": 0.0},
-        {"score.knn": 1.0, "score.knn_space": "autoencoder+raw", "score.recon": 0.0, "score.multi": 0.0},
+        {"score.knn": 1.0, "score.knn_space": "autoencoder", "score.pretext": 0.0, "score.multi": 0.0},
+        {"score.knn": 1.0, "score.knn_space": "autoencoder+raw", "score.pretext": 0.0, "score.multi": 0.0},
     ],
 )
 def test_exported_scorer_equals_decision_function(settings, tmp_path):

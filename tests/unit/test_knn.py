@@ -10,6 +10,7 @@ from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError
 from toolkit.knn import knn_distance
 from toolkit.overrides import apply_overrides
+from toolkit.pretext import score_terms
 from toolkit.recipes_loader import default_recipe, load_recipe
 from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
@@ -109,11 +110,11 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         z = det.encoder_(xb)
         sphere = scores(z, det.head_.centres, det.head_.radii, det.head_.rule)[0]
-        recon = det.scorer_.columns(torch.from_numpy(x[normal]))[0][:, 1]
+        pretext = det.scorer_.columns(torch.from_numpy(x[normal]))[0][:, 1]  # the reconstruction error
     assert list(det.knn_reference_) == ["embedding"]
     torch.testing.assert_close(det.knn_reference_["embedding"], z)
     loo = brute_force(z.double(), z.double(), 3, exclude_self=True).float()
-    train_parts = torch.stack([sphere, recon, loo], dim=1)
+    train_parts = torch.stack([sphere, pretext, loo], dim=1)
     torch.testing.assert_close(det.score_stats_, score_stats(train_parts), rtol=1e-4, atol=1e-4)
     # new points are scored against every training point (no point left out)
     x_new = x[~normal][:50]
@@ -137,7 +138,7 @@ def test_knn_term_joins_the_score_leave_one_out_and_round_trips(tmp_path):
 
 def test_knn_term_in_the_input_space_measures_preprocessed_inputs():
     x, normal = digits_013()
-    settings = {**TINY, "score.recon": 0.0, "score.knn": 1.0, "score.knn_space": "input"}
+    settings = {**TINY, "score.pretext": 0.0, "score.knn": 1.0, "score.knn_space": "input"}
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     with torch.inference_mode():
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
@@ -155,7 +156,7 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     settings = {
         **TINY,
         "score.multi": 0.0,
-        "score.recon": 0.0,
+        "score.pretext": 0.0,
         "score.knn": 1.0,
         "score.knn_space": "autoencoder",
     }
@@ -187,7 +188,7 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     settings = {
         **TINY,
         "score.multi": 0.0,
-        "score.recon": 0.0,
+        "score.pretext": 0.0,
         "score.knn": 2.0,
         "score.knn_k": 3,
         "score.knn_space": "autoencoder+raw",
@@ -219,16 +220,20 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
 
 
 def test_score_terms_name_what_the_score_adds_up():
+    """The pretext term is named by the run's pretraining method (its ``score_name``)."""
     cfg = load_recipe(default_recipe())
-    assert cfg.score.terms() == "sphere score + one-sphere score + reconstruction error"
+    assert score_terms(cfg) == "sphere score + one-sphere score + reconstruction error"
     knn = {"score.multi": 0, "score.single": 0.5, "score.knn": 1, "score.knn_space": "autoencoder"}
-    assert apply_overrides(cfg, knn).score.terms() == (
+    assert score_terms(apply_overrides(cfg, knn)) == (
         "0.5 x one-sphere score + reconstruction error + 5-NN distance (autoencoder embedding)"
     )
+    rotation = apply_overrides(cfg, {"pretrain.method": "rotation", "score.pretext": 2})
+    assert score_terms(rotation) == "sphere score + one-sphere score + 2 x rotation cross-entropy"
+    assert cfg.score.terms("own score") == "sphere score + one-sphere score + own score"
 
 
 def test_a_score_with_no_term_is_refused_before_training():
-    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "score.multi": 0.0, "score.recon": 0.0})
+    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "score.multi": 0.0, "score.pretext": 0.0})
     x = load_digits().data.astype(np.float32)
     with pytest.raises(ConfigError, match="score.multi=0 leaves no score"):
         MultiRadiusDeepSVDD(cfg, device="cpu").fit(x)

@@ -175,7 +175,7 @@ def test_net_fused_setting_reaches_the_trained_and_the_loaded_nets(tmp_path):
         "svdd.epochs": 1,
         "svdd.warmup_epochs": 1,
     }
-    settings |= {"score.single": 0.0, "score.recon": 1.0, "clustering.name": "single"}
+    settings |= {"score.single": 0.0, "score.pretext": 1.0, "clustering.name": "single"}
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x)
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
     for d in (det, loaded):

@@ -114,10 +114,18 @@ def test_overrides_are_checked_together_in_any_order():
 
 @pytest.mark.parametrize(
     "old,new",
-    [("svdd.score_multi", "score.multi"), ("svdd.score", "score.rule"), ("knn_space", "score.knn_space")],
+    [
+        ("svdd.score_multi", "score.multi"),
+        ("svdd.score", "score.rule"),
+        ("knn_space", "score.knn_space"),
+        ("score.recon", "score.pretext"),
+        ("recon", "score.pretext"),
+        ("svdd.score_recon", "score.pretext"),
+    ],
 )
 def test_the_scores_old_setting_names_point_to_the_new_ones(old, new):
-    """The score's settings moved from ``svdd`` to their own section: an old name says where it went."""
+    """The score's settings moved from ``svdd`` to their own section, and the pretrained network's own score
+    term is ``score.pretext`` whatever its method scores by: an old name says where it went."""
     with pytest.raises(ConfigError, match=f"--{old} is now --{new}; did you mean --{new}"):
         apply_overrides(Config(), {old: 1})
     r = cli_in_process("digits", f"--{old}=1")

@@ -19,7 +19,7 @@ from toolkit.engines import reconstruction_error, sq_error
 from toolkit.export import export
 from toolkit.nets import Autoencoder, build_autoencoder
 from toolkit.overrides import apply_overrides
-from toolkit.pretext import Rotation, RotationNet, rotated
+from toolkit.pretext import Rotation, RotationNet, rotated, score_terms
 from toolkit.registry import (
     PRETRAINER_GROUP,
     RegistryError,
@@ -110,7 +110,8 @@ def test_own_method_registered_with_the_decorator_is_used_in_a_fit(tmp_path):
 
     @register_pretrainer("test-denoising")
     class Denoising:
-        reconstructs = True  # net(x) reconstructs x: the score may take the reconstruction error
+        reconstructs = True  # net(x) reconstructs x: svdd.recon_weight may keep training the decoder
+        score_name = "denoised reconstruction error"
 
         def __init__(self, noise: float = 0.1):
             self.noise = noise
@@ -135,7 +136,8 @@ def test_own_method_registered_with_the_decorator_is_used_in_a_fit(tmp_path):
         own = {"pretrain.method": "test-denoising", "pretrain.options.noise": 0.2}
         det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings, **own).fit(x[normal])
         assert calls and set(calls) == {0.2} and isinstance(det.recon_, Autoencoder)
-        assert "recon" in det.scorer_.names  # the digits recipe's score: the reconstruction error is there
+        assert "pretext" in det.scorer_.names  # the digits recipe's score: its own score is there
+        assert score_terms(det.resolved_config()) == "sphere score + one-sphere score + denoised reconstruction error"
         plain = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(x[normal])
         assert not np.array_equal(det.decision_function(x), plain.decision_function(x))  # its own loss trained
         again = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings, **own).fit(x[normal])
@@ -232,23 +234,50 @@ def test_rotation_loss_goes_down_on_small_images(digit_images):
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
 
 
-def test_reconstruction_with_rotation_and_flat_vectors_are_refused_before_training(tmp_path):
+def test_what_a_method_cannot_give_and_flat_vectors_are_refused_before_training(tmp_path):
+    """A decoder to keep training needs a method that reconstructs; the pretext score term needs a method
+    with ``score``; rotation needs images."""
     x = np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32)
-    for key in ("score.recon", "svdd.recon_weight"):
-        with pytest.raises(ConfigError) as e:
-            settings = {"pretrain.method": "rotation", "score.recon": 0.0, key: 0.5}
-            MultiRadiusDeepSVDD(load_recipe("digits"), **settings).fit(x)
-        msg = str(e.value)
-        assert f"{key}=0.5 needs the reconstruction error" in msg and "pretrain.method='rotation'" in msg
-        assert "\n" not in msg
-    cfg = {"pretrain.method": "rotation", "score.recon": 0.0}
+    with pytest.raises(ConfigError) as e:
+        settings = {"pretrain.method": "rotation", "svdd.recon_weight": 0.5}
+        MultiRadiusDeepSVDD(load_recipe("digits"), **settings).fit(x)
+    msg = str(e.value)
+    assert "svdd.recon_weight=0.5 needs the reconstruction error" in msg and "pretrain.method='rotation'" in msg
+    assert "set svdd.recon_weight=0" in msg and "\n" not in msg
     with pytest.raises(ConfigError) as e:  # the digits as given: flat vectors of 64 values
-        MultiRadiusDeepSVDD(load_recipe("digits"), **cfg).fit(x.reshape(20, 64))
+        MultiRadiusDeepSVDD(load_recipe("digits"), **{"pretrain.method": "rotation"}).fit(x.reshape(20, 64))
     msg = str(e.value)
     assert "vectors of shape (64,)" in msg and "lenet28" in msg and "lenet32" in msg and "\n" not in msg
-    r = cli_in_process("--pretrain.method=rotation", f"--run_dir={tmp_path / 'run'}")
-    assert r.returncode == 2 and "score.recon=1 needs the reconstruction error" in r.stderr
-    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+    class Unscored:  # a method without `score`: pretraining is not evaluated, and it gives no pretext term
+        def build(self, arch, in_shape, rep_dim=0, hidden=(32,), leak=0.1, fused=False):
+            return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused)
+
+        def loss(self, net, x, generator):
+            return reconstruction_error(net, x).mean()
+
+    register_pretrainer("test-unscored", Unscored)
+    try:
+        with pytest.raises(ConfigError) as e:
+            MultiRadiusDeepSVDD(load_recipe("digits"), **{"pretrain.method": "test-unscored"}).fit(x.reshape(20, 64))
+        msg = str(e.value)
+        assert "score.pretext=1 adds the pretrained network's own score" in msg and "set score.pretext=0" in msg
+        assert "pretrain.method='test-unscored' has no `score`" in msg and "\n" not in msg
+        r = cli_in_process("--pretrain.method=test-unscored", f"--run_dir={tmp_path / 'run'}")
+        assert r.returncode == 2 and "score.pretext=1 adds the pretrained network's own score" in r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+    finally:
+        unregister_pretrainer("test-unscored")
+
+
+def test_rotations_score_is_the_cross_entropy_summed_over_the_four_rotations():
+    torch.manual_seed(0)
+    net = Rotation().build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
+    x = torch.rand(7, 1, 8, 8)
+    turns, which = rotated(x)
+    with torch.no_grad():
+        want = torch.nn.functional.cross_entropy(net(turns), which, reduction="none").view(4, 7).sum(0)
+        assert torch.equal(Rotation().score(net, x), want)
 
 
 @pytest.mark.slow  # a fit of LeNet nets
@@ -265,6 +294,33 @@ def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(new), scores)
     scorer = torch.jit.load(str(export(loaded, tmp_path / "scorer.pt")))
     np.testing.assert_allclose(scorer(torch.from_numpy(new)).numpy(), scores, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow  # a fit of LeNet nets
+def test_rotations_own_score_joins_the_score_and_saves_loads_and_exports(tmp_path):
+    """score.pretext with rotation: the "pretext" column is ``Rotation().score`` of the pretrained net on the
+    preprocessed input; the saved, loaded and exported (TorchScript, ONNX) detectors score the same."""
+    settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
+    settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "score.pretext": 1.0}
+    det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
+    assert det.scorer_.names == ["multi", "pretext", "knn:autoencoder", "knn:raw"]  # the spheres' weight: 0
+    assert score_terms(det.resolved_config()) == (
+        "rotation cross-entropy + 5-NN distance (autoencoder embedding) + 5-NN distance (raw input)"
+    )
+    new = small_images(9, seed=1)
+    with torch.inference_mode():
+        want = Rotation().score(det.recon_, det.preprocessor_(torch.from_numpy(new)))
+        column = det.scorer_.columns(torch.from_numpy(new))[0][:, 1]
+    assert torch.equal(column, want) and torch.equal(det.scorer_.score_column("pretext", torch.from_numpy(new)), want)
+    scores = det.decision_function(new)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    assert isinstance(loaded.recon_, RotationNet) and loaded.scorer_.names == det.scorer_.names
+    np.testing.assert_array_equal(loaded.decision_function(new), scores)
+    scorer = torch.jit.load(str(export(loaded, tmp_path / "scorer.pt")))  # recorded on 4 rows, run on 9
+    np.testing.assert_allclose(scorer(torch.from_numpy(new)).numpy(), scores, rtol=1e-4, atol=1e-4)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(export(loaded, tmp_path / "scorer.onnx")))
+    np.testing.assert_allclose(session.run(None, {"x": new})[0], scores, rtol=1e-4, atol=1e-4)
 
 
 def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_images, tmp_path):
@@ -294,7 +350,7 @@ def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_imag
     normal, anomalous = digit_images
     test = (torch.from_numpy(np.concatenate([normal[:50], anomalous[:50]])), torch.arange(100) >= 50)
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 1, "svdd.warmup_epochs": 1}
-    settings |= {"net.arch": "mlp", "score.recon": 0.0}
+    settings |= {"net.arch": "mlp"}
     with TensorboardLogger(log_dir=str(tmp_path / "tb")) as tb:
         harness = RunHarness(tb=tb, eval_raw=test)
         MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(normal, harness=harness)

@@ -7,7 +7,16 @@ import pytest
 
 from toolkit.config import Config, ConfigError
 from toolkit.overrides import apply_overrides
-from toolkit.recipes_loader import default_recipe, dumps, from_dict, load_recipe, packaged_recipes, replay, to_dict
+from toolkit.recipes_loader import (
+    default_recipe,
+    dumps,
+    from_dict,
+    from_saved,
+    load_recipe,
+    packaged_recipes,
+    replay,
+    to_dict,
+)
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -82,6 +91,7 @@ def test_a_replayed_config_is_checked_as_overrides_are(tmp_path):
         ({"svdd": 3}, r"cfg.json: svdd is 3; a JSON object of settings is expected"),
         ({"svdd": {**saved["svdd"], "nu": 3.0}}, r"cfg.json: svdd.nu=3.0 must be in \(0, 1\]"),
         ({"svdd": {**saved["svdd"], "score_knn": 1.0}}, r"cfg.json: svdd.score_knn is now score.knn; did you mean"),
+        ({"score": {**saved["score"], "recon": 1.0}}, r"cfg.json: score.recon is now score.pretext; did you mean"),
     ):
         with pytest.raises(ConfigError, match=match):
             replay({**saved, **change}, "cfg.json")
@@ -89,6 +99,23 @@ def test_a_replayed_config_is_checked_as_overrides_are(tmp_path):
     path.write_text(json.dumps({**saved, "svdd": {**saved["svdd"], "epochs": 2.7}}))
     with pytest.raises(ConfigError, match="expected an integer"):
         load_recipe(path)
+
+
+def test_saved_settings_that_name_the_pretext_term_score_recon_load_as_score_pretext(tmp_path):
+    """A detector file's or a run folder's saved settings may name the pretrained network's own score term
+    score.recon: they are read as score.pretext (a recipe, an override or a replayed config.json that names
+    it so is refused, above)."""
+    from toolkit.files import write_with_digest_file
+    from toolkit.runfolder import RunFolder
+
+    cfg = apply_overrides(load_recipe("digits"), {"score.pretext": 2.0})
+    saved = to_dict(cfg)
+    saved["score"] = {("recon" if k == "pretext" else k): v for k, v in saved["score"].items()}
+    assert from_saved(saved) == cfg and from_saved(to_dict(cfg)) == cfg
+    write_with_digest_file(tmp_path / "config.json", json.dumps(saved).encode())
+    assert RunFolder(tmp_path).saved_config() == cfg  # what --resume continues from
+    with pytest.raises(ConfigError, match="score.recon is now score.pretext"):
+        load_recipe(tmp_path / "config.json")
 
 
 def test_a_bare_file_name_in_the_current_folder_is_a_path(tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ def test_recentred_training_ends_with_the_final_nets_cluster_means_and_quantiles
         ({"score.rule": "nearest"}, "accepted"),
         ({"svdd.radius_update": "step"}, "accepted"),
         ({"svdd.recon_weight": -1.0}, ">= 0"),
-        ({"score.recon": -0.5}, "score.recon=-0.5 must be >= 0"),
+        ({"score.pretext": -0.5}, "score.pretext=-0.5 must be >= 0"),
         ({"score.single": -1.0}, "score.single=-1.0 must be >= 0"),
         ({"svdd.radius_update": "batch", "dist.backend": "gloo", "dist.nproc_per_node": 2}, "several processes"),
     ],
@@ -114,7 +114,7 @@ def test_every_remedy_together_fits_scores_and_round_trips(tmp_path):
         "svdd.reassign": True,
         "svdd.recon_weight": 0.1,
         "score.single": 0.0,  # the sphere score alone (the digits recipe adds one sphere's score
-        "score.recon": 0.0,  # and the reconstruction error)
+        "score.pretext": 0.0,  # and the reconstruction error)
     }
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     r = det.radii_
@@ -148,12 +148,14 @@ def test_combined_scores_standardise_every_column():
 
 @pytest.mark.slow  # a whole fit
 def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
+    """The autoencoder's pretext column is its reconstruction error, to the bit."""
     d = load_digits()
     x = d.data.astype(np.float32)
     normal = np.isin(d.target, (0, 1, 3))
-    settings = {**TINY, "score.recon": 2.0, "score.single": 0.0}
+    settings = {**TINY, "score.pretext": 2.0, "score.single": 0.0}
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings)
     det.fit(x[normal])
+    assert det.scorer_.names == ["multi", "pretext"]
     # the pretrained autoencoder scores the reconstruction, not the SVDD-trained encoder
     first = (next(det.recon_.encoder.parameters()), next(det.encoder_.parameters()))
     assert not torch.equal(*first)
@@ -161,6 +163,7 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
         xb = det.preprocessor_(torch.from_numpy(x[normal]))
         sphere = scores(det.encoder_(xb), det.head_.centres, det.head_.radii, det.head_.rule)[0]
         recon = reconstruction_error(det.recon_, xb)
+        assert torch.equal(det.scorer_.columns(torch.from_numpy(x[normal]))[0][:, 1], recon)
     parts = torch.stack([sphere, recon], dim=1)
     assert torch.allclose(det.score_stats_, score_stats(parts))
     want = combined_scores(parts, det.score_stats_, torch.tensor([1.0, 2.0])).numpy()
@@ -173,6 +176,14 @@ def test_reconstruction_error_joins_the_score_and_round_trips(tmp_path):
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), det.decision_function(x[:200]))
     assert loaded.threshold_ == det.threshold_
+    # a file whose settings and columns name the term score.recon and "recon" loads as score.pretext
+    p = load_checked(tmp_path / "det.pt")
+    p["config"] = p["config"].replace('"pretext":', '"recon":')
+    p["columns"] = ["multi", "recon"]
+    save_checked(tmp_path / "old.pt", p)
+    old = MultiRadiusDeepSVDD.load(tmp_path / "old.pt")
+    assert old.scorer_.names == ["multi", "pretext"] and old.resolved_config().score.pretext == 2.0
+    np.testing.assert_array_equal(old.decision_function(x[:200]), det.decision_function(x[:200]))
 
 
 @pytest.mark.slow  # a whole fit
@@ -180,7 +191,7 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     d = load_digits()
     x = torch.from_numpy(d.data.astype(np.float32))
     normal = torch.from_numpy(np.isin(d.target, (0, 1, 3)))
-    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "score.single": 0.5, "score.recon": 2.0})
+    cfg = apply_overrides(load_recipe(default_recipe()), {**TINY, "score.single": 0.5, "score.pretext": 2.0})
     multi = MultiRadiusDeepSVDD(cfg, device="cpu").fit(x[normal], harness=Harness(baseline=True))
     single = multi.baseline_
     # the one-sphere term is the very model the baseline trained (same seed, same data order)
@@ -204,8 +215,8 @@ def test_one_sphere_term_is_the_baseline_model_and_round_trips(tmp_path):
     loaded = MultiRadiusDeepSVDD.load(multi.save(tmp_path / "det.pt"))
     assert loaded.single_head_.num_clusters == 1 and loaded.threshold_ == multi.threshold_
     np.testing.assert_array_equal(loaded.decision_function(x[:200]), multi.decision_function(x[:200]))
-    # without the reconstruction term: two columns, the multi-sphere score first
-    cfg2 = apply_overrides(cfg, {"score.recon": 0.0})
+    # without the pretext term (the reconstruction error): two columns, the multi-sphere score first
+    cfg2 = apply_overrides(cfg, {"score.pretext": 0.0})
     alone = MultiRadiusDeepSVDD(cfg2, device="cpu").fit(x[normal])
     assert alone.baseline_ is None and alone.recon_ is None
     assert alone.score_stats_.shape == (2, 2)

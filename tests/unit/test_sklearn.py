@@ -22,7 +22,7 @@ TINY = {
     "svdd.epochs": 2,
     "svdd.warmup_epochs": 1,
     "score.single": 0.0,
-    "score.recon": 0.0,
+    "score.pretext": 0.0,
     "clustering.name": "single",
 }
 
