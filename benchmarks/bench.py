@@ -255,7 +255,8 @@ def summary(args: argparse.Namespace) -> str:
     for r in rows:
         by.setdefault(r["row"], {})[(r["group"], r["seed"])] = r
     sizes = sorted({int(r["group_size"]) for r in rows})
-    names = [n for n in (*ROWS, *SCORES, "null") if n in by] + [n for n in by if n not in (*ROWS, "null")]
+    known = dict.fromkeys((*ROWS, *SCORES, "null"))
+    names = [n for n in known if n in by] + [n for n in by if n not in known]
     lines = ["| row | " + " | ".join(f"{s} classes" for s in sizes) + " | models | size (MB) | img/s |"]
     lines.append("|---" * (len(sizes) + 4) + "|")
     for n in names:
