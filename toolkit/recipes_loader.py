@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError
-from .overrides import coerce, field_types, renamed
+from .overrides import RENAMED, coerce, field_types, renamed
 
 
 def packaged_recipes() -> dict[str, Path]:
@@ -146,8 +146,14 @@ def from_dict(d: dict[str, Any]) -> Config:
     return build(Config, d)
 
 
-# settings that a fit or a run saved under an earlier name: (section, that name) -> the name now
-SAVED_AS = {("score", "recon"): "pretext"}
+# settings that a fit or a run saved under an earlier name: (section, that name) -> the name now; the
+# renamed settings that stayed in their section (a setting that moved to another section predates the
+# files this version reads)
+SAVED_AS = {
+    tuple(old.split(".")): new.split(".")[1]
+    for old, new in RENAMED.items()
+    if "." in old and old.split(".")[0] == new.split(".")[0]
+}
 
 
 def from_saved(d: dict[str, Any]) -> Config:
