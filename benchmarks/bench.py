@@ -13,6 +13,9 @@ finished stages). The rows:
   pretrained network's embedding (each term standardised, as the recipes combine them);
 - ``two-distance``: the 5-NN distances in the pretrained network's embedding and on the raw pixels
   (the MNIST recipe's score), from the same run;
+- ``pretext``, ``pretext+ae``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining method's own score
+  (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the 5-NN distance in its
+  embedding, with the spheres, or with both;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -24,9 +27,10 @@ finished stages). The rows:
   detector must beat).
 
 Each row records the test AUROC and, for the detectors, the file size and the scoring throughput
-(images per second, measured in the same process). ``--summary`` prints the means per group size, the
-paired comparisons and each group's seed spread. One thread per process by default (two benchmark
-processes fit on a 2-core machine).
+(images per second, measured in the same process, on ``--device``: the CPU unless a GPU is named; the
+run itself trains where the recipe's ``device`` setting says, a GPU when there is one). ``--summary``
+prints the means per group size, the paired comparisons and each group's seed spread. One thread per
+process by default (two benchmark processes fit on a 2-core machine).
 
     python benchmarks/bench.py --recipe mnist --groups "0,9;2,3" --seeds 0,1 --out bench/mnist
     python benchmarks/bench.py --out bench/mnist --summary
@@ -65,6 +69,11 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "multi+raw": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "multi+ae": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
+    "pretext": NO_TERMS | {"score.pretext": 1.0},
+    "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
+    "multi+pretext": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0},
+    "multi+pretext+ae": NO_TERMS
+    | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
 }
 FIELDS = ("group", "group_size", "seed", "row", "auroc", "n_clusters", "ari", "nmi", "size_mb", "img_s", "seconds")
 
@@ -90,7 +99,8 @@ def run_recipe(recipe: str, group: list, seed: int, folder: Path, extra: list[st
 def auroc(y, s) -> float:
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(np.asarray(y), np.asarray(s)))
+    s = s.detach().cpu().numpy() if isinstance(s, torch.Tensor) else np.asarray(s)
+    return float(roc_auc_score(np.asarray(y), s))
 
 
 def throughput(det, x) -> tuple[np.ndarray, float]:
@@ -114,17 +124,20 @@ class FromRun(StageStore):
         return RunFolder(self.folder).load_stage(stage) if stage in self.stages else None
 
 
-def rescored(folder: Path, multi: MultiRadiusDeepSVDD, x_train: np.ndarray, overrides: dict) -> MultiRadiusDeepSVDD:
+def rescored(
+    folder: Path, multi: MultiRadiusDeepSVDD, x_train: np.ndarray, overrides: dict, device: str = "cpu"
+) -> MultiRadiusDeepSVDD:
     """The run's detector with another score: its trained stages, assembled and calibrated again."""
     cfg = apply_overrides(multi.resolved_config(), overrides)
     stages = ("pretrain", "clustering", "svdd_multi", "svdd_single")
-    return MultiRadiusDeepSVDD(cfg, device="cpu").fit(x_train, harness=Harness(store=FromRun(folder, stages)))
+    harness = Harness(device=torch.device(device), store=FromRun(folder, stages))
+    return MultiRadiusDeepSVDD(cfg, device=device).fit(x_train, harness=harness)
 
 
-def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list[dict]:
-    """Every wanted row of one finished run."""
+def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device: str = "cpu") -> list[dict]:
+    """Every wanted row of one finished run, scored on ``device``."""
     y = split.is_anomaly_test
-    multi = MultiRadiusDeepSVDD.load(folder / "detector_multi.pt")
+    multi = MultiRadiusDeepSVDD.load(folder / "detector_multi.pt", device=device)
     cinfo = results.get("clustering", {})
     agree = cinfo.get("agreement") or {}
     base = {"n_clusters": len(cinfo.get("sizes", [])), "ari": agree.get("ari"), "nmi": agree.get("nmi")}
@@ -134,12 +147,12 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
         size = None if path is None else path.stat().st_size / 2**20
         out.append({"row": row, "auroc": auroc(y, s), "size_mb": size, "img_s": img_s, **base, **kw})
 
-    x_test = torch.from_numpy(split.x_test)
+    x_test = torch.from_numpy(split.x_test).to(device)
     if "default" in wanted:
         s, rate = throughput(multi, split.x_test)
         add("default", s, path=folder / "detector_multi.pt", img_s=rate, seconds=results.get("seconds"))
     for row in (r for r in SCORES if r in wanted):
-        det = rescored(folder, multi, split.x_train, SCORES[row])
+        det = rescored(folder, multi, split.x_train, SCORES[row], device)
         path = folder.parent / f".{folder.name}-{row}.pt"  # for its size; beside the run, not in it
         det.save(path)
         s, rate = throughput(det, split.x_test)
@@ -148,23 +161,24 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
         path.with_name(path.name + ".sha256").unlink(missing_ok=True)
     with torch.inference_mode():
         if "single" in wanted and (folder / "detector_single.pt").is_file():
-            single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt")
+            single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt", device=device)
             add("single", single.scorer_.score_column("multi", x_test), n_clusters=1, ari=None, nmi=None)
         if "knn5-ae" in wanted or "multi-pre" in wanted:
             cfg = multi.resolved_config()  # the run's pretraining method's net (autoencoder, rotation, ...)
             ae = pretraining_net(method_of(cfg.pretrain), multi.arch_, multi.input_shape_, cfg.net)
             ae.load_state_dict(load_pretrained(folder))
+            ae.to(device)
             prep = multi.preprocessor_
-            ref = embed(ae.encoder, prep(torch.from_numpy(split.x_train)))
+            ref = embed(ae.encoder, prep(torch.from_numpy(split.x_train).to(device)))
             z_test = embed(ae.encoder, prep(x_test))
             if "knn5-ae" in wanted:
                 add("knn5-ae", knn_distance(z_test, ref, 5))
             if "multi-pre" in wanted:
-                labels = torch.from_numpy(multi.cluster_labels_)
+                labels = torch.from_numpy(multi.cluster_labels_).to(device)
                 centres = cluster_means(ref, labels, int(labels.max()) + 1)
                 add("multi-pre", all_sq_distances(z_test, centres).min(dim=1)[0])
         if "knn1-raw" in wanted:
-            flat = lambda a: torch.from_numpy(a.reshape(len(a), -1))  # noqa: E731
+            flat = lambda a: torch.from_numpy(a.reshape(len(a), -1)).to(device)  # noqa: E731
             add("knn1-raw", knn_distance(flat(split.x_test), flat(split.x_train), 1))
     if "null" in wanted:  # random spheres of the same sizes, from the same pretrained network
         cfg = apply_overrides(
@@ -178,7 +192,8 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...]) -> list
                 "score.knn": 0.0,
             },
         )
-        null = MultiRadiusDeepSVDD(cfg, device="cpu").fit(split.x_train, harness=Harness(store=FromRun(folder)))
+        harness = Harness(device=torch.device(device), store=FromRun(folder))
+        null = MultiRadiusDeepSVDD(cfg, device=device).fit(split.x_train, harness=harness)
         add("null", null.decision_function(split.x_test))
     return out
 
@@ -222,7 +237,7 @@ def measure(args: argparse.Namespace) -> None:
             folder = out / f"{name}-s{seed}"
             results = run_recipe(args.recipe, group, seed, folder, args.extra, args.threads)
             split = split_of(args.recipe, group, seed, args.extra)
-            for row in rows_of(folder, results, split, todo):  # each kept as soon as it is measured
+            for row in rows_of(folder, results, split, todo, args.device):  # each kept as soon as it is measured
                 append_row(table, {"group": name, "group_size": len(group), "seed": seed, **row})
                 print(f"{name} seed {seed} {row['row']}: {row['auroc']:.4f}", flush=True)
 
@@ -298,6 +313,7 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {every}")
     ap.add_argument("--out", default="bench/mnist")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where the rows are scored: cpu, cuda or cuda:N (runs: --device)")
     ap.add_argument("--summary", action="store_true", help="print the table of what --out holds")
     args, extra = ap.parse_known_args()
     args.extra = extra  # passed to the recipe's run, e.g. --data.root=../shared/data --svdd.epochs=10

@@ -156,7 +156,7 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
     except RuntimeError as e:
         raise DetectorFileError(f"{str(path)!r} does not fit its own settings: {describe(e, 300)}") from None
     det.threshold_ = float(p["threshold"])
-    det.decision_scores_ = p["decision_scores"].numpy()
+    det.decision_scores_ = p["decision_scores"].cpu().numpy()
     det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
     det.n_features_in_ = int(np.prod(in_shape))
     if p.get("feature_names") is not None:

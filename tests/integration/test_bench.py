@@ -62,16 +62,21 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
 
 
 def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
-    """The pretrained network's rows rebuild whatever net the run's pretraining method trained."""
+    """The pretrained network's rows rebuild whatever net the run's pretraining method trained, and the
+    pretext rows score with that method's own score (rotation's cross-entropy)."""
     make_mnist(tmp_path, n_train=200, n_test=60)
     bench = load_bench()
     out = tmp_path / "out"
-    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "default,multi-pre,knn5-ae"]
+    rows = "default,multi-pre,knn5-ae,pretext,pretext+ae,multi+pretext,multi+pretext+ae"
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows]
     argv += ["--out", str(out), f"--data.root={tmp_path}", "--data.download=False", "--pretrain.method=rotation"]
     monkeypatch.setattr(sys, "argv", [*argv, *TINY])
     bench.main()
-    got = {r["row"]: float(r["auroc"]) for r in bench.read_rows(out / "rows.csv")}
-    assert sorted(got) == ["default", "knn5-ae", "multi-pre"] and all(0.0 <= v <= 1.0 for v in got.values())
+    measured = {r["row"]: r for r in bench.read_rows(out / "rows.csv")}
+    got = {row: float(r["auroc"]) for row, r in measured.items()}
+    assert sorted(got) == sorted(rows.split(",")) and all(0.0 <= v <= 1.0 for v in got.values())
+    size = {row: float(r["size_mb"]) for row, r in measured.items() if r["size_mb"]}
+    assert size["pretext+ae"] > size["pretext"]  # the k-NN term keeps the training embeddings
 
 
 def test_partitions_of_a_run(tmp_path, monkeypatch, capsys):
