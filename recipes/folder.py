@@ -1,16 +1,21 @@
 """Your own images: ``python -m toolkit folder --data.dataset=FOLDER`` (one subfolder per class, or images
-that are all normal). LeNet nets at 28x28 grey or 32x32 colour; the MNIST recipe's schedule and score,
-chosen on MNIST and not measured on other images (README: "Your own data")."""
+that are all normal). LeNet nets at 28x28 grey or 32x32 colour, with the CIFAR-10 recipe's pretraining,
+spheres and score: rotation prediction, and its cross-entropy plus the 5-NN distance in its embedding,
+the best measured on natural colour images (docs/results.md, "CIFAR-10"). For grey digit- or
+sketch-like images the MNIST recipe's choices were measured best on MNIST: ``python -m toolkit mnist
+--data.dataset=FOLDER`` (README: "Your own data")."""
 
-from toolkit.config import ClusteringConfig, Config, DataConfig, OptimConfig, ScoreConfig, SVDDConfig
+from dataclasses import replace
+from pathlib import Path
 
-paper = OptimConfig(epochs=150, lr=1e-4, milestones=(50, 100), gamma=0.1, weight_decay=1e-6, batch_size=200)
+from toolkit import load_recipe
+from toolkit.config import DataConfig, NetConfig
 
-config = Config(
+natural = load_recipe(Path(__file__).with_name("cifar10.py"))
+
+config = replace(
+    natural,
     name="folder",
     data=DataConfig(dataset="data/images", normal_classes=("normal",), test_fraction=0.3, image_mode="auto"),
-    pretrain=paper,
-    clustering=ClusteringConfig(name="finch"),
-    svdd=SVDDConfig(**vars(paper), nu=0.1, warmup_epochs=10),
-    score=ScoreConfig(multi=0.0, knn=1.0, knn_space="autoencoder+raw"),
+    net=NetConfig(fused=True),  # the architecture and embedding size follow the images (net.arch=auto)
 )

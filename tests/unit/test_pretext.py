@@ -63,11 +63,12 @@ def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them
     assert "\nautoencoder()\n" in methods and "\nrotation(flip=True, normalize=True)" in methods
 
 
-def test_the_setting_is_pretrains_alone_and_every_recipe_pretrains_by_the_autoencoder():
+def test_the_setting_is_pretrains_alone_and_the_natural_image_recipes_pretrain_by_rotation():
     assert not hasattr(SVDDConfig(), "method")
     for name in ("digits", "mnist", "fashion_mnist", "cifar10", "folder", "table", "custom_clusterer"):
         cfg = load_recipe(name)  # the recipes give a plain OptimConfig: taken as PretrainConfig
-        assert isinstance(cfg.pretrain, PretrainConfig) and cfg.pretrain.method == "autoencoder"
+        want = "rotation" if name in ("cifar10", "folder") else "autoencoder"
+        assert isinstance(cfg.pretrain, PretrainConfig) and cfg.pretrain.method == want
         assert cfg.model.pretrain == cfg.pretrain
     cfg = apply_overrides(Config(), {"pretrain.method": "rotation", "pretrain.options.flip": False})
     assert (cfg.pretrain.method, cfg.pretrain.options) == ("rotation", {"flip": False})
