@@ -140,3 +140,36 @@ def test_redirected_progress_is_one_line_per_epoch_and_a_run_replays_from_its_co
     assert same[0] == pytest.approx(same[1], rel=1e-5)
     bad = cli_in_process("--progress=fancy")
     assert bad.returncode == 2 and "accepted: ('auto', 'bar', 'lines', 'none')" in bad.stderr
+
+
+def test_cifar10_recipe_runs_on_torchvision_files_and_on_a_folder_copy(tmp_path, monkeypatch):
+    """The recipe ships rotation pretraining and its score; it reads torchvision's CIFAR-10 files, and a
+    folder copy (one subfolder per class, train and test apart) given by --data.dataset and --data.test."""
+    import torchvision.datasets.cifar as cifar
+    from fakes import make_cifar10
+    from PIL import Image
+
+    make_cifar10(tmp_path, per_batch=20, n_test=40)
+    # generated files cannot have the official MD5 sums; everything else is torchvision's own path
+    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
+    tiny = ["--pretrain.epochs=1", "--pretrain.milestones=[]", "--svdd.epochs=1", "--svdd.warmup_epochs=0"]
+    tiny += ["--pretrain.batch_size=20", "--svdd.batch_size=20", "--progress=none"]
+    tv = [f"--data.root={tmp_path}", "--data.download=False", f"--run_dir={tmp_path / 'tv'}"]
+    r = cli_in_process("cifar10", *tv, *tiny)
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "tv" / "results.json").read_text())
+    assert results["multi"]["score"] == "rotation cross-entropy + 5-NN distance (autoencoder embedding)"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("airplane", "automobile", "bird"):
+            (tmp_path / "copy" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "copy" / split / c / f"{i}.png")
+    folder = [f"--data.dataset={tmp_path / 'copy' / 'train'}", f"--data.test={tmp_path / 'copy' / 'test'}"]
+    folder += ["--data.normal_classes=[airplane,automobile]", f"--run_dir={tmp_path / 'own'}"]
+    r = cli_in_process("cifar10", *folder, *tiny)
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "own" / "results.json").read_text())
+    assert (results["n_train"], results["n_test"], results["n_test_anomalies"]) == (24, 12, 4)
