@@ -1,4 +1,4 @@
-"""Fashion-MNIST with the MNIST recipe's nets, schedule and score (chosen on MNIST, not measured on
+"""Fashion-MNIST with the MNIST recipe's nets, schedule, spheres and score (chosen on MNIST, not measured on
 Fashion-MNIST)."""
 
 from pathlib import Path
