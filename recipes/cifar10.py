@@ -9,9 +9,9 @@ horizontal flips, unit-length embedding). Spheres: FINCH's finest partition (clu
 SVDD epochs (2 of warm-up), the distance rule, centres recomputed. Score: the rotation network's own
 cross-entropy over the four rotations plus the 5-NN distance in its embedding, each standardised: the
 best label-free score measured on ten groups of two and three classes (0.761 / 0.700 mean test AUROC,
-16 models);
-the spheres are trained and reported but not scored, since alone they stay below the 5-NN distance.
-About 70 minutes a run on 2 CPU cores, under 2 minutes on one GPU.
+16 models); the spheres are trained and reported but not scored, since alone they stay below the 5-NN
+distance. About an hour a run with one CPU thread (53 to 77 minutes measured), under 2 minutes on one
+GPU.
 
     python -m toolkit cifar10                                   # torchvision's CIFAR-10 (downloaded)
     python -m toolkit cifar10 --data.dataset=DIR/train --data.test=DIR/test \\
