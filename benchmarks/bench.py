@@ -124,14 +124,18 @@ class FromRun(StageStore):
         return RunFolder(self.folder).load_stage(stage) if stage in self.stages else None
 
 
+def fit_from_run(cfg, folder: Path, stages: tuple[str, ...], x_train: np.ndarray, device: str) -> MultiRadiusDeepSVDD:
+    """A detector of ``cfg`` fitted on ``device``, taking the run's finished ``stages`` instead of training them."""
+    harness = Harness(device=torch.device(device), store=FromRun(folder, stages))
+    return MultiRadiusDeepSVDD(cfg, device=device).fit(x_train, harness=harness)
+
+
 def rescored(
     folder: Path, multi: MultiRadiusDeepSVDD, x_train: np.ndarray, overrides: dict, device: str = "cpu"
 ) -> MultiRadiusDeepSVDD:
     """The run's detector with another score: its trained stages, assembled and calibrated again."""
     cfg = apply_overrides(multi.resolved_config(), overrides)
-    stages = ("pretrain", "clustering", "svdd_multi", "svdd_single")
-    harness = Harness(device=torch.device(device), store=FromRun(folder, stages))
-    return MultiRadiusDeepSVDD(cfg, device=device).fit(x_train, harness=harness)
+    return fit_from_run(cfg, folder, ("pretrain", "clustering", "svdd_multi", "svdd_single"), x_train, device)
 
 
 def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device: str = "cpu") -> list[dict]:
@@ -192,8 +196,7 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
                 "score.knn": 0.0,
             },
         )
-        harness = Harness(device=torch.device(device), store=FromRun(folder))
-        null = MultiRadiusDeepSVDD(cfg, device=device).fit(split.x_train, harness=harness)
+        null = fit_from_run(cfg, folder, ("pretrain",), split.x_train, device)
         add("null", null.decision_function(split.x_test))
     return out
 
