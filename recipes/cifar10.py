@@ -39,6 +39,8 @@ config = apply_overrides(
         "clustering.options": {"level": 0},
         "clustering.min_cluster_size": 3,
         "svdd.epochs": 10,
+        "svdd.lr": 1e-4,
+        "svdd.single_lr": 0.0,
         "svdd.warmup_epochs": 2,
         "svdd.milestones": (),
         "svdd.recentre": True,

@@ -174,6 +174,9 @@ class SVDDConfig(OptimConfig):
     radius_update: str = _setting(
         "epoch", 'R_k from the whole epoch\'s distances, or "batch" (each step, as Ruff et al.)'
     )
+    single_lr: float = _setting(
+        0.0, "> 0: the one sphere (the baseline, score.single) trains at this learning rate instead of lr"
+    )
     shared_radius: bool = _setting(False, "one radius for all spheres (quantile over every point's own distance)")
     reassign: bool = _setting(False, "after each epoch move every training point to its nearest sphere (by score.rule)")
     recentre: bool = _setting(False, "at the end, each centre moves to its cluster's mean in the trained embedding")
@@ -187,6 +190,7 @@ class SVDDConfig(OptimConfig):
             self.radius_update in RADIUS_UPDATES,
             f"svdd.radius_update={self.radius_update!r} is unknown; accepted: {RADIUS_UPDATES}",
         )
+        _check(self.single_lr >= 0, f"svdd.single_lr={self.single_lr} must be >= 0 (0 = svdd.lr)")
         _check(self.recon_weight >= 0, f"svdd.recon_weight={self.recon_weight} must be >= 0")
         _check(
             0.0 <= self.holdout_fraction < 0.5,
@@ -197,6 +201,13 @@ class SVDDConfig(OptimConfig):
         _check(0.0 < self.nu <= 1.0, f"svdd.nu={self.nu} must be in (0, 1]")
         _check(self.warmup_epochs >= 0, f"svdd.warmup_epochs={self.warmup_epochs} must be >= 0")
         _check(self.eps >= 0, f"svdd.eps={self.eps} must be >= 0")
+
+    def for_model(self, name: str) -> SVDDConfig:
+        """The settings the ``name`` model ("multi" or "single") trains with: the one sphere at ``single_lr``
+        when that is set, every other setting shared."""
+        if name == "single" and self.single_lr > 0:
+            return dataclasses.replace(self, lr=self.single_lr)
+        return self
 
 
 @dataclass(frozen=True)

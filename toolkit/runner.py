@@ -91,7 +91,7 @@ def run_stages(
                 encoder,
                 x,
                 lab,
-                m.svdd,
+                m.svdd.for_model(name),
                 seed=m.seed,
                 stage=f"svdd_{name}",
                 harness=harness,

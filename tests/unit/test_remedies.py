@@ -91,6 +91,7 @@ def test_recentred_training_ends_with_the_final_nets_cluster_means_and_quantiles
         ({"score.rule": "nearest"}, "accepted"),
         ({"svdd.radius_update": "step"}, "accepted"),
         ({"svdd.recon_weight": -1.0}, ">= 0"),
+        ({"svdd.single_lr": -1e-4}, "svdd.single_lr=-0.0001 must be >= 0 \\(0 = svdd.lr\\)"),
         ({"score.pretext": -0.5}, "score.pretext=-0.5 must be >= 0"),
         ({"score.single": -1.0}, "score.single=-1.0 must be >= 0"),
         ({"svdd.radius_update": "batch", "dist.backend": "gloo", "dist.nproc_per_node": 2}, "several processes"),

@@ -71,10 +71,10 @@ class Replaying(StageStore):
         raise AssertionError(f"{stage} was recorded again")
 
 
-def fit(x, harness):
+def fit(x, harness, **settings):
     """As ``MultiRadiusDeepSVDD.fit`` runs the stages, on data already preprocessed."""
     torch.manual_seed(0)
-    m, info = apply_overrides(Config(), SETTINGS).model, {}
+    m, info = apply_overrides(Config(), SETTINGS | settings).model, {}
     arch = resolve_arch(m.net.arch, IN_SHAPE)
     pretrained, trained = run_stages(m, check_pretraining(m), x, arch, IN_SHAPE, 1, harness, info)
     return pretrained, trained, info
@@ -105,6 +105,15 @@ def test_baseline_trains_one_sphere_first(x):
     assert store.stages == ["pretrain", "clustering", "svdd_single", "svdd_multi"]
     _, head, labels = trained["single"]
     assert head.num_clusters == 1 and int(labels.max()) == 0 and trained["multi"][1].num_clusters == 2
+
+
+def test_the_one_sphere_trains_at_its_own_learning_rate_when_one_is_set(x):
+    lrs = lambda info, name: {e["lr"] for e in info[name]["history"]["epochs"]}  # noqa: E731
+    _, _, shared = fit(x, Harness(baseline=True), **{"svdd.lr": 1e-5})
+    assert lrs(shared, "single") == lrs(shared, "multi") == {1e-5}
+    _, _, own = fit(x, Harness(baseline=True), **{"svdd.lr": 1e-5, "svdd.single_lr": 1e-3})
+    assert lrs(own, "single") == {1e-3} and lrs(own, "multi") == {1e-5}
+    assert own["multi"]["radii"] == shared["multi"]["radii"]  # the multi-sphere model is unchanged by it
 
 
 def test_stages_found_in_the_store_are_taken_up_not_trained(x):
