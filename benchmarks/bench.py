@@ -22,7 +22,7 @@ finished stages). The rows:
 - ``multi-pre``: the same spheres before SVDD training: each centre the mean of its cluster in the
   pretrained network's embedding, the score the distance to the nearest centre;
 - ``knn5-ae``: the mean distance to the 5 nearest training points in the pretrained network's embedding
-  (whatever ``pretrain.method`` trained it);
+  (whatever ``pretrain.method`` trained it), as a detector that keeps those embeddings;
 - ``knn1-raw``: the distance to the nearest training image, raw pixels (the baseline every deep
   detector must beat).
 
@@ -66,6 +66,7 @@ ROWS = ("default", "multi", "multi-pre", "single", "knn5-ae", "knn1-raw")
 NO_TERMS = {"score.multi": 0.0, "score.single": 0.0, "score.pretext": 0.0, "score.knn": 0.0, "score.knn_k": 5}
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
+    "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},
     "multi+raw": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "multi+ae": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
@@ -167,7 +168,7 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
         if "single" in wanted and (folder / "detector_single.pt").is_file():
             single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt", device=device)
             add("single", single.scorer_.score_column("multi", x_test), n_clusters=1, ari=None, nmi=None)
-        if "knn5-ae" in wanted or "multi-pre" in wanted:
+        if "multi-pre" in wanted:
             cfg = multi.resolved_config()  # the run's pretraining method's net (autoencoder, rotation, ...)
             ae = pretraining_net(method_of(cfg.pretrain), multi.arch_, multi.input_shape_, cfg.net)
             ae.load_state_dict(load_pretrained(folder))
@@ -175,12 +176,9 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
             prep = multi.preprocessor_
             ref = embed(ae.encoder, prep(torch.from_numpy(split.x_train).to(device)))
             z_test = embed(ae.encoder, prep(x_test))
-            if "knn5-ae" in wanted:
-                add("knn5-ae", knn_distance(z_test, ref, 5))
-            if "multi-pre" in wanted:
-                labels = torch.from_numpy(multi.cluster_labels_).to(device)
-                centres = cluster_means(ref, labels, int(labels.max()) + 1)
-                add("multi-pre", all_sq_distances(z_test, centres).min(dim=1)[0])
+            labels = torch.from_numpy(multi.cluster_labels_).to(device)
+            centres = cluster_means(ref, labels, int(labels.max()) + 1)
+            add("multi-pre", all_sq_distances(z_test, centres).min(dim=1)[0])
         if "knn1-raw" in wanted:
             flat = lambda a: torch.from_numpy(a.reshape(len(a), -1)).to(device)  # noqa: E731
             add("knn1-raw", knn_distance(flat(split.x_test), flat(split.x_train), 1))

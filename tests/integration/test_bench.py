@@ -50,7 +50,7 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     spheres = det.scorer_.score_column("multi", bench.torch.from_numpy(split.x_test))
     assert float(by["multi"]["auroc"]) == pytest.approx(bench.auroc(split.is_anomaly_test, spheres), abs=1e-6)
     assert float(by["multi"]["size_mb"]) < float(by["multi+raw"]["size_mb"])
-    assert all(float(by[r]["img_s"]) > 0 for r in ("multi", "multi+raw", "multi+ae", "two-distance"))
+    assert all(float(by[r]["img_s"]) > 0 for r in ("multi", "multi+raw", "multi+ae", "two-distance", "knn5-ae"))
     assert sorted(p.name for p in out.iterdir()) == ["0-1-s0", "rows.csv"]  # the rescored files are gone
     bench.main()  # every row is there: nothing is measured again
     assert len(bench.read_rows(out / "rows.csv")) == len(got)
