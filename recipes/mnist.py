@@ -1,10 +1,12 @@
-"""MNIST in the paper's setting (Ruff et al. 2018): LeNet nets, 150 + 150 epochs, Adam 1e-4, batch 200.
-Trains one sphere and many small ones: FINCH's finest partition (clusters of 3 or more, about 2,000 to
+"""MNIST in the paper's setting (Ruff et al. 2018): LeNet nets, 150 + 150 epochs, Adam, batch 200.
+Trains one sphere and many small ones: FINCH's finest partition (clusters of 3 or more, about 1,800 to
 4,000 spheres), each scored by the distance to its centre, centres moved to their clusters' means once
-SVDD ends; on MNIST they are above one sphere on every model measured, where FINCH's coarsest partition
-(2 to 5 spheres) was not (docs/results.md). Scores by the 5-NN distances in the pretrained autoencoder's
-embedding and on the raw pixels, the best label-free score measured on MNIST; the spheres are trained
-and reported, not scored."""
+SVDD ends. The spheres train at a tenth of the paper's learning rate (1e-5), the one sphere at the
+paper's 1e-4, each the rate measured best for it on MNIST; the spheres are then above one sphere and
+above spheres on a random partition on every model measured (docs/results.md). Scores by the 5-NN
+distances in the pretrained autoencoder's embedding and on the raw pixels, the best label-free score
+measured on MNIST: the spheres alone are 1 to 3 points below it (in a detector of 0.4 MB instead of
+38 MB), so they are trained and reported, not scored."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
@@ -17,7 +19,8 @@ config = Config(
     pretrain=paper,
     clustering=ClusteringConfig(name="finch", options={"level": 0}, min_cluster_size=3),
     svdd=SVDDConfig(
-        **vars(paper),
+        **vars(paper) | {"lr": 1e-5},
+        single_lr=paper.lr,
         objective="soft-boundary",
         nu=0.1,
         warmup_epochs=10,
