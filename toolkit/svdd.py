@@ -18,8 +18,16 @@ def own_sq_distances(z: Tensor, centres: Tensor, labels: Tensor) -> Tensor:
 
 
 def all_sq_distances(z: Tensor, centres: Tensor) -> Tensor:
-    """(N, K) squared distances of every point to every centre, computed exactly (no matmul trick)."""
-    return (z.unsqueeze(1) - centres.unsqueeze(0)).pow(2).sum(dim=2)
+    """(N, K) squared distances of every point to every centre, by one matrix product:
+    ||z||^2 + ||c||^2 - 2 z.c, clamped at 0.
+
+    The expanded form rounds (to about float epsilon times ||z||^2 + ||c||^2), but it costs one matrix
+    product instead of an (N, K, D) intermediate: with thousands of centres that is the difference between
+    a score bound by its distances and one bound by the encoder. :func:`scores` uses it only to find the
+    nearest sphere, and measures the distance to that sphere exactly.
+    """
+    d = z.pow(2).sum(dim=1, keepdim=True) + centres.pow(2).sum(dim=1) - 2.0 * (z @ centres.T)
+    return d.clamp(min=0)
 
 
 def cluster_means(z: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
@@ -114,6 +122,21 @@ def outside_fraction(dist: Tensor, labels: Tensor, radii: Tensor) -> Tensor:
 OUTSIDE = {"margin": 0.0, "ratio": 1.0}  # the score above which a point is outside every sphere
 
 
+def sphere_terms(radii: Tensor, rule: str = "margin") -> tuple[Tensor, Tensor]:
+    """Per sphere (K,), ``offset`` and ``unit``: a point at squared distance d_k from centre k scores
+    (d_k - offset_k) / unit_k under ``rule`` (see :func:`sphere_scores`)."""
+    r2 = radii.pow(2)
+    zero, one = torch.zeros_like(r2), torch.ones_like(r2)
+    if rule == "margin":
+        return r2, one
+    if rule == "ratio":
+        smallest = r2.masked_fill(r2 <= 0, float("inf")).amin()
+        return zero, r2.clamp(min=torch.where(torch.isinf(smallest), torch.ones_like(smallest), smallest))
+    if rule == "distance":
+        return zero, one
+    raise ValueError(f"unknown score rule {rule!r}; accepted: {SCORE_RULES}")
+
+
 def sphere_scores(d: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:
     """(N, K) per-sphere scores from squared distances ``d`` (N, K):
 
@@ -123,21 +146,21 @@ def sphere_scores(d: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:
       one, or of 1 when none has (the ratio is then the distance): never a division by zero,
     - ``distance``: d_k (radii ignored).
     """
-    r2 = radii.pow(2).unsqueeze(0)
-    if rule == "margin":
-        return d - r2
-    if rule == "ratio":
-        smallest = r2.masked_fill(r2 <= 0, float("inf")).amin()
-        return d / r2.clamp(min=torch.where(torch.isinf(smallest), torch.ones_like(smallest), smallest))
-    if rule == "distance":
-        return d
-    raise ValueError(f"unknown score rule {rule!r}; accepted: {SCORE_RULES}")
+    offset, unit = sphere_terms(radii, rule)
+    return (d - offset) / unit
 
 
 def scores(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> tuple[Tensor, Tensor]:
     """Anomaly score min_k of the per-sphere score (``margin``: ||z - c_k||^2 - R_k^2, > 0 = outside
-    every sphere) and the k attaining it."""
-    return sphere_scores(all_sq_distances(z, centres), radii, rule).min(dim=1)
+    every sphere) and the k attaining it.
+
+    The nearest sphere is found from :func:`all_sq_distances` (one matrix product), and its score is then
+    computed exactly from that sphere's centre. The product's rounding can only swap spheres whose scores
+    tie to within it, so the score is the exact minimum up to that rounding.
+    """
+    nearest = sphere_scores(all_sq_distances(z, centres), radii, rule).argmin(dim=1)
+    offset, unit = sphere_terms(radii, rule)
+    return (own_sq_distances(z, centres, nearest) - offset[nearest]) / unit[nearest], nearest
 
 
 def nearest_sphere(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> Tensor:

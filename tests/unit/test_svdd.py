@@ -7,6 +7,7 @@ import torch
 from toolkit.svdd import (
     OUTSIDE,
     SphereHead,
+    all_sq_distances,
     cluster_quantiles,
     init_centres,
     nearest_sphere,
@@ -121,6 +122,30 @@ def test_scores_match_reference(k):
         per = [float(((z[i] - c[j]) ** 2).sum() - r[j] ** 2) for j in range(k)]
         assert s[i].item() == pytest.approx(min(per), rel=1e-12)
         assert idx[i].item() == int(np.argmin(per))
+
+
+def test_all_sq_distances_match_the_direct_form_and_are_never_negative():
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(300, 32, generator=g)
+    c = torch.cat([z[:5], torch.randn(700, 32, generator=g)])  # five centres sit on points
+    d = all_sq_distances(z, c)
+    exact = (z[:, None] - c[None]).pow(2).sum(dim=2)
+    assert d.shape == (300, 705) and bool((d >= 0).all())
+    assert torch.allclose(d, exact, atol=1e-4 * float(exact.max()))
+
+
+@pytest.mark.parametrize("rule", ["margin", "ratio", "distance"])
+def test_scores_with_many_centres_are_the_exact_minimum_in_float32(rule):
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(400, 32, generator=g) * 3 + 10  # far from the origin, where the expanded form rounds most
+    c = torch.cat([z[:3], torch.randn(2000, 32, generator=g) * 3 + 10])  # three centres sit on points
+    r = torch.rand(2003, generator=g) + 0.5
+    s, idx = scores(z, c, r, rule)
+    exact = sphere_scores((z[:, None] - c[None]).pow(2).sum(dim=2), r, rule)
+    assert torch.allclose(s, exact.min(dim=1).values, rtol=1e-5)
+    assert torch.allclose(s, exact.gather(1, idx[:, None]).squeeze(1), rtol=1e-6)  # the chosen sphere, exactly
+    if rule == "distance":
+        assert torch.equal(s[:3], torch.zeros(3))  # not the expanded form's rounding noise
 
 
 def test_sphere_head_keeps_centres_and_radii_in_state_dict():
