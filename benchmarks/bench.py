@@ -13,9 +13,10 @@ finished stages). The rows:
   pretrained network's embedding (each term standardised, as the recipes combine them);
 - ``two-distance``: the 5-NN distances in the pretrained network's embedding and on the raw pixels
   (the MNIST recipe's score), from the same run;
-- ``pretext``, ``pretext+ae``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining method's own score
-  (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the 5-NN distance in its
-  embedding, with the spheres, or with both;
+- ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
+  method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
+  5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
+  embedding's 5-NN distance;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -72,6 +73,7 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
     "pretext": NO_TERMS | {"score.pretext": 1.0},
     "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
+    "pretext+raw": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "multi+pretext": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0},
     "multi+pretext+ae": NO_TERMS
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
