@@ -36,11 +36,19 @@ def knn_distance(
     return torch.cat(out) if out else query.new_zeros(0)
 
 
+def sq_distances(query: Tensor, reference: Tensor) -> Tensor:
+    """(N, M) squared Euclidean distances of every row of ``query`` to every row of ``reference``, by one
+    matrix product: ||q||^2 + ||r||^2 - 2 q.r, clamped at 0. The expanded form rounds (to about float
+    epsilon times ||q||^2 + ||r||^2), but it never builds an (N, M, D) intermediate."""
+    d2 = query.pow(2).sum(dim=1, keepdim=True) + reference.pow(2).sum(dim=1) - 2.0 * (query @ reference.T)
+    return d2.clamp(min=0)
+
+
 def knn_block(query: Tensor, reference: Tensor, k: int, self_offset: int | None = None) -> Tensor:
     """:func:`knn_distance` of one block of queries, by one matrix product (no loop: what a traced scorer
     records). ``self_offset``: query row i is reference row ``self_offset + i``, left out as a neighbour."""
-    d2 = query.pow(2).sum(dim=1, keepdim=True) + reference.pow(2).sum(dim=1) - 2.0 * (query @ reference.T)
+    d2 = sq_distances(query, reference)
     if self_offset is not None:
         rows = torch.arange(query.shape[0], device=query.device)
         d2[rows, rows + self_offset] = float("inf")
-    return d2.topk(k, dim=1, largest=False).values.clamp(min=0).sqrt().mean(dim=1)
+    return d2.topk(k, dim=1, largest=False).values.sqrt().mean(dim=1)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import SCORE_RULES
+from .knn import sq_distances
 
 
 def own_sq_distances(z: Tensor, centres: Tensor, labels: Tensor) -> Tensor:
@@ -18,16 +19,11 @@ def own_sq_distances(z: Tensor, centres: Tensor, labels: Tensor) -> Tensor:
 
 
 def all_sq_distances(z: Tensor, centres: Tensor) -> Tensor:
-    """(N, K) squared distances of every point to every centre, by one matrix product:
-    ||z||^2 + ||c||^2 - 2 z.c, clamped at 0.
-
-    The expanded form rounds (to about float epsilon times ||z||^2 + ||c||^2), but it costs one matrix
-    product instead of an (N, K, D) intermediate: with thousands of centres that is the difference between
-    a score bound by its distances and one bound by the encoder. :func:`scores` uses it only to find the
-    nearest sphere, and measures the distance to that sphere exactly.
-    """
-    d = z.pow(2).sum(dim=1, keepdim=True) + centres.pow(2).sum(dim=1) - 2.0 * (z @ centres.T)
-    return d.clamp(min=0)
+    """(N, K) squared distances of every point to every centre, by one matrix product
+    (:func:`toolkit.knn.sq_distances`, which rounds): with thousands of centres, the exact (N, K, D)
+    broadcast made the score bound by its distances rather than by the encoder. :func:`scores` uses it
+    only to find the nearest sphere, and measures the distance to that sphere exactly."""
+    return sq_distances(z, centres)
 
 
 def cluster_means(z: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
@@ -158,8 +154,8 @@ def scores(z: Tensor, centres: Tensor, radii: Tensor, rule: str = "margin") -> t
     computed exactly from that sphere's centre. The product's rounding can only swap spheres whose scores
     tie to within it, so the score is the exact minimum up to that rounding.
     """
-    nearest = sphere_scores(all_sq_distances(z, centres), radii, rule).argmin(dim=1)
     offset, unit = sphere_terms(radii, rule)
+    nearest = ((all_sq_distances(z, centres) - offset) / unit).argmin(dim=1)
     return (own_sq_distances(z, centres, nearest) - offset[nearest]) / unit[nearest], nearest
 
 
