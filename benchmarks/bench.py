@@ -30,11 +30,14 @@ finished stages). The rows:
 Each row records the test AUROC and, for the detectors, the file size and the scoring throughput
 (images per second, measured in the same process, on ``--device``: the CPU unless a GPU is named; the
 run itself trains where the recipe's ``device`` setting says, a GPU when there is one). ``--summary``
-prints the means per group size, the paired comparisons and each group's seed spread. One thread per
-process by default (two benchmark processes fit on a 2-core machine).
+prints the means per group size; the table per group (each cell the mean over the seeds measured, the
+columns the ``--rows`` named, in their order) with each detector's file size and images per second;
+the paired comparisons (same group and seed: mean, spread, models above, range); each group's seed
+spread; and the spheres' scoring rate over the default's. One thread per process by default (two
+benchmark processes fit on a 2-core machine).
 
     python benchmarks/bench.py --recipe mnist --groups "0,9;2,3" --seeds 0,1 --out bench/mnist
-    python benchmarks/bench.py --out bench/mnist --summary
+    python benchmarks/bench.py --out bench/mnist --summary --rows single,multi,knn5-ae,default
 """
 
 from __future__ import annotations
@@ -229,7 +232,7 @@ def measure(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "rows.csv"
     done = {(r["group"], r["seed"], r["row"]) for r in read_rows(table)}
-    wanted = tuple(args.rows.split(","))
+    wanted = tuple((args.rows or ",".join(ROWS)).split(","))
     for g in args.groups.split(";"):
         group = parse_group(g)
         name = "-".join(map(str, group))
@@ -267,7 +270,12 @@ def markdown_table(head, rows) -> str:
     return "\n".join([line(head), "|" + "---|" * len(head), *(line(r) for r in rows)])
 
 
+PAIRS = (("multi", "single"), ("multi", "null"), ("multi", "knn5-ae"), ("default", "multi"), ("default", "knn1-raw"))
+
+
 def summary(args: argparse.Namespace) -> str:
+    """The means per group size, the per-group table (each cell the mean over the seeds measured), the
+    paired comparisons (same group and seed), each group's seed spread and the detectors' speed ratio."""
     rows = read_rows(Path(args.out) / "rows.csv")
     by = {}
     for r in rows:
@@ -287,24 +295,68 @@ def summary(args: argparse.Namespace) -> str:
         size_cell = f"{np.mean(mb):.2f}" if mb else ""
         rate_cell = f"{np.mean(rate):,.0f}" if rate else ""
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {len(by[n])} | {size_cell} | {rate_cell} |")
-    lines.append("")
-    for a, b in (("multi", "single"), ("multi", "null"), ("multi", "knn5-ae"), ("default", "knn1-raw")):
+    columns = [n for n in (args.rows.split(",") if args.rows else names) if n in by]
+    lines += ["", group_table(rows, by, columns), ""]
+    for a, b in PAIRS:
         if a in by and b in by:
             keys = sorted(set(by[a]) & set(by[b]))
             d = np.array([float(by[a][k]["auroc"]) - float(by[b][k]["auroc"]) for k in keys])
             if len(d):
                 lines.append(
                     f"{a} - {b}: {d.mean():+.3f} +- {d.std():.3f} over {len(d)} models, above on {(d > 0).sum()}"
+                    f" ({d.min():+.3f} to {d.max():+.3f})"
                 )
-    if "multi" in by:
-        spread = {}
-        for (g, _), r in by["multi"].items():
-            spread.setdefault(g, []).append(float(r["auroc"]))
-        wide = {g: max(v) - min(v) for g, v in spread.items() if len(v) > 1}
+    for n in ("multi", "knn5-ae", "default"):
+        seeds = {}
+        for (g, _), r in by.get(n, {}).items():
+            seeds.setdefault(g, []).append(float(r["auroc"]))
+        wide = {g: max(v) - min(v) for g, v in seeds.items() if len(v) > 1}
         if wide:
-            g = max(wide, key=wide.get)
-            lines.append(f"multi: largest seed spread {wide[g]:.3f} on {{{g}}}")
+            lines.append(f"{n}: seed spread " + ", ".join(f"{label(g)} {w:.3f}" for g, w in wide.items()))
+    if "multi" in by and "default" in by:
+        keys = [
+            k
+            for k in sorted(set(by["multi"]) & set(by["default"]))
+            if by["multi"][k]["img_s"] and by["default"][k]["img_s"]
+        ]
+        ratio = np.array([float(by["multi"][k]["img_s"]) / float(by["default"][k]["img_s"]) for k in keys])
+        if len(ratio):
+            lines.append(
+                f"multi img/s / default img/s: {ratio.min():.1f} to {ratio.max():.1f}x (mean {ratio.mean():.1f}) "
+                f"over {len(ratio)} models"
+            )
     return "\n".join(lines)
+
+
+def label(group: str) -> str:
+    """A group as the tables write it: {0, 9}."""
+    return "{" + group.replace("-", ", ") + "}"
+
+
+def group_table(rows: list[dict], by: dict, columns: list[str]) -> str:
+    """One line per group (cells: the mean over its seeds) and one per group size (the mean over its
+    models); the detectors' file size and images per second beside the AUROCs."""
+    groups = list(dict.fromkeys((r["group"], int(r["group_size"])) for r in rows))
+    timed = [n for n in columns if any(r["img_s"] for r in by[n].values())]
+    head = ["group", "seeds", *columns, *(f"{n}: MB, img/s" for n in timed)]
+
+    def cell(n: str, keys: list, field: str = "auroc") -> list[float]:
+        return [float(by[n][k][field]) for k in keys if k in by[n] and by[n][k][field]]
+
+    def speed(n: str, keys: list) -> str:
+        mb, rate = cell(n, keys, "size_mb"), cell(n, keys, "img_s")
+        return ", ".join([f"{np.mean(mb):.1f}"] * bool(mb) + [f"{np.mean(rate):,.0f}"] * bool(rate))
+
+    lines = []
+    for g, _ in groups:
+        keys = sorted({k for n in columns for k in by[n] if k[0] == g}, key=lambda k: int(k[1]))
+        aurocs = [f"{np.mean(v):.3f}" if (v := cell(n, keys)) else "" for n in columns]
+        lines.append([label(g), ",".join(k[1] for k in keys), *aurocs, *(speed(n, keys) for n in timed)])
+    for size in sorted({s for _, s in groups}):
+        keys = sorted({k for n in columns for k, r in by[n].items() if int(r["group_size"]) == size})
+        aurocs = [f"{np.mean(v):.3f}" if (v := cell(n, keys)) else "" for n in columns]
+        lines.append([f"mean, {size} classes", f"{len(keys)} models", *aurocs, *([""] * len(timed))])
+    return markdown_table(head, lines)
 
 
 def main() -> None:
@@ -313,7 +365,11 @@ def main() -> None:
     ap.add_argument("--groups", default=MNIST_GROUPS, help="normal classes per group, ';' between groups")
     ap.add_argument("--seeds", default="0,1")
     every = (*ROWS, *(r for r in SCORES if r not in ROWS), "null")
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {every}")
+    ap.add_argument(
+        "--rows",
+        default=None,
+        help=f"comma-separated, of {every} (default: {','.join(ROWS)}); with --summary, the columns",
+    )
     ap.add_argument("--out", default="bench/mnist")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="where the rows are scored: cpu, cuda or cuda:N (runs: --device)")

@@ -59,6 +59,12 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     bench.main()
     table = capsys.readouterr().out
     assert "| multi | " in table and "multi - single:" in table and "2 classes" in table
+    assert "| {0, 1} | 0 | " in table and "| mean, 2 classes | 1 models |" in table  # the per-group table
+    assert "multi img/s / default img/s:" in table
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--out", str(out), "--summary", "--rows", "single,multi,default"])
+    bench.main()
+    head = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| group |"))
+    assert head == "| group | seeds | single | multi | default | multi: MB, img/s | default: MB, img/s |"
 
 
 def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
