@@ -13,6 +13,9 @@ finished stages). The rows:
   pretrained network's embedding (each term standardised, as the recipes combine them);
 - ``two-distance``: the 5-NN distances in the pretrained network's embedding and on the raw pixels
   (the MNIST recipe's score), from the same run;
+- ``centres-raw``, ``multi+centres-raw``: the distance to the nearest centre on the raw pixels (the
+  means of the recipe's clusterer's partition of the training images, ``score.centres``) alone, and
+  beside the spheres (each standardised): spheres in two spaces, no training image kept;
 - ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
   method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
@@ -68,12 +71,15 @@ DATA_ROOT = str(ROOT.parent / "shared" / "data")
 MNIST_GROUPS = "0,9;2,3;6,7;0,1,3;2,7,8;5,6,9;6,7,9;0,1,7,9;0,2,4,6;0,3,7,8"
 ROWS = ("default", "multi", "multi-pre", "single", "knn5-ae", "knn1-raw")
 NO_TERMS = {"score.multi": 0.0, "score.single": 0.0, "score.pretext": 0.0, "score.knn": 0.0, "score.knn_k": 5}
+NO_TERMS |= {"score.centres": 0.0}
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
     "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},
     "multi+raw": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "multi+ae": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
+    "centres-raw": NO_TERMS | {"score.centres": 1.0, "score.centres_space": "raw"},
+    "multi+centres-raw": NO_TERMS | {"score.multi": 1.0, "score.centres": 1.0, "score.centres_space": "raw"},
     "pretext": NO_TERMS | {"score.pretext": 1.0},
     "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "pretext+raw": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},

@@ -15,7 +15,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from torch import Tensor, nn
 
 from . import config as C
-from .clustering import check_clusterer
+from .clustering import check_clusterer, pseudo_labels
 from .data import build_preprocessor, resolve_preprocess
 from .inputs import check_columns, check_preprocessed, check_shape, validate
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
@@ -161,12 +161,17 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         self.autoencoder_ = pretrained.eval()  # the pretrained net (frozen), for the score and diagnostics
         recon = copy.deepcopy(pretrained) if m.score.keeps_autoencoder else None
         single = trained["single"][:2] if m.score.single > 0 else None
+
+        def partition(rows: Tensor) -> Tensor:  # the centres' clusters in another space: the spheres' clusterer
+            return pseudo_labels(rows, m.clustering, seed=m.seed, n_normal_classes=n_classes)[0]
+
         self._assemble(cfg, arch, in_shape, prep, *trained["multi"], recon=recon, single=single)._calibrate(
-            x_raw, x_cal
+            x_raw, x_cal, partition=partition
         )
         self.baseline_ = None
         if harness.baseline:  # one sphere on its own: never its own one-sphere term
-            base_cfg = apply_overrides(cfg, {"score.multi": 1.0, "score.single": 0.0, "score.knn": 0.0})
+            alone = {"score.multi": 1.0, "score.single": 0.0, "score.knn": 0.0, "score.centres": 0.0}
+            base_cfg = apply_overrides(cfg, alone)
             base_recon = recon if base_cfg.score.keeps_autoencoder else None
             self.baseline_ = type(self)(base_cfg, device=self.device, contamination=self.contamination)
             self.baseline_._assemble(base_cfg, arch, in_shape, prep, *trained["single"], recon=base_recon)
@@ -233,16 +238,25 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         spaces = self.scorer_.knn_spaces
         return {s: self.scorer_.reference(s) for s in spaces} if spaces else None
 
+    @property
+    def space_centres_(self) -> dict[str, Tensor] | None:
+        """Space -> the centres the nearest-centre column of that space measures against (None: no
+        ``score.centres`` term)."""
+        spaces = self.scorer_.centres_spaces
+        return {s: self.scorer_.centres(s) for s in spaces} if spaces else None
+
     score_stats_ = property(
         lambda self: self.scorer_.stats if len(self.scorer_.names) > 1 else None,
         doc="(2, C): each score column's training mean and spread (None: the score is one column)",
     )
 
-    def _calibrate(self, x: Tensor, x_cal: Tensor | None = None, batch_size: int = EVAL_BATCH) -> MultiRadiusDeepSVDD:
-        """From the raw training data ``x``: the scorer's k-NN rows and column statistics, the training
-        scores, and ``threshold_`` (:func:`toolkit.scoring.threshold`; on the scores of the held-out normal
-        data ``x_cal`` when ``score.calibration`` > 0)."""
-        train = self.scorer_.calibrate(x, batch_size).float().cpu()
+    def _calibrate(
+        self, x: Tensor, x_cal: Tensor | None = None, batch_size: int = EVAL_BATCH, partition=None
+    ) -> MultiRadiusDeepSVDD:
+        """From the raw training data ``x``: the scorer's k-NN rows, centres (of ``partition``'s clusters)
+        and column statistics, the training scores, and ``threshold_`` (:func:`toolkit.scoring.threshold`;
+        on the scores of the held-out normal data ``x_cal`` when ``score.calibration`` > 0)."""
+        train = self.scorer_.calibrate(x, batch_size, partition).float().cpu()
         with torch.inference_mode():
             held_out = None if x_cal is None else self.scorer_.score(x_cal, batch_size)[0]
         nu = self.resolved_config().svdd.nu

@@ -154,6 +154,16 @@ class ScoreConfig:
         'network\'s encoder), "input" (the preprocessed input), "raw" (the data as given), or several '
         'joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score.knn',
     )
+    centres: float = _setting(
+        0.0,
+        "> 0: + this x the standardised distance to the nearest centre in centres_space: the means of the "
+        "clusterer's partition (clustering.*) of the training points in that space, spheres that are not trained",
+    )
+    centres_space: str = _setting(
+        "raw",
+        'with score.centres: the space of the centres, as score.knn_space ("raw": the data as given); several '
+        'joined by "+": one column per space, each partitioned on its own, each weighted by score.centres',
+    )
     calibration: float = _setting(
         0.0,
         "> 0: this share of the normal training data is held out of training, and the threshold is set on their "
@@ -172,12 +182,13 @@ class ScoreConfig:
         _check(self.pretext >= 0, f"score.pretext={self.pretext} must be >= 0 (0 = no pretext term)")
         _check(self.knn >= 0, f"score.knn={self.knn} must be >= 0 (0 = no k-NN term)")
         _check(self.knn_k >= 1, f"score.knn_k={self.knn_k} must be >= 1")
-        spaces = self.knn_spaces
-        _check(
-            all(s in KNN_SPACES for s in spaces) and len(set(spaces)) == len(spaces),
-            f"score.knn_space={self.knn_space!r} is unknown; accepted: one of {KNN_SPACES}, or several of them "
-            "joined by '+' (each once), e.g. 'autoencoder+raw'",
-        )
+        _check(self.centres >= 0, f"score.centres={self.centres} must be >= 0 (0 = no centres term)")
+        for setting, spaces in (("knn_space", self.knn_spaces), ("centres_space", self.centres_spaces)):
+            _check(
+                all(s in KNN_SPACES for s in spaces) and len(set(spaces)) == len(spaces),
+                f"score.{setting}={'+'.join(spaces)!r} is unknown; accepted: one of {KNN_SPACES}, or several of "
+                "them joined by '+' (each once), e.g. 'autoencoder+raw'",
+            )
 
     def terms(self, pretext: str = "pretext score") -> str:
         """What the detector's score adds up, in words (weights other than 1 shown), for summaries;
@@ -190,6 +201,7 @@ class ScoreConfig:
             (self.single, "one-sphere score"),
             (self.pretext, pretext),
             *[(self.knn, f"{self.knn_k}-NN distance ({knn_in[s]})") for s in self.knn_spaces],
+            *[(self.centres, f"nearest-centre distance ({knn_in[s]})") for s in self.centres_spaces],
         ]
         return " + ".join(name if w == 1 else f"{w:g} x {name}" for w, name in terms if w > 0)
 
@@ -197,8 +209,9 @@ class ScoreConfig:
         """Refuse a score with no term. Checked on the whole configuration (by ``fit`` and the run), not
         here per setting, so that overrides may come in any order."""
         _check(
-            self.multi > 0 or max(self.single, self.pretext, self.knn) > 0,
-            "score.multi=0 leaves no score: set score.single, score.pretext or score.knn > 0, or score.multi > 0",
+            self.multi > 0 or max(self.single, self.pretext, self.knn, self.centres) > 0,
+            "score.multi=0 leaves no score: set score.single, score.pretext, score.knn or score.centres > 0, "
+            "or score.multi > 0",
         )
 
     @property
@@ -207,10 +220,18 @@ class ScoreConfig:
         return tuple(self.knn_space.split("+"))
 
     @property
+    def centres_spaces(self) -> tuple[str, ...]:
+        """The spaces of ``centres_space``, one nearest-centre column each."""
+        return tuple(self.centres_space.split("+"))
+
+    @property
     def keeps_autoencoder(self) -> bool:
         """Whether the score needs the pretrained network: its own score (``score.pretext``), or its
-        encoder's embedding for the k-NN term."""
-        return self.pretext > 0 or (self.knn > 0 and "autoencoder" in self.knn_spaces)
+        encoder's embedding for the k-NN or nearest-centre term."""
+        uses = (self.knn > 0 and "autoencoder" in self.knn_spaces) or (
+            self.centres > 0 and "autoencoder" in self.centres_spaces
+        )
+        return self.pretext > 0 or uses
 
 
 @dataclass(frozen=True)

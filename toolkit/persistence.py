@@ -150,6 +150,8 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
         )
     for space in scorer.knn_spaces:  # sized by the data: taken as saved
         setattr(scorer, f"knn_{space}", state[f"knn_{space}"].to(device))
+    for space in scorer.centres_spaces:
+        setattr(scorer, f"centres_{space}", state[f"centres_{space}"].to(device))
     scorer.stats = state["stats"].to(device)
     try:
         scorer.load_state_dict(state)

@@ -13,11 +13,13 @@ The columns, in this order (each present only when its weight is above 0, the sp
   rotations);
 - ``knn:SPACE``: the mean distance to the ``knn_k`` nearest training points in SPACE ("embedding": the
   multi-sphere encoder's, "autoencoder": the pretrained net's encoder's, whichever ``pretrain.method``
-  built it, "input": the preprocessed input, "raw": the data as given), one column per space.
+  built it, "input": the preprocessed input, "raw": the data as given), one column per space;
+- ``centres:SPACE``: the distance to the nearest mean of the clusterer's partition of the training
+  points in SPACE (``toolkit.centres``: spheres in that space, not trained), one column per space.
 
 With one column the score is that column; with several, each column is standardised by its mean and
 spread over the training data (:meth:`Scorer.calibrate`; a training point's k-NN distance leaves the
-point itself out) and the columns are added with their weights.
+point itself out, and so does its own cluster's centre) and the columns are added with their weights.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .centres import nearest_centre, nearest_centre_loo
 from .knn import knn_block, knn_distance
 from .nets import fast_layout
-from .svdd import OUTSIDE, SphereHead, combined_scores, score_stats, scores
+from .svdd import OUTSIDE, SphereHead, cluster_means, combined_scores, score_stats, scores
 
 
 def calibration_rows(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
@@ -78,20 +81,22 @@ def threshold(
 def column_names(score, single: bool) -> list[str]:
     """The score's columns for the settings ``score`` (``single``: a one-sphere model is kept)."""
     names = ["multi"] + ["single"] * single + ["pretext"] * (score.pretext > 0)
-    return names + ([f"knn:{s}" for s in score.knn_spaces] if score.knn > 0 else [])
+    names += [f"knn:{s}" for s in score.knn_spaces] if score.knn > 0 else []
+    return names + ([f"centres:{s}" for s in score.centres_spaces] if score.centres > 0 else [])
 
 
 def column_weights(score, names: Iterable[str]) -> Tensor:
-    """Each column's weight: ``score.multi``, ``score.single``, ``score.pretext``, ``score.knn``."""
-    by = {"multi": score.multi, "single": score.single, "pretext": score.pretext}
-    return torch.tensor([by.get(n, score.knn) for n in names], dtype=torch.float32)
+    """Each column's weight: ``score.multi``, ``score.single``, ``score.pretext``, ``score.knn``,
+    ``score.centres``."""
+    by = {"multi": score.multi, "single": score.single, "pretext": score.pretext, "knn": score.knn}
+    return torch.tensor([by.get(n, score.centres) for n in (n.split(":")[0] for n in names)], dtype=torch.float32)
 
 
 class Scorer(nn.Module):
     """Raw samples (B, *input_shape) -> anomaly scores (B,), higher = more anomalous.
 
     Holds the fitted preprocessor, the multi-sphere encoder and head, and what the other columns need
-    (the one-sphere encoder and head, the pretrained net, the k-NN reference rows), the columns'
+    (the one-sphere encoder and head, the pretrained net, the k-NN reference rows, the centres), the columns'
     training statistics, weights and the threshold, all as submodules and buffers: ``state_dict`` is the
     whole scoring state, and ``torch.jit.trace`` records the whole path (no loops that depend on the batch).
     The ``autoencoder`` slot holds whichever net the pretraining method built: the "pretext" column scores
@@ -115,9 +120,9 @@ class Scorer(nn.Module):
         super().__init__()
         if ("single" in names) != (single is not None):
             raise ValueError("the one-sphere column needs the one-sphere encoder and head, and only it")
-        needs_ae = "pretext" in names or "knn:autoencoder" in names
+        needs_ae = "pretext" in names or "knn:autoencoder" in names or "centres:autoencoder" in names
         if needs_ae != (autoencoder is not None):
-            raise ValueError("the pretext and autoencoder k-NN columns need the pretrained net, and only they")
+            raise ValueError("the pretext and autoencoder-space columns need the pretrained net, and only they")
         if ("pretext" in names) != (pretext is not None):
             raise ValueError("the pretext column needs the pretraining method's score function, and only it")
         self.prep, self.encoder, self.head = prep, encoder, head
@@ -127,8 +132,11 @@ class Scorer(nn.Module):
         self.names = list(names)
         self.knn_k = knn_k
         self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
+        self.centres_spaces = [n.split(":", 1)[1] for n in names if n.startswith("centres:")]
         for space in self.knn_spaces:  # filled by calibrate (or a saved state)
             self.register_buffer(f"knn_{space}", torch.zeros(0))
+        for space in self.centres_spaces:
+            self.register_buffer(f"centres_{space}", torch.zeros(0))
         self.register_buffer("weights", weights.float())
         self.register_buffer("stats", torch.zeros(2, len(names)))  # training mean (row 0), spread (row 1)
         self.register_buffer("threshold", torch.tensor(0.0))
@@ -138,9 +146,13 @@ class Scorer(nn.Module):
         """The training rows the k-NN column of ``space`` measures against."""
         return getattr(self, f"knn_{space}")
 
+    def centres(self, space: str) -> Tensor:
+        """The centres the nearest-centre column of ``space`` measures against."""
+        return getattr(self, f"centres_{space}")
+
     def rows(self, space: str, x: Tensor, xb: Tensor, z: Tensor) -> Tensor:
-        """What the k-NN column of ``space`` compares, for raw samples ``x``, preprocessed ``xb`` and
-        multi-sphere embeddings ``z``."""
+        """What the k-NN or nearest-centre column of ``space`` compares, for raw samples ``x``, preprocessed
+        ``xb`` and multi-sphere embeddings ``z``."""
         if space == "raw":
             return x.reshape(x.shape[0], -1).float()
         if space == "input":
@@ -149,9 +161,10 @@ class Scorer(nn.Module):
             return self.autoencoder.encoder(xb)
         return z
 
-    def columns(self, x: Tensor, knn: bool = True) -> tuple[Tensor, Tensor]:
+    def columns(self, x: Tensor, references: bool = True) -> tuple[Tensor, Tensor]:
         """(B, C) score columns of raw samples ``x`` and the nearest sphere (B,) of the multi-sphere
-        score; ``knn=False`` leaves the k-NN columns out (calibration adds their leave-one-out form)."""
+        score; ``references=False`` leaves the k-NN and nearest-centre columns out (calibration adds
+        their leave-one-out form)."""
         xb = fast_layout(self.prep(x), x.device)
         z = self.encoder(xb)
         s, nearest = scores(z, self.head.centres, self.head.radii, self.head.rule)
@@ -160,9 +173,11 @@ class Scorer(nn.Module):
             cols.append(self.single_head(self.single_encoder(xb)))
         if self.pretext is not None:
             cols.append(self.pretext(self.autoencoder, xb))
-        if knn:
+        if references:
             for space in self.knn_spaces:
                 cols.append(knn_block(self.rows(space, x, xb, z), self.reference(space), self.knn_k))
+            for space in self.centres_spaces:
+                cols.append(nearest_centre(self.rows(space, x, xb, z), self.centres(space)))
         return torch.stack(cols, dim=1), nearest
 
     def combine(self, cols: Tensor) -> Tensor:
@@ -180,26 +195,38 @@ class Scorer(nn.Module):
         return [m for m in (self.encoder, self.single_encoder, self.autoencoder) if m is not None]
 
     @torch.inference_mode()
-    def calibrate(self, x: Tensor, batch_size: int) -> Tensor:
+    def calibrate(self, x: Tensor, batch_size: int, partition: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """From the raw training data ``x`` (on any device; moved batch by batch): the k-NN reference
-        rows, the columns' training statistics; returns the training data's scores (N,), each k-NN
-        column of a training point leaving the point itself out."""
+        rows, the centres (the means of ``partition``'s labels of the training rows of each space: the
+        detector passes its clusterer), the columns' training statistics; returns the training data's
+        scores (N,), each k-NN and nearest-centre column of a training point leaving the point itself out."""
+        if self.centres_spaces and partition is None:
+            raise ValueError("the nearest-centre columns need a partition of the training rows to take means of")
         self.eval()
         device = self.head.centres.device
-        cols, rows = [], {s: [] for s in self.knn_spaces}
+        spaces = list(dict.fromkeys([*self.knn_spaces, *self.centres_spaces]))
+        cols, rows = [], {s: [] for s in spaces}
         for xr in x.split(batch_size):
             xr = xr.to(device)
-            cols.append(self.columns(xr, knn=False)[0])
-            if self.knn_spaces:  # the rows each k-NN column measures against (one more pass, only then)
+            cols.append(self.columns(xr, references=False)[0])
+            if spaces:  # the rows each k-NN or centres column measures against (one more pass, only then)
                 xb = fast_layout(self.prep(xr), device)
                 z = self.encoder(xb)
-                for space in self.knn_spaces:
+                for space in spaces:
                     rows[space].append(self.rows(space, xr, xb, z))
         parts = torch.cat(cols)
+        rows = {s: torch.cat(r) for s, r in rows.items()}
         for space in self.knn_spaces:
-            ref = torch.cat(rows[space])
+            ref = rows[space]
             setattr(self, f"knn_{space}", ref)
             loo = knn_distance(ref, ref, self.knn_k, exclude_self=True)
+            parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
+        for space in self.centres_spaces:
+            ref = rows[space]
+            labels = partition(ref).to(device).long()
+            centres = cluster_means(ref, labels, int(labels.max()) + 1)
+            setattr(self, f"centres_{space}", centres)
+            loo = nearest_centre_loo(ref, labels, centres)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         self.stats = score_stats(parts) if parts.shape[1] > 1 else torch.zeros(2, 1, device=device)
         return self.combine(parts)

@@ -24,6 +24,7 @@ TINY = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
         {"score.knn": 0.5, "score.knn_space": "input", "score.rule": "margin"},
         {"score.knn": 1.0, "score.knn_space": "autoencoder", "score.pretext": 0.0, "score.multi": 0.0},
         {"score.knn": 1.0, "score.knn_space": "autoencoder+raw", "score.pretext": 0.0, "score.multi": 0.0},
+        {"score.centres": 1.0, "score.centres_space": "raw+autoencoder", "score.single": 0.0, "score.pretext": 0.0},
     ],
 )
 def test_exported_scorer_equals_decision_function(settings, tmp_path):
@@ -76,6 +77,7 @@ SCORES = {
     "digits": {},  # the digits recipe's score: spheres + one sphere + reconstruction error
     # k-NN on the raw rows, and the ratio rule (its amin over every radius needs its own ONNX translation)
     "knn-raw": {"score.knn": 1.0, "score.knn_space": "raw", "score.rule": "ratio"},
+    "centres-raw": {"score.centres": 1.0, "score.centres_space": "raw"},  # the nearest pixel-space centre
 }
 
 
