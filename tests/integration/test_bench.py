@@ -107,3 +107,18 @@ def test_partitions_of_a_run(tmp_path, monkeypatch, capsys):
     partitions.main()
     table = capsys.readouterr().out
     assert "| finch level 0 (finest) | 1 |" in table and "the run's rows" in table
+
+
+def test_centres_on_the_raw_pixels(tmp_path, monkeypatch, capsys):
+    """benchmarks/centres.py: the k-NN distances and the nearest centre of two FINCH levels, nothing trained."""
+    make_mnist(tmp_path, n_train=200, n_test=60)
+    centres = load_bench("centres")
+    argv = ["centres.py", "--groups", "0,1", f"--data.root={tmp_path}", "--data.download=False"]
+    monkeypatch.setattr(sys, "argv", argv)
+    centres.main()
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| {0, 1} |")).strip("| ").split(" | ")
+    n, k0 = int(row[2]), int(row[6])
+    assert 1 <= k0 < n and all(0.0 <= float(row[i]) <= 1.0 for i in (4, 5, 8))
+    assert row[9:] == ["-"] * 3 or 1 <= int(row[9]) <= k0  # the next level, where this small data has one
+    assert "mean AUROC: 1-NN" in out
