@@ -26,11 +26,25 @@ from .svdd import SphereHead, outside_fraction
 
 log = logging.getLogger("toolkit")
 
+SPHERES_ONE_BY_ONE = 100  # up to this many spheres, each has its own record and curves; beyond, their spread
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def sphere_spread(radii: torch.Tensor, outside: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """The spheres of one epoch in a few numbers, for more spheres than can be followed one by one: the
+    radii's quantiles (``QUANTILES``: min, quartiles, max) and the share of all training points outside
+    their sphere."""
+    sizes = torch.bincount(labels, minlength=radii.shape[0]).to(outside.dtype)
+    q = torch.quantile(radii.float(), torch.tensor(QUANTILES, device=radii.device))
+    return {"radius_quantiles": q.tolist(), "outside_all": float((outside * sizes).sum() / sizes.sum())}
+
 
 class History:
-    """Per-epoch record of a stage (loss, learning rate; radii and the share of each cluster's training
-    points outside its sphere; test AUROC/AUPR when evaluated). It feeds TensorBoard, results.json and
-    the report, so all three show the same numbers."""
+    """Per-epoch record of a stage (loss, learning rate; the spheres: each radius and the share of each
+    cluster's training points outside its sphere, or for more than ``SPHERES_ONE_BY_ONE`` spheres their
+    :func:`sphere_spread`; test AUROC/AUPR when evaluated). It feeds TensorBoard, results.json and the
+    report, so all three show the same numbers. (Thousands of spheres recorded one by one every epoch
+    would make each checkpoint and results.json tens of megabytes.)"""
 
     def __init__(self, optimizer: torch.optim.Optimizer, head: SphereHead | None = None, labels: Any = None) -> None:
         self.optimizer, self.head, self.labels = optimizer, head, labels
@@ -43,6 +57,8 @@ class History:
         if self.head is None:
             return {}
         out = outside_fraction(engine.state.epoch_dist, self.labels, self.head.radii)
+        if self.head.radii.shape[0] > SPHERES_ONE_BY_ONE:
+            return sphere_spread(self.head.radii, out, self.labels)
         return {"radii": self.head.radii.tolist(), "outside": out.tolist()}
 
     def __call__(self, engine: Engine) -> None:
@@ -58,7 +74,7 @@ class History:
     def completed(self, engine: Engine) -> None:
         """A run shorter than the warm-up gets its radii at COMPLETED: record them on the last epoch."""
         spheres = self._spheres(engine)
-        if self.epochs and spheres and spheres["radii"] != self.epochs[-1]["radii"]:
+        if self.epochs and spheres and any(v != self.epochs[-1].get(k) for k, v in spheres.items()):
             self.epochs[-1].update(spheres)
             self.refreshed = True
 
@@ -209,13 +225,25 @@ def attach_evaluation(trainer: Engine, evaluator: Engine, data: Iterable, every:
 
 def attach_sphere_logs(writer: Any, trainer: Engine, tag: str, history: History) -> None:
     """The spheres' own TensorBoard curves, per epoch from ``history``: one per cluster radius, the share
-    of each cluster outside its sphere, a histogram of each cluster's distances. (Loss, learning rate and
-    test metrics go through Ignite's TensorboardLogger handlers.) Flushed at every epoch end, so a crash
-    loses nothing that was logged."""
+    of each cluster outside its sphere, a histogram of each cluster's distances; for more than
+    ``SPHERES_ONE_BY_ONE`` spheres, their spread instead: the radii's min, quartiles and max, the share of
+    all points outside, one histogram of the radii and one of every point's distance to its centre.
+    (Loss, learning rate and test metrics go through Ignite's TensorboardLogger handlers.) Flushed at
+    every epoch end, so a crash loses nothing that was logged."""
     if idist.get_rank() != 0:
         return
 
+    def log_spread(engine: Engine, row: dict[str, Any]) -> None:
+        e = row["epoch"]
+        for name, q in zip(("min", "q25", "median", "q75", "max"), row["radius_quantiles"], strict=True):
+            writer.add_scalar(f"{tag}/radius/{name}", q, e)
+        writer.add_scalar(f"{tag}/outside/all", row["outside_all"], e)
+        writer.add_histogram(f"{tag}/radii", history.head.radii.cpu(), e)
+        writer.add_histogram(f"{tag}/distance", engine.state.epoch_dist.sqrt().cpu(), e)
+
     def log_spheres(engine: Engine, row: dict[str, Any]) -> None:
+        if "radius_quantiles" in row:
+            return log_spread(engine, row)
         e, labels = row["epoch"], history.labels
         # every cluster's distances at once: one sort by cluster, split by the cluster sizes
         sizes = torch.bincount(labels, minlength=len(row["radii"])).tolist()
@@ -226,7 +254,7 @@ def attach_sphere_logs(writer: Any, trainer: Engine, tag: str, history: History)
             writer.add_histogram(f"{tag}/distance/{k}", d, e)
 
     def log_epoch(engine: Engine) -> None:
-        if "radii" in history.epochs[-1]:
+        if "radii" in history.epochs[-1] or "radius_quantiles" in history.epochs[-1]:
             log_spheres(engine, history.epochs[-1])
         writer.flush()
 

@@ -35,8 +35,8 @@ def scalar_layout(models: list[str]) -> dict[str, Any]:
     for m in models:
         tag = f"svdd_{m}"
         layout[MODELS[m]] = {
-            "radius of every cluster": ["Multiline", [rf"{tag}/radius/\d+"]],
-            "share of training points outside each sphere": ["Multiline", [rf"{tag}/outside/\d+"]],
+            "radius of every cluster": ["Multiline", [rf"{tag}/radius/.+"]],
+            "share of training points outside each sphere": ["Multiline", [rf"{tag}/outside/.+"]],
         }
     layout["test"] = {
         "AUROC": ["Multiline", [r"svdd_\w+/test/auroc", r"pretrain/test/auroc"]],

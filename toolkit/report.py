@@ -147,13 +147,21 @@ def training_figure(run_dir: Path, results: dict[str, Any]) -> Path:
     ax_r, ax_l = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     epochs = results["multi"]["history"]["epochs"]
     e = [row["epoch"] for row in epochs]
-    radii = np.array([row["radii"] for row in epochs])
-    for k in range(radii.shape[1]):
-        ax_r.plot(e, radii[:, k], label=f"cluster {k}")
+    if all("radii" in row for row in epochs):
+        radii = np.array([row["radii"] for row in epochs])
+        for k in range(radii.shape[1]):
+            ax_r.plot(e, radii[:, k], label=f"cluster {k}")
+        title = "Radius of each cluster"
+    else:  # more spheres than can be drawn one by one: their spread (handlers.sphere_spread)
+        q = np.array([row["radius_quantiles"] for row in epochs])
+        ax_r.fill_between(e, q[:, 0], q[:, 4], alpha=0.2, label="min to max")
+        ax_r.fill_between(e, q[:, 1], q[:, 3], alpha=0.4, label="quartiles")
+        ax_r.plot(e, q[:, 2], label="median")
+        title = f"Radii of the {len(results['multi']['radii'])} clusters"
     if "single" in results:
         single = results["single"]["history"]["epochs"]
         ax_r.plot([r["epoch"] for r in single], [r["radii"][0] for r in single], "k--", label="one sphere")
-    ax_r.set(xlabel="SVDD epoch", ylabel="radius R_k", title="Radius of each cluster")
+    ax_r.set(xlabel="SVDD epoch", ylabel="radius R_k", title=title)
     ax_r.legend(fontsize=7, ncol=2)
     for key, label in (("multi", "SVDD, multi-radius"), ("single", "SVDD, one sphere")):
         if key in results:

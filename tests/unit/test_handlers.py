@@ -8,6 +8,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.metrics import Average
 
+from toolkit import handlers
 from toolkit.engines import create_evaluator
 from toolkit.files import load_checked
 from toolkit.handlers import (
@@ -66,6 +67,41 @@ def test_history_records_spheres_and_refreshes_radii_changed_at_completed():
     head.radii.fill_(2.0)  # as a run shorter than the warm-up does at COMPLETED, before History.completed
     history.completed(trainer)
     assert history.refreshed and history.epochs[-1]["radii"] == [2.0, 2.0] and history.epochs[-1]["outside"] == [0, 0]
+
+
+def test_many_spheres_are_recorded_by_their_spread(monkeypatch):
+    """Beyond SPHERES_ONE_BY_ONE spheres, an epoch's row holds the radii's quantiles and the share of all
+    points outside, not one entry per sphere, so checkpoints and results.json stay small."""
+    monkeypatch.setattr(handlers, "SPHERES_ONE_BY_ONE", 1)
+    head = SphereHead(torch.zeros(2, 3), torch.tensor([1.0, 3.0]))
+    trainer = sphere_engine(torch.tensor([0.5, 2.0, 0.1, 0.2]))  # cluster 0: 1 of 2 outside, cluster 1: 0 of 2
+    history = History(optimizer(), head, torch.tensor([0, 0, 1, 1])).attach(trainer)
+    trainer.run([1.0], max_epochs=1)
+    row = history.epochs[0]
+    assert "radii" not in row and row["outside_all"] == 0.25
+    assert row["radius_quantiles"] == [1.0, 1.5, 2.0, 2.5, 3.0]
+    head.radii.fill_(2.0)
+    history.completed(trainer)
+    assert history.refreshed and history.epochs[-1]["radius_quantiles"] == [2.0] * 5
+
+
+def test_many_spheres_are_logged_by_their_spread(monkeypatch):
+    monkeypatch.setattr(handlers, "SPHERES_ONE_BY_ONE", 1)
+    head, writer = SphereHead(torch.zeros(2, 2), torch.tensor([1.0, 2.0])), Writer()
+    trainer = sphere_engine(torch.tensor([4.0, 9.0, 0.25, 0.0, 16.0]))
+    history = History(optimizer(), head, torch.tensor([1, 0, 1, 0, 1])).attach(trainer)
+    attach_sphere_logs(writer, trainer, "svdd", history)
+    trainer.run([1.0], max_epochs=1)
+    assert writer.calls == [
+        ("svdd/radius/min", 1.0, 1),
+        ("svdd/radius/q25", 1.25, 1),
+        ("svdd/radius/median", 1.5, 1),
+        ("svdd/radius/q75", 1.75, 1),
+        ("svdd/radius/max", 2.0, 1),
+        ("svdd/outside/all", pytest.approx(2 / 5), 1),
+        ("svdd/radii", [1.0, 2.0], 1),
+        ("svdd/distance", [0.0, 0.5, 2.0, 3.0, 4.0], 1),
+    ]
 
 
 def test_nan_stop_raises_naming_the_stage_epoch_and_last_good_checkpoint():

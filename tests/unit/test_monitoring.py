@@ -157,3 +157,16 @@ def test_fit_from_python_logs_to_tensorboard_with_the_runs_harness(digits, tmp_p
     assert [e.step for e in acc.Scalars("svdd_multi/loss")] == [1, 2]
     assert "svdd_multi: epoch 2/2" in caplog.text  # progress as one log record per epoch
     assert not list(tmp_path.glob("checkpoints"))  # no run folder: nothing but the events is written
+
+
+def test_training_figure_draws_many_spheres_by_their_spread(tmp_path):
+    """Rows recorded by their spread (more spheres than SPHERES_ONE_BY_ONE) draw as a band, not a line each."""
+    from toolkit.report import training_figure
+
+    rows = [
+        {"epoch": e, "loss": 1.0 / e, "radius_quantiles": [0.1 * e, 0.2 * e, 0.3 * e, 0.4 * e, 0.5 * e]}
+        for e in (1, 2, 3)
+    ]
+    results = {"multi": {"radii": [0.5] * 500, "history": {"epochs": rows}}}
+    path = training_figure(tmp_path, results)
+    assert path.is_file() and path.stat().st_size > 0
