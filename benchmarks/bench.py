@@ -70,8 +70,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = str(ROOT.parent / "shared" / "data")
 MNIST_GROUPS = "0,9;2,3;6,7;0,1,3;2,7,8;5,6,9;6,7,9;0,1,7,9;0,2,4,6;0,3,7,8"
 ROWS = ("default", "multi", "multi-pre", "single", "knn5-ae", "knn1-raw")
-NO_TERMS = {"score.multi": 0.0, "score.single": 0.0, "score.pretext": 0.0, "score.knn": 0.0, "score.knn_k": 5}
-NO_TERMS |= {"score.centres": 0.0}
+NO_TERMS = {
+    **{f"score.{term}": 0.0 for term in ("multi", "single", "pretext", "knn", "centres")},
+    "score.knn_k": 5,
+}
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
     "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import MNIST_GROUPS, auroc, markdown_table, parse_group, split_of  # noqa: E402
+from bench import MNIST_GROUPS, auroc, label, markdown_table, parse_group, split_of  # noqa: E402
 
 from toolkit.centres import nearest_centre  # noqa: E402
 from toolkit.clustering import pseudo_labels  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> None:
     for g in args.groups.split(";"):
         group = parse_group(g)
         for seed in map(int, args.seeds.split(",")):
-            rows.append(["{" + ", ".join(map(str, group)) + "}", seed, *measure(args.recipe, group, seed, extra)])
+            rows.append([label("-".join(map(str, group))), seed, *measure(args.recipe, group, seed, extra)])
             print(" | ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
     auc = np.array([[float(r[i]) if r[i] != "-" else np.nan for i in (4, 5, 8, 11)] for r in rows])
     print(markdown_table(head, rows))

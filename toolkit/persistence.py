@@ -148,10 +148,8 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
             f"{str(path)!r} holds the score columns {p['columns']}, but its settings give {scorer.names}: "
             "it was not written by save(); refit the detector and save it again"
         )
-    for space in scorer.knn_spaces:  # sized by the data: taken as saved
-        setattr(scorer, f"knn_{space}", state[f"knn_{space}"].to(device))
-    for space in scorer.centres_spaces:
-        setattr(scorer, f"centres_{space}", state[f"centres_{space}"].to(device))
+    for name in scorer.sized_by_data:  # taken as saved
+        setattr(scorer, name, state[name].to(device))
     scorer.stats = state["stats"].to(device)
     try:
         scorer.load_state_dict(state)

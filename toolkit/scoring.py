@@ -133,13 +133,16 @@ class Scorer(nn.Module):
         self.knn_k = knn_k
         self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
         self.centres_spaces = [n.split(":", 1)[1] for n in names if n.startswith("centres:")]
-        for space in self.knn_spaces:  # filled by calibrate (or a saved state)
-            self.register_buffer(f"knn_{space}", torch.zeros(0))
-        for space in self.centres_spaces:
-            self.register_buffer(f"centres_{space}", torch.zeros(0))
+        for name in self.sized_by_data:  # filled by calibrate (or a saved state)
+            self.register_buffer(name, torch.zeros(0))
         self.register_buffer("weights", weights.float())
         self.register_buffer("stats", torch.zeros(2, len(names)))  # training mean (row 0), spread (row 1)
         self.register_buffer("threshold", torch.tensor(0.0))
+
+    @property
+    def sized_by_data(self) -> list[str]:
+        """The buffers whose size the training data sets: each k-NN column's rows, each space's centres."""
+        return [f"knn_{s}" for s in self.knn_spaces] + [f"centres_{s}" for s in self.centres_spaces]
 
     # ----------------------------------------------------------------------------------- columns
     def reference(self, space: str) -> Tensor:
