@@ -12,10 +12,14 @@ finished stages). The rows:
 - ``multi+raw``, ``multi+ae``: the same spheres plus the 5-NN distance on the raw pixels, or in the
   pretrained network's embedding (each term standardised, as the recipes combine them);
 - ``two-distance``: the 5-NN distances in the pretrained network's embedding and on the raw pixels
-  (the MNIST recipe's score), from the same run;
+  (the MNIST recipe's score), from the same run; ``multi+two-distance``: the spheres beside them;
 - ``centres-raw``, ``multi+centres-raw``: the distance to the nearest centre on the raw pixels (the
   means of the recipe's clusterer's partition of the training images, ``score.centres``) alone, and
   beside the spheres (each standardised): spheres in two spaces, no training image kept;
+  ``ae+centres-raw``, ``multi+ae+centres-raw``: the two-distance score with the pixel centres in place of
+  the pixels' 5-NN distance (only the embeddings of the training images kept), without and with the spheres;
+  ``centres-ae``, ``pretext+centres-ae``: the nearest centre in the pretrained network's embedding (the
+  spheres before SVDD, as a detector), alone and beside the pretraining method's own score;
 - ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
   method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
@@ -80,8 +84,21 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "multi+raw": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "multi+ae": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
+    "multi+two-distance": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
     "centres-raw": NO_TERMS | {"score.centres": 1.0, "score.centres_space": "raw"},
     "multi+centres-raw": NO_TERMS | {"score.multi": 1.0, "score.centres": 1.0, "score.centres_space": "raw"},
+    "centres-ae": NO_TERMS | {"score.centres": 1.0, "score.centres_space": "autoencoder"},
+    "pretext+centres-ae": NO_TERMS | {"score.pretext": 1.0, "score.centres": 1.0, "score.centres_space": "autoencoder"},
+    "ae+centres-raw": NO_TERMS
+    | {"score.knn": 1.0, "score.knn_space": "autoencoder", "score.centres": 1.0, "score.centres_space": "raw"},
+    "multi+ae+centres-raw": NO_TERMS
+    | {
+        "score.multi": 1.0,
+        "score.knn": 1.0,
+        "score.knn_space": "autoencoder",
+        "score.centres": 1.0,
+        "score.centres_space": "raw",
+    },
     "pretext": NO_TERMS | {"score.pretext": 1.0},
     "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "pretext+raw": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},

@@ -29,6 +29,7 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     bench = load_bench()
     out = tmp_path / "out"
     rows = "default,multi,multi-pre,single,knn5-ae,knn1-raw,multi+raw,multi+ae,two-distance,null"
+    rows += ",multi+two-distance,ae+centres-raw,multi+ae+centres-raw"
     argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows, "--out", str(out)]
     argv += [f"--data.root={tmp_path}", "--data.download=False", *TINY]
     monkeypatch.setattr(sys, "argv", argv)
@@ -50,6 +51,8 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     spheres = det.scorer_.score_column("multi", bench.torch.from_numpy(split.x_test))
     assert float(by["multi"]["auroc"]) == pytest.approx(bench.auroc(split.is_anomaly_test, spheres), abs=1e-6)
     assert float(by["multi"]["size_mb"]) < float(by["multi+raw"]["size_mb"])
+    # the pixel centres in place of the pixels' 5-NN distance: fewer rows kept than training images
+    assert float(by["ae+centres-raw"]["size_mb"]) < float(by["two-distance"]["size_mb"])
     assert all(float(by[r]["img_s"]) > 0 for r in ("multi", "multi+raw", "multi+ae", "two-distance", "knn5-ae"))
     assert sorted(p.name for p in out.iterdir()) == ["0-1-s0", "rows.csv"]  # the rescored files are gone
     bench.main()  # every row is there: nothing is measured again
@@ -69,11 +72,12 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
 
 def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
     """The pretrained network's rows rebuild whatever net the run's pretraining method trained, and the
-    pretext rows score with that method's own score (rotation's cross-entropy)."""
+    pretext rows score with that method's own score (rotation's cross-entropy); the nearest centre in the
+    pretrained embedding, as a detector, is the spheres before training."""
     make_mnist(tmp_path, n_train=200, n_test=60)
     bench = load_bench()
     out = tmp_path / "out"
-    rows = "default,multi-pre,knn5-ae,pretext,pretext+ae,multi+pretext,multi+pretext+ae"
+    rows = "default,multi-pre,knn5-ae,pretext,pretext+ae,multi+pretext,multi+pretext+ae,centres-ae,pretext+centres-ae"
     argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows]
     argv += ["--out", str(out), f"--data.root={tmp_path}", "--data.download=False", "--pretrain.method=rotation"]
     monkeypatch.setattr(sys, "argv", [*argv, *TINY])
@@ -83,6 +87,7 @@ def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
     assert sorted(got) == sorted(rows.split(",")) and all(0.0 <= v <= 1.0 for v in got.values())
     size = {row: float(r["size_mb"]) for row, r in measured.items() if r["size_mb"]}
     assert size["pretext+ae"] > size["pretext"]  # the k-NN term keeps the training embeddings
+    assert got["centres-ae"] == pytest.approx(got["multi-pre"], abs=1e-6)
 
 
 def test_partitions_of_a_run(tmp_path, monkeypatch, capsys):
