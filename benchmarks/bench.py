@@ -20,6 +20,8 @@ finished stages). The rows:
   the pixels' 5-NN distance (only the embeddings of the training images kept), without and with the spheres;
   ``centres-ae``, ``pretext+centres-ae``: the nearest centre in the pretrained network's embedding (the
   spheres before SVDD, as a detector), alone and beside the pretraining method's own score;
+- any of the rows above followed by ``@float16`` (``ae+centres-raw@float16``): the same score with its
+  k-NN rows and centres kept in float16 (``score.storage``), for the file size it saves;
 - ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
   method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
@@ -62,6 +64,7 @@ import numpy as np
 import torch
 
 from toolkit import MultiRadiusDeepSVDD, apply_overrides, load_recipe
+from toolkit.config import STORAGES
 from toolkit.data import load_split
 from toolkit.knn import knn_distance
 from toolkit.nets import embed
@@ -186,8 +189,8 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
     if "default" in wanted:
         s, rate = throughput(multi, split.x_test)
         add("default", s, path=folder / "detector_multi.pt", img_s=rate, seconds=results.get("seconds"))
-    for row in (r for r in SCORES if r in wanted):
-        det = rescored(folder, multi, split.x_train, SCORES[row], device)
+    for row in (r for r in wanted if score_of(r) is not None):
+        det = rescored(folder, multi, split.x_train, score_of(row), device)
         path = folder.parent / f".{folder.name}-{row}.pt"  # for its size; beside the run, not in it
         det.save(path)
         s, rate = throughput(det, split.x_test)
@@ -229,6 +232,26 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
     return out
 
 
+def score_of(row: str) -> dict | None:
+    """The score settings of a rescored row: a name of ``SCORES``, or one with ``@float16`` (its k-NN rows
+    and centres kept in float16, ``score.storage``); None for the other rows."""
+    name, _, storage = row.partition("@")
+    if name not in SCORES:
+        return None
+    return SCORES[name] | ({"score.storage": storage} if storage else {})
+
+
+def check_rows(rows: tuple[str, ...]) -> None:
+    """Refuse a row this benchmark does not measure, naming the ones it does."""
+    known = (*ROWS, *SCORES, "null")
+    bad = [r for r in rows if r not in known and (score_of(r) is None or r.partition("@")[2] not in STORAGES)]
+    if bad:
+        raise SystemExit(
+            f"unknown rows {bad}; accepted: {', '.join(known)}, and any of {', '.join(SCORES)} followed by "
+            f"@float16 (its rows kept in float16)"
+        )
+
+
 def load_pretrained(folder: Path) -> dict:
     """The pretrained autoencoder's weights from a run folder's finished stage."""
     stage = RunFolder(folder).load_stage("pretrain")
@@ -252,12 +275,13 @@ def parse(text: str):
 
 
 def measure(args: argparse.Namespace) -> None:
+    wanted = tuple((args.rows or ",".join(ROWS)).split(","))
+    check_rows(wanted)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "rows.csv"
     done = {(r["group"], r["seed"], r["row"]) for r in read_rows(table)}
-    wanted = tuple((args.rows or ",".join(ROWS)).split(","))
     for g in args.groups.split(";"):
         group = parse_group(g)
         name = "-".join(map(str, group))

@@ -216,6 +216,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
             names,
             column_weights(cfg.score, names),
             knn_k=cfg.score.knn_k,
+            storage=getattr(torch, cfg.score.storage),
             single=single,
             autoencoder=None if recon is None else fast_layout(recon.eval(), device),
             pretext=pretext,

@@ -17,6 +17,7 @@ OBJECTIVES = ("soft-boundary", "one-class")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
 KNN_SPACES = ("embedding", "autoencoder", "input", "raw")  # where the k-NN score term measures distances
+STORAGES = ("float32", "float16")  # the precision a detector keeps its k-NN rows and centres in
 PRETRAIN_METHODS = tuple(PRETRAINER_BUILTINS)  # the built-in pretraining methods (toolkit.pretext)
 
 
@@ -164,6 +165,12 @@ class ScoreConfig:
         'with score.centres: the space of the centres, as score.knn_space ("raw": the data as given); several '
         'joined by "+": one column per space, each partitioned on its own, each weighted by score.centres',
     )
+    storage: str = _setting(
+        "float32",
+        "the precision of the rows the k-NN and nearest-centre terms keep (training rows, centres): float32, or "
+        "float16 (half the file; the rows are rounded when fitted, so the fitted and the loaded detector score "
+        "alike, in float32)",
+    )
     calibration: float = _setting(
         0.0,
         "> 0: this share of the normal training data is held out of training, and the threshold is set on their "
@@ -177,6 +184,7 @@ class ScoreConfig:
             f"score.calibration={self.calibration} must be in [0, 0.5) (0 = the threshold from the training scores)",
         )
         _check(self.rule in SCORE_RULES, f"score.rule={self.rule!r} is unknown; accepted: {SCORE_RULES}")
+        _check(self.storage in STORAGES, f"score.storage={self.storage!r} is unknown; accepted: {STORAGES}")
         _check(self.multi >= 0, f"score.multi={self.multi} must be >= 0 (0 = not in the score)")
         _check(self.single >= 0, f"score.single={self.single} must be >= 0 (0 = no one-sphere term)")
         _check(self.pretext >= 0, f"score.pretext={self.pretext} must be >= 0 (0 = no pretext term)")

@@ -26,6 +26,7 @@ from .config import (
     PROGRESS,
     RADIUS_UPDATES,
     SCORE_RULES,
+    STORAGES,
     Config,
     ConfigError,
 )
@@ -86,6 +87,7 @@ CHOICES = {
     "score.rule": SCORE_RULES,
     "svdd.radius_update": RADIUS_UPDATES,
     "score.knn_space": KNN_SPACES,
+    "score.storage": STORAGES,
     "dist.backend": BACKENDS,
     "progress": PROGRESS,
 }

@@ -5,7 +5,8 @@ never unpickles an object: the settings (as JSON), the net architecture and samp
 pseudo-labels of the training data and their scores, the column names of a DataFrame it was fitted
 on, and the scorer's whole state
 (``toolkit.scoring.Scorer``: the preprocessor, the nets, the spheres, the k-NN rows, the columns'
-statistics and weights, the threshold). It is written atomically and carries its own SHA-256 digest
+statistics and weights, the threshold; the k-NN rows and centres in ``score.storage``'s precision, read
+back as float32). It is written atomically and carries its own SHA-256 digest
 (``toolkit.files``), checked on load: a damaged file is refused even when copied on its own. A file of
 another format version is refused by name.
 
@@ -44,6 +45,13 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
+def _scorer_state(scorer: Any) -> dict[str, torch.Tensor]:
+    """The scorer's state on the CPU, the rows the training data sizes in the scorer's storage precision
+    (``score.storage``: calibration rounded them to it already, so nothing is lost)."""
+    state = _cpu(scorer.state_dict())
+    return state | {name: state[name].to(scorer.storage) for name in scorer.sized_by_data}
+
+
 def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries of one submodule of the scorer's state, its prefix taken off."""
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -62,7 +70,7 @@ def save_detector(det: Any, path: str | Path) -> Path:
         "threshold": float(det.threshold_),
         "columns": list(det.scorer_.names),
         "feature_names": None if names is None else [str(n) for n in names],
-        "scorer": _cpu(det.scorer_.state_dict()),
+        "scorer": _scorer_state(det.scorer_),
     }
     return save_checked(path, payload)
 
@@ -148,8 +156,8 @@ def load_detector(cls: type, path: str | Path, device: str = "cpu") -> Any:
             f"{str(path)!r} holds the score columns {p['columns']}, but its settings give {scorer.names}: "
             "it was not written by save(); refit the detector and save it again"
         )
-    for name in scorer.sized_by_data:  # taken as saved
-        setattr(scorer, name, state[name].to(device))
+    for name in scorer.sized_by_data:  # taken as saved, scored in float32 whatever they are kept in
+        setattr(scorer, name, state[name].to(device, torch.float32))
     scorer.stats = state["stats"].to(device)
     try:
         scorer.load_state_dict(state)

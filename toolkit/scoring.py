@@ -113,6 +113,7 @@ class Scorer(nn.Module):
         weights: Tensor,
         *,
         knn_k: int = 5,
+        storage: torch.dtype = torch.float32,
         single: tuple[nn.Module, SphereHead] | None = None,
         autoencoder: nn.Module | None = None,
         pretext: Callable[[nn.Module, Tensor], Tensor] | None = None,
@@ -131,6 +132,7 @@ class Scorer(nn.Module):
         self.pretext = pretext
         self.names = list(names)
         self.knn_k = knn_k
+        self.storage = storage  # the rows sized by the data are rounded to it when calibrated, saved in it
         self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
         self.centres_spaces = [n.split(":", 1)[1] for n in names if n.startswith("centres:")]
         for name in self.sized_by_data:  # filled by calibrate (or a saved state)
@@ -218,7 +220,7 @@ class Scorer(nn.Module):
                 for space in spaces:
                     rows[space].append(self.rows(space, xr, xb, z))
         parts = torch.cat(cols)
-        rows = {s: torch.cat(r) for s, r in rows.items()}
+        rows = {s: torch.cat(r).to(self.storage).float() for s, r in rows.items()}  # as they will be kept
         for space in self.knn_spaces:
             ref = rows[space]
             setattr(self, f"knn_{space}", ref)
@@ -227,7 +229,7 @@ class Scorer(nn.Module):
         for space in self.centres_spaces:
             ref = rows[space]
             labels = partition(ref).to(device).long()
-            centres = cluster_means(ref, labels, int(labels.max()) + 1)
+            centres = cluster_means(ref, labels, int(labels.max()) + 1).to(self.storage).float()
             setattr(self, f"centres_{space}", centres)
             loo = nearest_centre_loo(ref, labels, centres)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)

@@ -29,7 +29,7 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     bench = load_bench()
     out = tmp_path / "out"
     rows = "default,multi,multi-pre,single,knn5-ae,knn1-raw,multi+raw,multi+ae,two-distance,null"
-    rows += ",multi+two-distance,ae+centres-raw,multi+ae+centres-raw"
+    rows += ",multi+two-distance,ae+centres-raw,multi+ae+centres-raw,ae+centres-raw@float16"
     argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows, "--out", str(out)]
     argv += [f"--data.root={tmp_path}", "--data.download=False", *TINY]
     monkeypatch.setattr(sys, "argv", argv)
@@ -53,6 +53,7 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     assert float(by["multi"]["size_mb"]) < float(by["multi+raw"]["size_mb"])
     # the pixel centres in place of the pixels' 5-NN distance: fewer rows kept than training images
     assert float(by["ae+centres-raw"]["size_mb"]) < float(by["two-distance"]["size_mb"])
+    assert float(by["ae+centres-raw@float16"]["size_mb"]) < float(by["ae+centres-raw"]["size_mb"])
     assert all(float(by[r]["img_s"]) > 0 for r in ("multi", "multi+raw", "multi+ae", "two-distance", "knn5-ae"))
     assert sorted(p.name for p in out.iterdir()) == ["0-1-s0", "rows.csv"]  # the rescored files are gone
     bench.main()  # every row is there: nothing is measured again
@@ -68,6 +69,18 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     bench.main()
     head = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| group |"))
     assert head == "| group | seeds | single | multi | default | multi: MB, img/s | default: MB, img/s |"
+
+
+def test_an_unknown_row_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    bench = load_bench()
+    argv = ["bench.py", "--groups", "0,1", "--seeds", "0", "--rows", "multi,knn9-ae", "--out", str(tmp_path / "o")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match=r"unknown rows \['knn9-ae'\]; accepted: default, multi"):
+        bench.main()
+    monkeypatch.setattr(sys, "argv", [*argv[:-3], "multi@float8", *argv[-2:]])
+    with pytest.raises(SystemExit, match="followed by @float16"):
+        bench.main()
+    assert not (tmp_path / "o").exists()
 
 
 def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):

@@ -219,6 +219,40 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
 
 
+def test_float16_storage_halves_the_kept_rows_and_scores_alike_once_loaded(tmp_path):
+    """score.storage=float16: the k-NN rows and the centres are rounded to float16 when fitted (the same
+    fit otherwise), written to the file as float16 (half their bytes), and a loaded detector scores exactly
+    as the fitted one, in float32."""
+    x, normal = digits_013()
+    settings = {
+        **TINY,
+        "score.multi": 0.0,
+        "score.pretext": 0.0,
+        "score.knn": 1.0,
+        "score.knn_space": "autoencoder",
+        "score.centres": 1.0,
+        "score.centres_space": "raw",
+    }
+    full = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
+    half = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings, **{"score.storage": "float16"})
+    half.fit(x[normal])
+    rows, centres = half.knn_reference_["autoencoder"], half.space_centres_["raw"]
+    assert rows.dtype == centres.dtype == torch.float32  # scored in float32
+    torch.testing.assert_close(rows, full.knn_reference_["autoencoder"].half().float(), rtol=0, atol=0)
+    torch.testing.assert_close(centres, full.space_centres_["raw"].half().float(), rtol=0, atol=0)
+    assert not torch.equal(centres, full.space_centres_["raw"])  # the means of digits' pixels are not all halves
+    kept = (rows.numel() + centres.numel()) * 2  # bytes saved by float16
+    sizes = [det.save(tmp_path / f"{name}.pt").stat().st_size for name, det in (("full", full), ("half", half))]
+    assert sizes[0] - sizes[1] >= 0.95 * kept
+    x_new = x[~normal][:40]
+    loaded = MultiRadiusDeepSVDD.load(tmp_path / "half.pt")
+    assert loaded.knn_reference_["autoencoder"].dtype == torch.float32
+    np.testing.assert_array_equal(loaded.decision_function(x_new), half.decision_function(x_new))
+    np.testing.assert_allclose(half.decision_function(x_new), full.decision_function(x_new), rtol=1e-2, atol=1e-2)
+    with pytest.raises(ConfigError, match="score.storage='float8' is unknown; accepted: \\('float32', 'float16'\\)"):
+        apply_overrides(load_recipe(default_recipe()), {"score.storage": "float8"})
+
+
 def test_score_terms_name_what_the_score_adds_up():
     """The pretext term is named by the run's pretraining method (its ``score_name``)."""
     cfg = load_recipe(default_recipe())
