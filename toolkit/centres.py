@@ -19,13 +19,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .knn import KNN_CHUNK, sq_distances
+from .knn import KNN_CHUNK, nearest_sq_distances, sq_distances, sq_distances_less_query
 
 
 def nearest_centre(query: Tensor, centres: Tensor) -> Tensor:
     """(N,) Euclidean distance of each row of ``query`` (N, D) to its nearest row of ``centres`` (K, D),
     by one matrix product (no loop: what a traced scorer records)."""
-    return sq_distances(query, centres).min(dim=1).values.sqrt()
+    return nearest_sq_distances(sq_distances_less_query(query, centres).min(dim=1).values, query).sqrt()
 
 
 def nearest_centre_loo(rows: Tensor, labels: Tensor, centres: Tensor, chunk: int = KNN_CHUNK) -> Tensor:

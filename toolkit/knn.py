@@ -40,15 +40,27 @@ def sq_distances(query: Tensor, reference: Tensor) -> Tensor:
     """(N, M) squared Euclidean distances of every row of ``query`` to every row of ``reference``, by one
     matrix product: ||q||^2 + ||r||^2 - 2 q.r, clamped at 0. The expanded form rounds (to about float
     epsilon times ||q||^2 + ||r||^2), but it never builds an (N, M, D) intermediate."""
-    d2 = query.pow(2).sum(dim=1, keepdim=True) + reference.pow(2).sum(dim=1) - 2.0 * (query @ reference.T)
-    return d2.clamp(min=0)
+    return (sq_distances_less_query(query, reference) + query.pow(2).sum(dim=1, keepdim=True)).clamp(min=0)
+
+
+def sq_distances_less_query(query: Tensor, reference: Tensor) -> Tensor:
+    """(N, M) ||r||^2 - 2 q.r: the squared distances less each query row's own ||q||^2, which orders a
+    row's references as the distances do. The nearest ones are picked from it and ||q||^2 added to those
+    alone: with few dimensions the (N, M) passes, not the matrix product, are most of the time."""
+    return torch.addmm(reference.pow(2).sum(dim=1), query, reference.T, alpha=-2.0)
+
+
+def nearest_sq_distances(values: Tensor, query: Tensor) -> Tensor:
+    """The squared distances picked from :func:`sq_distances_less_query` (``values``, (N, ...)): with
+    each query row's ||q||^2 added back, clamped at 0."""
+    return (values + query.pow(2).sum(dim=1).reshape(-1, *[1] * (values.dim() - 1))).clamp(min=0)
 
 
 def knn_block(query: Tensor, reference: Tensor, k: int, self_offset: int | None = None) -> Tensor:
     """:func:`knn_distance` of one block of queries, by one matrix product (no loop: what a traced scorer
     records). ``self_offset``: query row i is reference row ``self_offset + i``, left out as a neighbour."""
-    d2 = sq_distances(query, reference)
+    part = sq_distances_less_query(query, reference)
     if self_offset is not None:
         rows = torch.arange(query.shape[0], device=query.device)
-        d2[rows, rows + self_offset] = float("inf")
-    return d2.topk(k, dim=1, largest=False).values.sqrt().mean(dim=1)
+        part[rows, rows + self_offset] = float("inf")
+    return nearest_sq_distances(part.topk(k, dim=1, largest=False).values, query).sqrt().mean(dim=1)
