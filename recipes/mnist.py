@@ -6,8 +6,8 @@ paper's 1e-4, each the rate measured best for it on MNIST; the spheres are then 
 above spheres on a random partition on every model measured (docs/results.md). Scores by the 5-NN
 distances in the pretrained autoencoder's embedding and on the raw pixels, the best label-free score
 measured on MNIST: the spheres alone are 1.2 to 4.2 points below it (in a detector of 0.4 to 0.8 MB
-instead of 37 to 78 MB that scores 9.7 to 21.0 times as fast), so they are trained and reported, not
-scored: `--score.multi=1 --score.knn=0` scores by them alone."""
+instead of 37 to 78 MB that scores 9.7 to 21.0 times as fast as the k-NN terms' earlier, slower form
+did), so they are trained and reported, not scored: `--score.multi=1 --score.knn=0` scores by them alone."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 
