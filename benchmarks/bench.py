@@ -236,7 +236,7 @@ def score_of(row: str) -> dict | None:
     """The score settings of a rescored row: a name of ``SCORES``, or one with ``@float16`` (its k-NN rows
     and centres kept in float16, ``score.storage``); None for the other rows."""
     name, _, storage = row.partition("@")
-    if name not in SCORES:
+    if name not in SCORES or (storage and storage not in STORAGES):
         return None
     return SCORES[name] | ({"score.storage": storage} if storage else {})
 
@@ -244,7 +244,7 @@ def score_of(row: str) -> dict | None:
 def check_rows(rows: tuple[str, ...]) -> None:
     """Refuse a row this benchmark does not measure, naming the ones it does."""
     known = (*ROWS, *SCORES, "null")
-    bad = [r for r in rows if r not in known and (score_of(r) is None or r.partition("@")[2] not in STORAGES)]
+    bad = [r for r in rows if r not in known and score_of(r) is None]
     if bad:
         raise SystemExit(
             f"unknown rows {bad}; accepted: {', '.join(known)}, and any of {', '.join(SCORES)} followed by "

@@ -40,7 +40,7 @@ def sq_distances(query: Tensor, reference: Tensor) -> Tensor:
     """(N, M) squared Euclidean distances of every row of ``query`` to every row of ``reference``, by one
     matrix product: ||q||^2 + ||r||^2 - 2 q.r, clamped at 0. The expanded form rounds (to about float
     epsilon times ||q||^2 + ||r||^2), but it never builds an (N, M, D) intermediate."""
-    return (sq_distances_less_query(query, reference) + query.pow(2).sum(dim=1, keepdim=True)).clamp(min=0)
+    return nearest_sq_distances(sq_distances_less_query(query, reference), query)
 
 
 def sq_distances_less_query(query: Tensor, reference: Tensor) -> Tensor:
@@ -51,9 +51,9 @@ def sq_distances_less_query(query: Tensor, reference: Tensor) -> Tensor:
 
 
 def nearest_sq_distances(values: Tensor, query: Tensor) -> Tensor:
-    """The squared distances picked from :func:`sq_distances_less_query` (``values``, (N, ...)): with
-    each query row's ||q||^2 added back, clamped at 0."""
-    return (values + query.pow(2).sum(dim=1).reshape(-1, *[1] * (values.dim() - 1))).clamp(min=0)
+    """The squared distances of the (N, k) ``values`` picked from :func:`sq_distances_less_query`: each
+    query row's ||q||^2 added back, clamped at 0."""
+    return (values + query.pow(2).sum(dim=1, keepdim=True)).clamp(min=0)
 
 
 def knn_block(query: Tensor, reference: Tensor, k: int, self_offset: int | None = None) -> Tensor:

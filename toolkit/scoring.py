@@ -146,6 +146,11 @@ class Scorer(nn.Module):
         """The buffers whose size the training data sets: each k-NN column's rows, each space's centres."""
         return [f"knn_{s}" for s in self.knn_spaces] + [f"centres_{s}" for s in self.centres_spaces]
 
+    def as_kept(self, rows: Tensor) -> Tensor:
+        """``rows`` rounded to the storage precision they are saved in, as float32: what the fitted and
+        the loaded scorer both measure against."""
+        return rows.to(self.storage).float()
+
     # ----------------------------------------------------------------------------------- columns
     def reference(self, space: str) -> Tensor:
         """The training rows the k-NN column of ``space`` measures against."""
@@ -220,7 +225,7 @@ class Scorer(nn.Module):
                 for space in spaces:
                     rows[space].append(self.rows(space, xr, xb, z))
         parts = torch.cat(cols)
-        rows = {s: torch.cat(r).to(self.storage).float() for s, r in rows.items()}  # as they will be kept
+        rows = {s: self.as_kept(torch.cat(r)) for s, r in rows.items()}
         for space in self.knn_spaces:
             ref = rows[space]
             setattr(self, f"knn_{space}", ref)
@@ -229,7 +234,7 @@ class Scorer(nn.Module):
         for space in self.centres_spaces:
             ref = rows[space]
             labels = partition(ref).to(device).long()
-            centres = cluster_means(ref, labels, int(labels.max()) + 1).to(self.storage).float()
+            centres = self.as_kept(cluster_means(ref, labels, int(labels.max()) + 1))
             setattr(self, f"centres_{space}", centres)
             loo = nearest_centre_loo(ref, labels, centres)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)

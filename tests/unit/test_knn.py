@@ -16,6 +16,7 @@ from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
 
 TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2, "score.single": 0.0, "score.calibration": 0.0}
+AE_KNN = {**TINY, "score.multi": 0.0, "score.pretext": 0.0, "score.knn": 1.0, "score.knn_space": "autoencoder"}
 # every row trains: the reference rows are the whole training data
 
 
@@ -153,13 +154,7 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     """knn_space="autoencoder" measures in the pretrained autoencoder's embedding, which the detector keeps
     (and saves) without a reconstruction term; score.multi=0 leaves the spheres out of the score."""
     x, normal = digits_013()
-    settings = {
-        **TINY,
-        "score.multi": 0.0,
-        "score.pretext": 0.0,
-        "score.knn": 1.0,
-        "score.knn_space": "autoencoder",
-    }
+    settings = AE_KNN
     det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     x_new = x[~normal][:40]
     with torch.inference_mode():
@@ -224,15 +219,7 @@ def test_float16_storage_halves_the_kept_rows_and_scores_alike_once_loaded(tmp_p
     fit otherwise), written to the file as float16 (half their bytes), and a loaded detector scores exactly
     as the fitted one, in float32."""
     x, normal = digits_013()
-    settings = {
-        **TINY,
-        "score.multi": 0.0,
-        "score.pretext": 0.0,
-        "score.knn": 1.0,
-        "score.knn_space": "autoencoder",
-        "score.centres": 1.0,
-        "score.centres_space": "raw",
-    }
+    settings = {**AE_KNN, "score.centres": 1.0, "score.centres_space": "raw"}
     full = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings).fit(x[normal])
     half = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings, **{"score.storage": "float16"})
     half.fit(x[normal])
