@@ -277,23 +277,32 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     n_clusters_ = property(lambda self: self._check_fitted().head_.num_clusters, doc="K, the number of spheres")
 
     # -------------------------------------------------------------- scoring
-    @torch.inference_mode()
     def score_with_clusters(self, X: Any, batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
         """The scores (the scorer's, ``toolkit.scoring``) and the nearest sphere of each row."""
+        scores_, clusters = self._scores(X, batch_size, clusters=True)
+        return scores_, clusters
+
+    def decision_function(self, X: np.ndarray | Tensor) -> np.ndarray:
+        """Anomaly scores, higher = more anomalous; > ``threshold_`` means outside every sphere (or, for the
+        distance rule and combined scores, beyond the (1 - nu) quantile of the training scores)."""
+        return self._scores(X, EVAL_BATCH, clusters=False)[0]
+
+    @torch.inference_mode()
+    def _scores(self, X: Any, batch_size: int, clusters: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scores and, with ``clusters``, the nearest sphere of each row (-1 where a row could not be
+        scored); without, a score that weights the spheres 0 is computed without their encoder."""
         self._check_fitted()._check_params()
         x = self._validate(X, fitting=False)
         check_shape(x, self.input_shape_, type(self).__name__)
         bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)  # only with non_finite="anomaly"
         x = torch.where(bad.view(-1, *[1] * (x.dim() - 1)), torch.zeros_like(x), x)
-        scores_, clusters = self.scorer_.score(x, batch_size)
+        scores_, nearest = self.scorer_.score(x, batch_size, clusters=clusters)
         bad |= torch.isinf(scores_)  # non-finite input, or values whose scoring overflowed
-        scores_[bad], clusters[bad] = float("inf"), -1  # could not be scored: anomalous, never normal
-        return scores_.numpy(), clusters.numpy()
-
-    def decision_function(self, X: np.ndarray | Tensor) -> np.ndarray:
-        """Anomaly scores, higher = more anomalous; > ``threshold_`` means outside every sphere (or, for the
-        distance rule and combined scores, beyond the (1 - nu) quantile of the training scores)."""
-        return self.score_with_clusters(X)[0]
+        scores_[bad] = float("inf")  # could not be scored: anomalous, never normal
+        if nearest is None:
+            return scores_.numpy(), None
+        nearest[bad] = -1
+        return scores_.numpy(), nearest.numpy()
 
     def predict(self, X: np.ndarray | Tensor) -> np.ndarray:
         """1 for anomalies (score > ``threshold_``), 0 for normal points (PyOD's convention)."""

@@ -4,7 +4,8 @@ the score needs -> one column per score term -> the standardised, weighted sum.
 ``decision_function``, the ``score`` verb, ``export`` and the benchmarks all score through a
 :class:`Scorer`; a new score term is one more column here and nowhere else.
 
-The columns, in this order (each present only when its weight is above 0, the spheres' always):
+The columns, in this order (each present only when its weight is above 0, the spheres' always: weighted
+0, their column is computed only where the nearest sphere is asked for, and is 0 otherwise):
 
 - ``multi``: the multi-sphere score, min over the spheres by ``score.rule`` (``toolkit.svdd``);
 - ``single``: the score of one sphere trained from the same autoencoder;
@@ -135,6 +136,9 @@ class Scorer(nn.Module):
         self.storage = storage  # the rows sized by the data are rounded to it when calibrated, saved in it
         self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
         self.centres_spaces = [n.split(":", 1)[1] for n in names if n.startswith("centres:")]
+        # a score that weights the spheres 0 (k-NN and centres alone) needs the multi-sphere encoder only
+        # for the nearest sphere, or for a column measured in its embedding
+        self.spheres_scored = bool(weights[0] != 0) or "embedding" in (*self.knn_spaces, *self.centres_spaces)
         for name in self.sized_by_data:  # filled by calibrate (or a saved state)
             self.register_buffer(name, torch.zeros(0))
         self.register_buffer("weights", weights.float())
@@ -171,13 +175,18 @@ class Scorer(nn.Module):
             return self.autoencoder.encoder(xb)
         return z
 
-    def columns(self, x: Tensor, references: bool = True) -> tuple[Tensor, Tensor]:
+    def columns(self, x: Tensor, references: bool = True, nearest: bool = True) -> tuple[Tensor, Tensor | None]:
         """(B, C) score columns of raw samples ``x`` and the nearest sphere (B,) of the multi-sphere
         score; ``references=False`` leaves the k-NN and nearest-centre columns out (calibration adds
-        their leave-one-out form)."""
+        their leave-one-out form). ``nearest=False``: the nearest sphere is not wanted (None), and a
+        score that weights the spheres 0 leaves their column at 0 without running their encoder, as it
+        adds nothing to the score."""
         xb = fast_layout(self.prep(x), x.device)
-        z = self.encoder(xb)
-        s, nearest = scores(z, self.head.centres, self.head.radii, self.head.rule)
+        z = self.encoder(xb) if nearest or self.spheres_scored else None
+        if z is None:
+            s, near = xb.new_zeros(xb.shape[0]), None
+        else:
+            s, near = scores(z, self.head.centres, self.head.radii, self.head.rule)
         cols = [s]
         if self.single_head is not None:
             cols.append(self.single_head(self.single_encoder(xb)))
@@ -188,7 +197,7 @@ class Scorer(nn.Module):
                 cols.append(knn_block(self.rows(space, x, xb, z), self.reference(space), self.knn_k))
             for space in self.centres_spaces:
                 cols.append(nearest_centre(self.rows(space, x, xb, z), self.centres(space)))
-        return torch.stack(cols, dim=1), nearest
+        return torch.stack(cols, dim=1), near if nearest else None
 
     def combine(self, cols: Tensor) -> Tensor:
         """The score from its columns: the one column itself, or the standardised, weighted sum. A score
@@ -198,7 +207,7 @@ class Scorer(nn.Module):
         return torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.combine(self.columns(x)[0])
+        return self.combine(self.columns(x, nearest=False)[0])
 
     # ----------------------------------------------------------------------------------- calibration
     def nets(self) -> list[nn.Module]:
@@ -218,10 +227,10 @@ class Scorer(nn.Module):
         cols, rows = [], {s: [] for s in spaces}
         for xr in x.split(batch_size):
             xr = xr.to(device)
-            cols.append(self.columns(xr, references=False)[0])
+            cols.append(self.columns(xr, references=False, nearest=False)[0])
             if spaces:  # the rows each k-NN or centres column measures against (one more pass, only then)
                 xb = fast_layout(self.prep(xr), device)
-                z = self.encoder(xb)
+                z = self.encoder(xb) if "embedding" in spaces else None
                 for space in spaces:
                     rows[space].append(self.rows(space, xr, xb, z))
         parts = torch.cat(cols)
@@ -253,15 +262,18 @@ class Scorer(nn.Module):
         return torch.cat([self.columns(xr.to(device))[0][:, j].cpu() for xr in x.split(batch_size)])
 
     @torch.inference_mode()
-    def score(self, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-        """Scores and nearest spheres of raw samples ``x``, ``batch_size`` rows at a time (on the CPU)."""
+    def score(self, x: Tensor, batch_size: int, clusters: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Scores and nearest spheres of raw samples ``x``, ``batch_size`` rows at a time (on the CPU);
+        ``clusters=False``: the scores alone (nearest spheres None), which a score that weights the spheres
+        0 computes without their encoder."""
         self.eval()
         device = self.head.centres.device
         out_s, out_k = [], []
         for xr in x.split(batch_size):
-            cols, nearest = self.columns(xr.to(device))
+            cols, nearest = self.columns(xr.to(device), nearest=clusters)
             out_s.append(self.combine(cols).cpu())
-            out_k.append(nearest.cpu())
+            if clusters:
+                out_k.append(nearest.cpu())
         if not out_s:
-            return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-        return torch.cat(out_s), torch.cat(out_k)
+            return torch.zeros(0), torch.zeros(0, dtype=torch.long) if clusters else None
+        return torch.cat(out_s), torch.cat(out_k) if clusters else None

@@ -175,6 +175,24 @@ def test_knn_term_in_the_autoencoder_space_alone(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
 
 
+def test_a_score_without_the_spheres_scores_without_their_encoder():
+    """score.multi=0: decision_function (and the exported forward) never runs the multi-sphere encoder,
+    whose column adds nothing; score_with_clusters still runs it for the nearest sphere, and both give the
+    same scores."""
+    x, normal = digits_013()
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **AE_KNN).fit(x[normal])
+    calls = []
+    det.encoder_.register_forward_hook(lambda *_: calls.append(1))
+    x_new = x[~normal][:40]
+    fast = det.decision_function(x_new)
+    assert calls == []
+    scores_, clusters = det.score_with_clusters(x_new)
+    assert calls and clusters.shape == (40,) and 0 <= clusters.min() and clusters.max() < det.n_clusters_
+    np.testing.assert_array_equal(fast, scores_)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(det.scorer_(torch.from_numpy(x_new)).numpy(), fast)
+
+
 def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     """knn_space="autoencoder+raw": the k-NN distance in the pretrained autoencoder's embedding and on the
     data as given (before preprocessing), each standardised by its leave-one-out training scores and
