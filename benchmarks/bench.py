@@ -41,12 +41,15 @@ Each row records the test AUROC and, for the detectors, the file size and the sc
 run itself trains where the recipe's ``device`` setting says, a GPU when there is one). ``--summary``
 prints the means per group size; the table per group (each cell the mean over the seeds measured, the
 columns the ``--rows`` named, in their order) with each detector's file size and images per second;
-the paired comparisons (same group and seed: mean, spread, models above, range); each group's seed
-spread; and the spheres' scoring rate over the default's. One thread per process by default (two
-benchmark processes fit on a 2-core machine).
+the paired comparisons (same group and seed: mean, spread, models above, range, the mean per group
+size, and the ratio of the two rows' scoring rates where both were timed), the spheres' against one
+sphere, the null control, the 5-NN distance and the default, or, with ``--against ROW``, every column's
+against ROW; and each group's seed spread. One thread per process by default (two benchmark processes
+fit on a 2-core machine).
 
     python benchmarks/bench.py --recipe mnist --groups "0,9;2,3" --seeds 0,1 --out bench/mnist
     python benchmarks/bench.py --out bench/mnist --summary --rows single,multi,knn5-ae,default
+    python benchmarks/bench.py --out bench/mnist --summary --rows ae+centres-raw,knn5-ae --against default
 """
 
 from __future__ import annotations
@@ -319,12 +322,38 @@ def markdown_table(head, rows) -> str:
     return "\n".join([line(head), "|" + "---|" * len(head), *(line(r) for r in rows)])
 
 
-PAIRS = (("multi", "single"), ("multi", "null"), ("multi", "knn5-ae"), ("default", "multi"), ("default", "knn1-raw"))
+PAIRS = (("multi", "single"), ("multi", "null"), ("multi", "knn5-ae"), ("multi", "default"), ("default", "knn1-raw"))
+
+
+def paired(by: dict, a: str, b: str) -> list[str]:
+    """Row ``a`` against row ``b`` on the models both measured (same group and seed): the AUROC difference,
+    overall and per group size, and the ratio of their rates where both were timed."""
+    keys = sorted(set(by[a]) & set(by[b]))
+    if not keys:
+        return []
+    d = np.array([float(by[a][k]["auroc"]) - float(by[b][k]["auroc"]) for k in keys])
+    by_size = {}
+    for v, k in zip(d, keys, strict=True):
+        by_size.setdefault(int(by[a][k]["group_size"]), []).append(v)
+    per_size = ", ".join(f"{s} classes {np.mean(v):+.3f}" for s, v in sorted(by_size.items()))
+    lines = [
+        f"{a} - {b}: {d.mean():+.3f} +- {d.std():.3f} over {len(d)} models, above on {(d > 0).sum()}"
+        f" ({d.min():+.3f} to {d.max():+.3f}; {per_size})"
+    ]
+    timed = [k for k in keys if by[a][k]["img_s"] and by[b][k]["img_s"]]
+    if timed:
+        ratio = np.array([float(by[a][k]["img_s"]) / float(by[b][k]["img_s"]) for k in timed])
+        lines.append(
+            f"{a} img/s / {b} img/s: {ratio.min():.1f} to {ratio.max():.1f}x (mean {ratio.mean():.1f}) "
+            f"over {len(ratio)} models"
+        )
+    return lines
 
 
 def summary(args: argparse.Namespace) -> str:
     """The means per group size, the per-group table (each cell the mean over the seeds measured), the
-    paired comparisons (same group and seed), each group's seed spread and the detectors' speed ratio."""
+    paired comparisons (same group and seed; ``args.against``: every column's against that row) and each
+    group's seed spread."""
     rows = read_rows(Path(args.out) / "rows.csv")
     by = {}
     for r in rows:
@@ -346,15 +375,10 @@ def summary(args: argparse.Namespace) -> str:
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {len(by[n])} | {size_cell} | {rate_cell} |")
     columns = [n for n in (args.rows.split(",") if args.rows else names) if n in by]
     lines += ["", group_table(rows, by, columns), ""]
-    for a, b in PAIRS:
+    pairs = [(n, args.against) for n in columns if n != args.against] if args.against else PAIRS
+    for a, b in pairs:
         if a in by and b in by:
-            keys = sorted(set(by[a]) & set(by[b]))
-            d = np.array([float(by[a][k]["auroc"]) - float(by[b][k]["auroc"]) for k in keys])
-            if len(d):
-                lines.append(
-                    f"{a} - {b}: {d.mean():+.3f} +- {d.std():.3f} over {len(d)} models, above on {(d > 0).sum()}"
-                    f" ({d.min():+.3f} to {d.max():+.3f})"
-                )
+            lines += paired(by, a, b)
     for n in ("multi", "knn5-ae", "default"):
         seeds = {}
         for (g, _), r in by.get(n, {}).items():
@@ -362,18 +386,6 @@ def summary(args: argparse.Namespace) -> str:
         wide = {g: max(v) - min(v) for g, v in seeds.items() if len(v) > 1}
         if wide:
             lines.append(f"{n}: seed spread " + ", ".join(f"{label(g)} {w:.3f}" for g, w in wide.items()))
-    if "multi" in by and "default" in by:
-        keys = [
-            k
-            for k in sorted(set(by["multi"]) & set(by["default"]))
-            if by["multi"][k]["img_s"] and by["default"][k]["img_s"]
-        ]
-        ratio = np.array([float(by["multi"][k]["img_s"]) / float(by["default"][k]["img_s"]) for k in keys])
-        if len(ratio):
-            lines.append(
-                f"multi img/s / default img/s: {ratio.min():.1f} to {ratio.max():.1f}x (mean {ratio.mean():.1f}) "
-                f"over {len(ratio)} models"
-            )
     return "\n".join(lines)
 
 
@@ -423,6 +435,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="where the rows are scored: cpu, cuda or cuda:N (runs: --device)")
     ap.add_argument("--summary", action="store_true", help="print the table of what --out holds")
+    ap.add_argument(
+        "--against",
+        default=None,
+        help="with --summary: every column paired with this row (AUROC difference, ratio of rates)",
+    )
     args, extra = ap.parse_known_args()
     args.extra = extra  # passed to the recipe's run, e.g. --data.root=../shared/data --svdd.epochs=10
     if args.summary:

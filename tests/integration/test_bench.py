@@ -64,11 +64,19 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     table = capsys.readouterr().out
     assert "| multi | " in table and "multi - single:" in table and "2 classes" in table
     assert "| {0, 1} | 0 | " in table and "| mean, 2 classes | 1 models |" in table  # the per-group table
-    assert "multi img/s / default img/s:" in table
+    assert "multi img/s / default img/s:" in table and "; 2 classes " in table
     monkeypatch.setattr(sys, "argv", ["bench.py", "--out", str(out), "--summary", "--rows", "single,multi,default"])
     bench.main()
     head = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| group |"))
     assert head == "| group | seeds | single | multi | default | multi: MB, img/s | default: MB, img/s |"
+    argv = ["bench.py", "--out", str(out), "--summary", "--rows", "ae+centres-raw,single", "--against", "default"]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    lines = [line for line in capsys.readouterr().out.splitlines() if " - default: " in line or "img/s / " in line]
+    d = float(by["ae+centres-raw"]["auroc"]) - float(by["default"]["auroc"])
+    assert lines[0].startswith(f"ae+centres-raw - default: {d:+.3f} +- 0.000 over 1 models, above on {int(d > 0)}")
+    assert lines[1].startswith("ae+centres-raw img/s / default img/s: ")
+    assert lines[2].startswith("single - default: ") and len(lines) == 3  # one sphere is not timed
 
 
 def test_an_unknown_row_is_refused_before_anything_runs(tmp_path, monkeypatch):
