@@ -12,12 +12,13 @@ finished stages). The rows:
 - ``multi+raw``, ``multi+ae``: the same spheres plus the 5-NN distance on the raw pixels, or in the
   pretrained network's embedding (each term standardised, as the recipes combine them);
 - ``two-distance``: the 5-NN distances in the pretrained network's embedding and on the raw pixels
-  (the MNIST recipe's score), from the same run; ``multi+two-distance``: the spheres beside them;
+  (the Fashion-MNIST recipe's score), from the same run; ``multi+two-distance``: the spheres beside them;
 - ``centres-raw``, ``multi+centres-raw``: the distance to the nearest centre on the raw pixels (the
   means of the recipe's clusterer's partition of the training images, ``score.centres``) alone, and
   beside the spheres (each standardised): spheres in two spaces, no training image kept;
   ``ae+centres-raw``, ``multi+ae+centres-raw``: the two-distance score with the pixel centres in place of
-  the pixels' 5-NN distance (only the embeddings of the training images kept), without and with the spheres;
+  the pixels' 5-NN distance (only the embeddings of the training images kept; with ``@float16``, the MNIST
+  recipe's score), without and with the spheres;
   ``centres-ae``, ``pretext+centres-ae``: the nearest centre in the pretrained network's embedding (the
   spheres before SVDD, as a detector), alone and beside the pretraining method's own score;
 - any of the rows above followed by ``@float16`` (``ae+centres-raw@float16``): the same score with its
@@ -236,12 +237,13 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
 
 
 def score_of(row: str) -> dict | None:
-    """The score settings of a rescored row: a name of ``SCORES``, or one with ``@float16`` (its k-NN rows
-    and centres kept in float16, ``score.storage``); None for the other rows."""
+    """The score settings of a rescored row: a name of ``SCORES`` (its k-NN rows and centres kept in
+    float32, whatever the recipe keeps), or one with ``@float16`` (kept in float16, ``score.storage``);
+    None for the other rows."""
     name, _, storage = row.partition("@")
     if name not in SCORES or (storage and storage not in STORAGES):
         return None
-    return SCORES[name] | ({"score.storage": storage} if storage else {})
+    return SCORES[name] | {"score.storage": storage or "float32"}
 
 
 def check_rows(rows: tuple[str, ...]) -> None:

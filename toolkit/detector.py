@@ -61,8 +61,9 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     encoder), ``recon_`` (the pretrained net, when the score uses it: its own score ``score.pretext``, or
     its encoder's embedding for the k-NN term), ``knn_reference_`` (space -> the
     training rows each k-NN column measures against), ``score_stats_`` (each column's training mean and
-    spread, with several columns; the spheres' column, weighted 0, is not computed: 0 and the least spread); ``decision_scores_`` and ``labels_`` (PyOD's scores and 0/1 labels of the
-    training data), ``threshold_`` (a score above it is anomalous: :func:`toolkit.scoring.threshold`; with
+    spread, with several columns; the spheres' column, weighted 0, is not computed: 0 and the least
+    spread); ``decision_scores_`` and ``labels_`` (PyOD's scores and 0/1 labels of the training data),
+    ``threshold_`` (a score above it is anomalous: :func:`toolkit.scoring.threshold`; with
     ``score.calibration``, set on held-out normal data so that a share nu of new normal data is flagged),
     ``autoencoder_`` (the pretrained net) and ``fit_info_`` (each stage's report).
     """

@@ -286,7 +286,7 @@ def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
     settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "score.multi": 1.0}
     det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
-    assert det.scorer_.names == ["multi", "knn:autoencoder", "knn:raw"]  # the recipe's score, with the spheres
+    assert det.scorer_.names == ["multi", "knn:autoencoder", "centres:raw"]  # the recipe's score, with the spheres
     assert isinstance(det.recon_, RotationNet) and isinstance(det.autoencoder_, RotationNet)
     new = small_images(9, seed=1)
     scores = det.decision_function(new)
@@ -304,9 +304,9 @@ def test_rotations_own_score_joins_the_score_and_saves_loads_and_exports(tmp_pat
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
     settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "score.pretext": 1.0}
     det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
-    assert det.scorer_.names == ["multi", "pretext", "knn:autoencoder", "knn:raw"]  # the spheres' weight: 0
+    assert det.scorer_.names == ["multi", "pretext", "knn:autoencoder", "centres:raw"]  # the spheres' weight: 0
     assert score_terms(det.resolved_config()) == (
-        "rotation cross-entropy + 5-NN distance (autoencoder embedding) + 5-NN distance (raw input)"
+        "rotation cross-entropy + 5-NN distance (autoencoder embedding) + nearest-centre distance (raw input)"
     )
     new = small_images(9, seed=1)
     with torch.inference_mode():
