@@ -61,6 +61,7 @@ def test_natural_image_recipes_pretrain_by_rotation():
     assert (s.epochs, s.warmup_epochs, s.milestones, s.lr, s.recentre) == (10, 2, (), 1e-4, True)
     assert (cfg.clustering.name, cfg.clustering.options, cfg.clustering.min_cluster_size) == ("finch", {"level": 0}, 3)
     assert (cfg.score.multi, cfg.score.pretext, cfg.score.knn, cfg.score.knn_space) == (0.0, 1.0, 1.0, "autoencoder")
+    assert (cfg.score.centres, cfg.score.storage) == (0.0, "float32")  # not MNIST's pixel centres
     folder = load_recipe(RECIPES / "folder.py")
     assert (folder.pretrain, folder.clustering, folder.svdd, folder.score) == (p, cfg.clustering, s, cfg.score)
     assert folder.net.arch == "auto" and folder.data.dataset != cfg.data.dataset
