@@ -280,8 +280,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
     # -------------------------------------------------------------- scoring
     def score_with_clusters(self, X: Any, batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
         """The scores (the scorer's, ``toolkit.scoring``) and the nearest sphere of each row."""
-        scores_, clusters = self._scores(X, batch_size, clusters=True)
-        return scores_, clusters
+        return self._scores(X, batch_size, clusters=True)
 
     def decision_function(self, X: np.ndarray | Tensor) -> np.ndarray:
         """Anomaly scores, higher = more anomalous; > ``threshold_`` means outside every sphere (or, for the

@@ -136,9 +136,9 @@ class Scorer(nn.Module):
         self.storage = storage  # the rows sized by the data are rounded to it when calibrated, saved in it
         self.knn_spaces = [n.split(":", 1)[1] for n in names if n.startswith("knn:")]
         self.centres_spaces = [n.split(":", 1)[1] for n in names if n.startswith("centres:")]
-        # a score that weights the spheres 0 (k-NN and centres alone) needs the multi-sphere encoder only
-        # for the nearest sphere, or for a column measured in its embedding
-        self.spheres_scored = bool(weights[0] != 0) or "embedding" in (*self.knn_spaces, *self.centres_spaces)
+        # whether the score itself needs the multi-sphere encoder: the spheres weighted above 0, or a column
+        # measured in its embedding (otherwise only the nearest sphere does)
+        self.score_needs_encoder = bool(weights[0] != 0) or "embedding" in (*self.knn_spaces, *self.centres_spaces)
         for name in self.sized_by_data:  # filled by calibrate (or a saved state)
             self.register_buffer(name, torch.zeros(0))
         self.register_buffer("weights", weights.float())
@@ -182,7 +182,7 @@ class Scorer(nn.Module):
         score that weights the spheres 0 leaves their column at 0 without running their encoder, as it
         adds nothing to the score."""
         xb = fast_layout(self.prep(x), x.device)
-        z = self.encoder(xb) if nearest or self.spheres_scored else None
+        z = self.encoder(xb) if nearest or self.score_needs_encoder else None
         if z is None:
             s, near = xb.new_zeros(xb.shape[0]), None
         else:
