@@ -7,11 +7,13 @@ detector never saw), through the public API, with any ``--set`` overrides (e.g. 
 - ``digits``: the digits recipe, fitted in this process on the CLI's own split, for each group and seed;
 - ``table``: the table recipe on the three tables of ``tables.py``, three splits each;
 - ``--runs FOLDER ...``: finished runs (e.g. the MNIST benchmark's), their ``detector_multi.pt`` on the
-  normal test rows of the run's own split.
+  normal test rows of the run's own split; with ``--set score.KEY=VALUE`` the run's trained stages are
+  scored, and the threshold taken, again with those settings (another score of the same run).
 
     python benchmarks/thresholds.py digits table
     python benchmarks/thresholds.py --set score.calibration=0 digits table
     python benchmarks/thresholds.py --runs bench/mnist/*-s0
+    python benchmarks/thresholds.py --runs bench/mnist/*-s0 --set score.centres=0 --set score.knn_space=autoencoder+raw
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from bench import rescored  # this folder is on the path when a script here runs
 from sklearn.metrics import roc_auc_score
-from tables import DATA, parse_sets, split  # this folder is on the path when a script here runs
+from tables import DATA, parse_sets, split
 
 from toolkit import MultiRadiusDeepSVDD, apply_overrides, load_recipe
 from toolkit.data import load_split
@@ -53,11 +56,13 @@ def table(overrides: dict, seeds: list[int]):
             yield "table", f"table: {name} s{seed}", det, *flagged(det, x_test, y)
 
 
-def runs(folders: list[str]):
+def runs(folders: list[str], overrides: dict):
     for folder in map(Path, folders):
         det = MultiRadiusDeepSVDD.load(folder / "detector_multi.pt")
         cfg = det.resolved_config()
         split = load_split(cfg.data, cfg.seed)
+        if overrides:  # the run's trained stages, assembled and calibrated again with another score
+            det = rescored(folder, det, split.x_train, overrides)
         yield cfg.name, f"run {folder.name}", det, *flagged(det, split.x_test, split.is_anomaly_test)
 
 
@@ -71,11 +76,15 @@ def main() -> None:
     if unknown := set(args.recipes) - {"digits", "table"}:
         ap.error(f"unknown recipes {sorted(unknown)}; accepted: digits, table")
     overrides = parse_sets(args.set)
+    if args.runs and (other := sorted(k for k in overrides if not k.startswith("score."))):
+        ap.error(
+            f"--set {', '.join(other)}: with --runs, --set takes score.* settings alone (the runs' stages are kept)"
+        )
     seeds = [int(s) for s in args.seeds.split(",")]
     sources = [digits(overrides, seeds) if r == "digits" else table(overrides, seeds) for r in args.recipes]
     print("| detector | nu | flagged normal test rows | test AUROC |\n|---|---|---|---|")
     shares = {}
-    for rows in [*sources, runs(args.runs)]:
+    for rows in [*sources, runs(args.runs, overrides)]:
         for family, name, det, share, auc in rows:
             nu = det.contamination or det.resolved_config().svdd.nu
             shares.setdefault(family, []).append(share - nu)

@@ -58,6 +58,20 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["0-1-s0", "rows.csv"]  # the rescored files are gone
     bench.main()  # every row is there: nothing is measured again
     assert len(bench.read_rows(out / "rows.csv")) == len(got)
+    # thresholds.py on the finished run: its own detector, and with --set another score of the same run
+    thresholds = load_bench("thresholds")
+    two = ["--set", "score.centres=0", "--set", "score.knn_space=autoencoder+raw", "--set", "score.storage=float32"]
+    for sets, row in (([], "default"), (two, "two-distance")):
+        monkeypatch.setattr(sys, "argv", ["thresholds.py", "--runs", str(out / "0-1-s0"), *sets])
+        capsys.readouterr()
+        thresholds.main()
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| run 0-1-s0 |"))
+        share, auc = (float(v) for v in line.strip("| ").split(" | ")[2:])
+        assert auc == pytest.approx(float(by[row]["auroc"]), abs=5e-4) and 0.0 <= share <= 1.0
+    monkeypatch.setattr(sys, "argv", ["thresholds.py", "--runs", str(out / "0-1-s0"), "--set", "svdd.nu=0.2"])
+    with pytest.raises(SystemExit):
+        thresholds.main()
+    assert "with --runs, --set takes score.* settings alone" in capsys.readouterr().err
     monkeypatch.setattr(sys, "argv", ["bench.py", "--out", str(out), "--summary"])
     capsys.readouterr()
     bench.main()
