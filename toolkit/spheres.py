@@ -160,7 +160,8 @@ class HeldOutLoss:
 
 
 def attach_collapse_check(engine: Engine, head: SphereHead, stage: str) -> None:
-    """At the end, warn when the solution collapsed: every radius ~0 or every distance ~0."""
+    """At the end, warn when the solution collapsed: every radius ~0 or every distance ~0. A stage that
+    trained no epoch (``svdd.epochs=0``: the spheres as the pretrained net places them) has nothing to check."""
     first: dict[str, float] = {}
 
     @engine.on(Events.EPOCH_COMPLETED(once=1))
@@ -169,6 +170,8 @@ def attach_collapse_check(engine: Engine, head: SphereHead, stage: str) -> None:
 
     @engine.on(Events.COMPLETED)
     def _check(engine: Engine) -> None:
+        if engine.state.epoch == 0:
+            return
         mean = float(engine.state.epoch_dist.mean())
         scale = max(first.get("mean", mean), 1e-30)
         if float(head.radii.max()) < 1e-6 * math.sqrt(scale) or mean < 1e-9 * scale:

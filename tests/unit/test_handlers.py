@@ -216,3 +216,16 @@ def test_sphere_logs_write_each_clusters_radius_share_outside_and_distances():
         ("svdd/distance/1", [0.5, 2.0, 4.0], 1),
     ]
     assert len(writer.calls) == 12 and writer.flushes == 3  # two epochs, and the end
+
+
+def test_the_collapse_check_warns_on_zero_distances_but_not_for_a_stage_that_trained_no_epoch(recwarn):
+    from toolkit.spheres import attach_collapse_check
+
+    head = SphereHead(torch.ones(2, 3))  # radii 0
+    for epochs, warned in ((0, False), (2, True)):
+        e = Engine(lambda e, b: None)
+        e.state.epoch_dist = torch.zeros(4)  # every point on its centre
+        attach_collapse_check(e, head, "svdd_multi")
+        recwarn.clear()
+        e.run([0, 1], max_epochs=epochs)
+        assert any("svdd_multi: the solution looks collapsed" in str(w.message) for w in recwarn) is warned
