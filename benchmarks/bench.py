@@ -38,8 +38,10 @@ finished stages). The rows:
   detector must beat).
 
 Each row records the test AUROC and, for the detectors, the file size and the scoring throughput
-(images per second, measured in the same process, on ``--device``: the CPU unless a GPU is named; the
-run itself trains where the recipe's ``device`` setting says, a GPU when there is one). ``--summary``
+(images per second on ``--device``: the CPU unless a GPU is named; the run itself trains where the
+recipe's ``device`` setting says, a GPU when there is one). A run's detectors are timed together, in
+turns (each scores the same test images, then the next; three rounds, the best pass of each), so a drift
+of the machine's speed reaches every row of the run alike and their ratios hold. ``--summary``
 prints the means per group size; the table per group (each cell the mean over the seeds measured, the
 columns the ``--rows`` named, in their order) with each detector's file size and images per second;
 the paired comparisons (same group and seed: mean, spread, models above, range, the mean per group
@@ -141,14 +143,21 @@ def auroc(y, s) -> float:
     return float(roc_auc_score(np.asarray(y), s))
 
 
-def throughput(det, x) -> tuple[np.ndarray, float]:
-    """The detector's scores of ``x`` and its images per second (the best of two passes)."""
-    best, s = 0.0, None
-    for _ in range(2):
-        t = time.perf_counter()
-        s = det.decision_function(x)
-        best = max(best, len(x) / (time.perf_counter() - t))
-    return s, best
+TIMED_IMAGES, TIMED_ROUNDS = 2048, 3
+
+
+def throughputs(dets: dict, x) -> dict[str, float]:
+    """Images per second of each detector scoring ``x`` (its first ``TIMED_IMAGES``): the detectors take
+    turns, one pass each per round, and each keeps its best pass of ``TIMED_ROUNDS``. Timed in turns, not
+    one after the other, so that a change in the machine's speed meets every detector alike."""
+    x = x[:TIMED_IMAGES]
+    best = dict.fromkeys(dets, 0.0)
+    for _ in range(TIMED_ROUNDS):
+        for name, det in dets.items():
+            t = time.perf_counter()
+            det.decision_function(x)
+            best[name] = max(best[name], len(x) / (time.perf_counter() - t))
+    return best
 
 
 class FromRun(StageStore):
@@ -185,22 +194,31 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
     base = {"n_clusters": len(cinfo.get("sizes", [])), "ari": agree.get("ari"), "nmi": agree.get("nmi")}
     out = []
 
-    def add(row: str, s, det=None, path=None, img_s=None, **kw) -> None:
+    def add(row: str, s, det=None, path=None, **kw) -> None:
         size = None if path is None else path.stat().st_size / 2**20
-        out.append({"row": row, "auroc": auroc(y, s), "size_mb": size, "img_s": img_s, **base, **kw})
+        out.append({"row": row, "auroc": auroc(y, s), "size_mb": size, "img_s": None, **base, **kw})
 
     x_test = torch.from_numpy(split.x_test).to(device)
+    timed = {}  # row -> detector, timed together once every row is scored
     if "default" in wanted:
-        s, rate = throughput(multi, split.x_test)
-        add("default", s, path=folder / "detector_multi.pt", img_s=rate, seconds=results.get("seconds"))
+        timed["default"] = multi
+        add(
+            "default",
+            multi.decision_function(split.x_test),
+            path=folder / "detector_multi.pt",
+            seconds=results.get("seconds"),
+        )
     for row in (r for r in wanted if score_of(r) is not None):
         det = rescored(folder, multi, split.x_train, score_of(row), device)
         path = folder.parent / f".{folder.name}-{row}.pt"  # for its size; beside the run, not in it
         det.save(path)
-        s, rate = throughput(det, split.x_test)
-        add(row, s, path=path, img_s=rate)
+        timed[row] = det
+        add(row, det.decision_function(split.x_test), path=path)
         path.unlink()
         path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+    rates = throughputs(timed, split.x_test)
+    for r in out:
+        r["img_s"] = rates.get(r["row"])
     with torch.inference_mode():
         if "single" in wanted and (folder / "detector_single.pt").is_file():
             single = MultiRadiusDeepSVDD.load(folder / "detector_single.pt", device=device)

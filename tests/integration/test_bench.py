@@ -162,3 +162,23 @@ def test_centres_on_the_raw_pixels(tmp_path, monkeypatch, capsys):
     assert 1 <= k0 < n and all(0.0 <= float(row[i]) <= 1.0 for i in (4, 5, 8))
     assert row[9:] == ["-"] * 3 or 1 <= int(row[9]) <= k0  # the next level, where this small data has one
     assert "mean AUROC: 1-NN" in out
+
+
+def test_the_detectors_of_a_run_are_timed_in_turns():
+    """Each round times every detector once, in the same order, on the same images: a drift of the
+    machine's speed meets them alike. Each keeps its best pass."""
+    bench = load_bench()
+    calls = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def decision_function(self, x):
+            calls.append((self.name, len(x)))
+            return x
+
+    x = list(range(bench.TIMED_IMAGES + 10))
+    rates = bench.throughputs({"a": Fake("a"), "b": Fake("b")}, x)
+    assert calls == [("a", bench.TIMED_IMAGES), ("b", bench.TIMED_IMAGES)] * bench.TIMED_ROUNDS
+    assert sorted(rates) == ["a", "b"] and all(r > 0 for r in rates.values())
