@@ -194,7 +194,7 @@ def rows_of(folder: Path, results: dict, split, wanted: tuple[str, ...], device:
     base = {"n_clusters": len(cinfo.get("sizes", [])), "ari": agree.get("ari"), "nmi": agree.get("nmi")}
     out = []
 
-    def add(row: str, s, det=None, path=None, **kw) -> None:
+    def add(row: str, s, path=None, **kw) -> None:
         size = None if path is None else path.stat().st_size / 2**20
         out.append({"row": row, "auroc": auroc(y, s), "size_mb": size, "img_s": None, **base, **kw})
 
