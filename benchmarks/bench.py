@@ -26,7 +26,8 @@ finished stages). The rows:
 - ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
   method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
-  embedding's 5-NN distance;
+  embedding's 5-NN distance; ``pretext-mirrored``, ``pretext-mirrored+ae``: rotation's cross-entropy over
+  the mirror image's rotations too (``pretrain.options.score_mirrored``), alone and with the 5-NN distance;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -87,6 +88,7 @@ NO_TERMS = {
     **{f"score.{term}": 0.0 for term in ("multi", "single", "pretext", "knn", "centres")},
     "score.knn_k": 5,
 }
+MIRRORED = {"pretrain.options.score_mirrored": True}  # rotation's score over the mirror image's rotations too
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
     "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},
@@ -111,6 +113,10 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "pretext": NO_TERMS | {"score.pretext": 1.0},
     "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "pretext+raw": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
+    "pretext-mirrored": NO_TERMS | {"score.pretext": 1.0} | MIRRORED,
+    "pretext-mirrored+ae": NO_TERMS
+    | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"}
+    | MIRRORED,
     "multi+pretext": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0},
     "multi+pretext+ae": NO_TERMS
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},

@@ -108,16 +108,18 @@ class Rotation:
     embedding that clustering, the spheres and the k-NN term work in is scaled to unit length (directions
     compared, as cosine similarity does), which on CIFAR-10 lifts the k-NN distance and the spheres in it
     well above those of the raw embedding (docs/results.md). Its score: the cross-entropy summed over the
-    four rotations of an image (a rotation the net cannot tell is unusual)."""
+    four rotations of an image (a rotation the net cannot tell is unusual); with ``score_mirrored``, over
+    the four rotations of the image and the four of its mirror image (eight views of it, each of which a
+    net trained with ``flip`` has seen normal images in: a second reading of the same question)."""
 
     reconstructs = False
     score_name = "rotation cross-entropy"
 
-    def __init__(self, flip: bool = True, normalize: bool = True) -> None:
-        for name, value in (("flip", flip), ("normalize", normalize)):
+    def __init__(self, flip: bool = True, normalize: bool = True, score_mirrored: bool = False) -> None:
+        for name, value in (("flip", flip), ("normalize", normalize), ("score_mirrored", score_mirrored)):
             if not isinstance(value, bool):
                 raise ValueError(f"rotation {name}={value!r} must be True or False")
-        self.flip, self.normalize = flip, normalize
+        self.flip, self.normalize, self.score_mirrored = flip, normalize, score_mirrored
 
     def build(
         self,
@@ -149,9 +151,10 @@ class Rotation:
     def score(self, net: nn.Module, x: Tensor) -> Tensor:
         # the per-image cross-entropy, written out (-log_softmax at the true rotation: the same numbers) so
         # that ONNX export records it
-        turns, which = rotated(x)
+        views = torch.cat([x, x.flip(-1)]) if self.score_mirrored else x
+        turns, which = rotated(views)
         losses = -F.log_softmax(net(turns), dim=1).gather(1, which[:, None]).squeeze(1)
-        return losses.view(ROTATIONS, -1).sum(0)
+        return losses.view(ROTATIONS * (1 + self.score_mirrored), -1).sum(0)  # row: rotation, then mirrored
 
 
 # ----------------------------------------------------------------------------------- the run's method

@@ -54,13 +54,14 @@ def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them
     assert pretrainer_options("autoencoder") == {} and pretrainer_options("rotation") == {
         "flip": True,
         "normalize": True,
+        "score_mirrored": False,
     }
     r = cli_in_process("plugins")
     assert r.returncode == 0, r.stderr
     clusterers, methods = r.stdout.split("\n\n")
     assert clusterers.startswith("clusterers (--clustering.name=NAME") and "finch(level=-1" in clusterers
     assert methods.startswith("pretraining methods (--pretrain.method=NAME, --pretrain.options.KEY=VALUE):")
-    assert "\nautoencoder()\n" in methods and "\nrotation(flip=True, normalize=True)" in methods
+    assert "\nautoencoder()\n" in methods and "\nrotation(flip=True, normalize=True, score_mirrored=False)" in methods
 
 
 def test_the_setting_is_pretrains_alone_and_the_natural_image_recipes_pretrain_by_rotation():
@@ -281,6 +282,18 @@ def test_rotations_score_is_the_cross_entropy_summed_over_the_four_rotations():
         assert torch.equal(Rotation().score(net, x), want)
 
 
+def test_the_mirrored_score_adds_the_mirror_images_four_rotations():
+    torch.manual_seed(0)
+    net = Rotation().build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
+    x = torch.rand(7, 1, 8, 8)
+    with torch.no_grad():
+        plain, mirrored = Rotation().score(net, x), Rotation(score_mirrored=True).score(net, x)
+        torch.testing.assert_close(mirrored, plain + Rotation().score(net, x.flip(-1)))
+    assert not torch.allclose(mirrored, 2 * plain)  # the mirror image is a view of its own
+    with pytest.raises(ValueError, match="rotation score_mirrored=1 must be True or False"):
+        Rotation(score_mirrored=1)
+
+
 @pytest.mark.slow  # a fit of LeNet nets
 def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
@@ -298,10 +311,13 @@ def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
 
 
 @pytest.mark.slow  # a fit of LeNet nets
-def test_rotations_own_score_joins_the_score_and_saves_loads_and_exports(tmp_path):
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_rotations_own_score_joins_the_score_and_saves_loads_and_exports(tmp_path, mirrored):
     """score.pretext with rotation: the "pretext" column is ``Rotation().score`` of the pretrained net on the
-    preprocessed input; the saved, loaded and exported (TorchScript, ONNX) detectors score the same."""
+    preprocessed input (with ``score_mirrored``, the mirror images' rotations too); the saved, loaded and
+    exported (TorchScript, ONNX) detectors score the same."""
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
+    settings |= {"pretrain.options.score_mirrored": mirrored}
     settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "score.pretext": 1.0}
     det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
     assert det.scorer_.names == ["multi", "pretext", "knn:autoencoder", "centres:raw"]  # the spheres' weight: 0
@@ -310,7 +326,7 @@ def test_rotations_own_score_joins_the_score_and_saves_loads_and_exports(tmp_pat
     )
     new = small_images(9, seed=1)
     with torch.inference_mode():
-        want = Rotation().score(det.recon_, det.preprocessor_(torch.from_numpy(new)))
+        want = Rotation(score_mirrored=mirrored).score(det.recon_, det.preprocessor_(torch.from_numpy(new)))
         column = det.scorer_.columns(torch.from_numpy(new))[0][:, 1]
     assert torch.equal(column, want) and torch.equal(det.scorer_.score_column("pretext", torch.from_numpy(new)), want)
     scores = det.decision_function(new)
