@@ -63,7 +63,9 @@ class PretrainConfig(OptimConfig):
     method: str = _setting(
         "autoencoder", '"autoencoder" (reconstruct) or "rotation" (predict the turn; images), or registered'
     )
-    options: dict = _setting(factory=dict, text="the method's keyword arguments (rotation: flip, on by default)")
+    options: dict = _setting(
+        factory=dict, text="the method's keyword arguments (`python -m toolkit plugins` lists each method's)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
