@@ -26,8 +26,11 @@ finished stages). The rows:
 - ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
   method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
-  embedding's 5-NN distance; ``pretext-mirrored``, ``pretext-mirrored+ae``: rotation's cross-entropy over
-  the mirror image's rotations too (``pretrain.options.score_mirrored``), alone and with the 5-NN distance;
+  embedding's 5-NN distance; ``pretext+two-distance``, ``pretext+ae+centres-raw``: the pretraining
+  method's score beside the two 5-NN distances, or beside the 5-NN distance in its embedding and the
+  nearest pixel centre (the MNIST recipe's score); ``pretext-mirrored``, ``pretext-mirrored+ae``:
+  rotation's cross-entropy over the mirror image's rotations too (``pretrain.options.score_mirrored``),
+  alone and with the 5-NN distance;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -113,6 +116,15 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "pretext": NO_TERMS | {"score.pretext": 1.0},
     "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "pretext+raw": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
+    "pretext+two-distance": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
+    "pretext+ae+centres-raw": NO_TERMS
+    | {
+        "score.pretext": 1.0,
+        "score.knn": 1.0,
+        "score.knn_space": "autoencoder",
+        "score.centres": 1.0,
+        "score.centres_space": "raw",
+    },
     "pretext-mirrored": NO_TERMS | {"score.pretext": 1.0} | MIRRORED,
     "pretext-mirrored+ae": NO_TERMS
     | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"}
