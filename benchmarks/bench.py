@@ -30,7 +30,9 @@ finished stages). The rows:
   method's score beside the two 5-NN distances, or beside the 5-NN distance in its embedding and the
   nearest pixel centre (the MNIST recipe's score); ``pretext-mirrored``, ``pretext-mirrored+ae``:
   rotation's cross-entropy over the mirror image's rotations too (``pretrain.options.score_mirrored``),
-  alone and with the 5-NN distance;
+  alone and with the 5-NN distance; ``knn5-ae-mirrored``, ``pretext-mirrored+ae-mirrored``: the 5-NN
+  distance in rotation's mirrored embedding (``pretrain.options.embed_mirrored``: an image and its mirror
+  image embed alike), alone and beside the mirrored cross-entropy;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -92,6 +94,7 @@ NO_TERMS = {
     "score.knn_k": 5,
 }
 MIRRORED = {"pretrain.options.score_mirrored": True}  # rotation's score over the mirror image's rotations too
+MIRRORED_EMBEDDING = {"pretrain.options.embed_mirrored": True}  # an image and its mirror image embed alike
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
     "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},
@@ -129,6 +132,11 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "pretext-mirrored+ae": NO_TERMS
     | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"}
     | MIRRORED,
+    "knn5-ae-mirrored": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"} | MIRRORED_EMBEDDING,
+    "pretext-mirrored+ae-mirrored": NO_TERMS
+    | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"}
+    | MIRRORED
+    | MIRRORED_EMBEDDING,
     "multi+pretext": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0},
     "multi+pretext+ae": NO_TERMS
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},

@@ -138,15 +138,18 @@ class UnitEmbedding(nn.Module):
     k-NN's) compare directions only, as cosine similarity does. Features learnt by a classification
     pretext (rotation) carry their meaning in the direction; their length mostly says how sure the net
     is (benchmarks: docs/results.md). ``net`` is the encoder itself, whose raw embedding a pretext head
-    may take."""
+    may take. With ``mirrored`` an image's embedding is that of the sum of its own raw embedding and its
+    mirror image's (images (N, C, H, W) mirrored left to right): an image and its mirror image embed
+    alike, as a class of natural images holds both."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, mirrored: bool = False) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.mirrored = net, mirrored
         self.rep_dim = net.rep_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.net(x), dim=1)
+        z = self.net(x) + self.net(x.flip(-1)) if self.mirrored else self.net(x)
+        return F.normalize(z, dim=1)
 
 
 class Autoencoder(nn.Module):

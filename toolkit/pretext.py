@@ -77,11 +77,12 @@ class RotationNet(nn.Module):
     """The architecture's bias-free encoder and a linear head on its embedding, with one output per
     rotation: ``net(x)`` gives the logits of which rotation ``x`` shows. With ``normalize`` the encoder
     that the rest of the toolkit takes (``net.encoder``) gives unit-length embeddings
-    (:class:`~toolkit.nets.UnitEmbedding`); the head is trained on the raw ones either way."""
+    (:class:`~toolkit.nets.UnitEmbedding`, with ``mirrored`` the same for an image and its mirror image);
+    the head is trained on the raw ones either way."""
 
-    def __init__(self, encoder: nn.Module, rep_dim: int, normalize: bool = False) -> None:
+    def __init__(self, encoder: nn.Module, rep_dim: int, normalize: bool = False, mirrored: bool = False) -> None:
         super().__init__()
-        self.encoder = UnitEmbedding(encoder) if normalize else encoder
+        self.encoder = UnitEmbedding(encoder, mirrored) if normalize else encoder
         self.head = nn.Linear(rep_dim, ROTATIONS)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -110,16 +111,34 @@ class Rotation:
     well above those of the raw embedding (docs/results.md). Its score: the cross-entropy summed over the
     four rotations of an image (a rotation the net cannot tell is unusual); with ``score_mirrored``, over
     the four rotations of the image and the four of its mirror image (eight views of it, each of which a
-    net trained with ``flip`` has seen normal images in: a second reading of the same question)."""
+    net trained with ``flip`` has seen normal images in: a second reading of the same question).
+    ``embed_mirrored`` (with ``normalize``): the embedding the toolkit takes is the unit-length sum of the
+    image's and its mirror image's raw embeddings, so an image and its mirror image embed alike; it
+    changes what clustering, the spheres and the k-NN term see, not the pretraining, and doubles the
+    encoder's work after it."""
 
     reconstructs = False
     score_name = "rotation cross-entropy"
 
-    def __init__(self, flip: bool = True, normalize: bool = True, score_mirrored: bool = False) -> None:
-        for name, value in (("flip", flip), ("normalize", normalize), ("score_mirrored", score_mirrored)):
+    def __init__(
+        self, flip: bool = True, normalize: bool = True, score_mirrored: bool = False, embed_mirrored: bool = False
+    ) -> None:
+        settings = {
+            "flip": flip,
+            "normalize": normalize,
+            "score_mirrored": score_mirrored,
+            "embed_mirrored": embed_mirrored,
+        }
+        for name, value in settings.items():
             if not isinstance(value, bool):
                 raise ValueError(f"rotation {name}={value!r} must be True or False")
+        if embed_mirrored and not normalize:
+            raise ValueError(
+                "rotation embed_mirrored=True sums an image's and its mirror image's embeddings and scales the "
+                "sum to unit length: it needs normalize=True"
+            )
         self.flip, self.normalize, self.score_mirrored = flip, normalize, score_mirrored
+        self.embed_mirrored = embed_mirrored
 
     def build(
         self,
@@ -139,7 +158,7 @@ class Rotation:
                 "pretrain these data with pretrain.method=autoencoder"
             )
         encoder = build_encoder(arch, shape, rep_dim, hidden, leak, fused)
-        return RotationNet(encoder, encoder.rep_dim, self.normalize)
+        return RotationNet(encoder, encoder.rep_dim, self.normalize, self.embed_mirrored)
 
     def loss(self, net: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
         if self.flip:

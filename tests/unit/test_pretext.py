@@ -55,13 +55,17 @@ def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them
         "flip": True,
         "normalize": True,
         "score_mirrored": False,
+        "embed_mirrored": False,
     }
     r = cli_in_process("plugins")
     assert r.returncode == 0, r.stderr
     clusterers, methods = r.stdout.split("\n\n")
     assert clusterers.startswith("clusterers (--clustering.name=NAME") and "finch(level=-1" in clusterers
     assert methods.startswith("pretraining methods (--pretrain.method=NAME, --pretrain.options.KEY=VALUE):")
-    assert "\nautoencoder()\n" in methods and "\nrotation(flip=True, normalize=True, score_mirrored=False)" in methods
+    assert (
+        "\nautoencoder()\n" in methods
+        and "\nrotation(flip=True, normalize=True, score_mirrored=False, embed_mirrored=False)" in methods
+    )
 
 
 def test_the_setting_is_pretrains_alone_and_the_natural_image_recipes_pretrain_by_rotation():
@@ -282,6 +286,25 @@ def test_rotations_score_is_the_cross_entropy_summed_over_the_four_rotations():
         assert torch.equal(Rotation().score(net, x), want)
 
 
+def test_the_mirrored_embedding_is_the_same_for_an_image_and_its_mirror_image():
+    """``embed_mirrored``: the toolkit's embedding is the unit-length sum of the image's and its mirror
+    image's raw embeddings; the net's weights and its pretext logits are those of the plain net, so a
+    pretrained net loads into either."""
+    torch.manual_seed(0)
+    plain = Rotation().build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
+    mirrored = Rotation(embed_mirrored=True).build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
+    mirrored.load_state_dict(plain.state_dict())
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        z = mirrored.encoder(x)
+        torch.testing.assert_close(z, mirrored.encoder(x.flip(-1)))
+        raw = plain.encoder.net
+        torch.testing.assert_close(z, torch.nn.functional.normalize(raw(x) + raw(x.flip(-1)), dim=1))
+        assert not torch.allclose(z, plain.encoder(x)) and torch.equal(mirrored(x), plain(x))
+    with pytest.raises(ValueError, match="embed_mirrored=True .* needs normalize=True"):
+        Rotation(normalize=False, embed_mirrored=True)
+
+
 def test_the_mirrored_score_adds_the_mirror_images_four_rotations():
     torch.manual_seed(0)
     net = Rotation().build("mlp", (1, 8, 8), rep_dim=4, hidden=(8,)).eval()
@@ -315,9 +338,9 @@ def test_rotation_fit_saves_loads_and_exports_with_identical_scores(tmp_path):
 def test_rotations_own_score_joins_the_score_and_saves_loads_and_exports(tmp_path, mirrored):
     """score.pretext with rotation: the "pretext" column is ``Rotation().score`` of the pretrained net on the
     preprocessed input (with ``score_mirrored``, the mirror images' rotations too); the saved, loaded and
-    exported (TorchScript, ONNX) detectors score the same."""
+    exported (TorchScript, ONNX) detectors score the same, with the mirrored embedding too."""
     settings = {"pretrain.method": "rotation", "pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
-    settings |= {"pretrain.options.score_mirrored": mirrored}
+    settings |= {"pretrain.options.score_mirrored": mirrored, "pretrain.options.embed_mirrored": mirrored}
     settings |= {"pretrain.batch_size": 20, "svdd.batch_size": 20, "score.pretext": 1.0}
     det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(small_images(60))
     assert det.scorer_.names == ["multi", "pretext", "knn:autoencoder", "centres:raw"]  # the spheres' weight: 0
