@@ -93,7 +93,9 @@ class SVDDConfig(OptimConfig):
     objective: str = _setting("soft-boundary", 'or "one-class" (mean distance to the own centre)')
     nu: float = _setting(0.1, "share of training points allowed outside their sphere; radius = (1-nu) quantile")
     warmup_epochs: int = _setting(10, "radii stay fixed (at 0) until this many epochs have completed")
-    eps: float = _setting(0.1, "centre coordinates with |c| < eps are pushed to +-eps (avoids trivial solutions)")
+    eps: float = _setting(
+        0.1, "centre coordinates with |c| < eps pushed to +-eps (against trivial solutions; not unit-length embeddings)"
+    )
     radius_update: str = _setting(
         "epoch", 'R_k from the whole epoch\'s distances, or "batch" (each step, as Ruff et al.)'
     )

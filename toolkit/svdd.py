@@ -37,13 +37,23 @@ def init_centres(z: Tensor, labels: Tensor, num_clusters: int, eps: float = 0.1)
     """Mean embedding of each cluster; coordinates with |c| < eps are pushed to +-eps.
 
     A coordinate at (near) zero would let a bias-free net reach the centre trivially by zeroing weights.
+    Rows of unit length (a normalised embedding, e.g. rotation's) keep their means as they are: no weights
+    make such an embedding zero, and there a coordinate is typically about 1/sqrt(D), under eps at
+    D = 128 (0.09), so the push would move every centre off its cluster.
     """
     empty = torch.bincount(labels, minlength=num_clusters) == 0
     if bool(empty.any()):
         raise ValueError(f"cluster(s) {torch.nonzero(empty).flatten().tolist()} have no points")
     c = cluster_means(z, labels, num_clusters)
+    if eps == 0 or unit_rows(z):
+        return c
     small = c.abs() < eps
     return torch.where(small & (c < 0), torch.full_like(c, -eps), torch.where(small, torch.full_like(c, eps), c))
+
+
+def unit_rows(z: Tensor, tol: float = 1e-3) -> bool:
+    """Whether every row of ``z`` has unit length (to ``tol``): a normalised embedding."""
+    return bool(((z.norm(dim=1) - 1).abs() <= tol).all())
 
 
 def follow_centres(z: Tensor, labels: Tensor, centres: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ from toolkit.svdd import (
     OUTSIDE,
     SphereHead,
     all_sq_distances,
+    cluster_means,
     cluster_quantiles,
     init_centres,
     nearest_sphere,
@@ -104,6 +105,16 @@ def test_init_centres_are_means_with_small_coordinates_pushed_to_eps():
     labels = torch.tensor([0, 0, 1, 1])
     c = init_centres(z, labels, 2, eps=0.1)
     assert torch.allclose(c, torch.tensor([[0.1, 2.0], [-0.6, -0.1]]))
+
+
+def test_init_centres_keep_the_means_of_unit_length_rows():
+    # a normalised embedding cannot be made zero, and its coordinates are mostly under eps: no push
+    z = torch.nn.functional.normalize(torch.randn(40, 128, generator=torch.Generator().manual_seed(0)), dim=1)
+    labels = torch.arange(40) % 4
+    c = init_centres(z, labels, 4, eps=0.1)
+    assert torch.allclose(c, cluster_means(z, labels, 4))
+    assert (c.abs() < 0.1).float().mean() > 0.5  # the push would have moved most coordinates
+    assert not torch.allclose(init_centres(2 * z, labels, 4, eps=0.1), 2 * c)  # raw rows are pushed
 
 
 def test_init_centres_refuses_empty_cluster():
