@@ -8,8 +8,8 @@ epochs of rotation prediction (Adam 1e-3, x0.1 at epoch 15, batch 128 images x 4
 horizontal flips, unit-length embedding). Spheres: FINCH's finest partition (clusters of 3 or more), 10
 SVDD epochs (2 of warm-up), the distance rule, centres recomputed. Score: the rotation network's own
 cross-entropy over the four rotations plus the 5-NN distance in its embedding, each standardised: the
-best label-free score measured on ten groups of two and three classes (0.761 / 0.700 mean test AUROC,
-16 models); the spheres are trained and reported but not scored, since alone they stay below the 5-NN
+best label-free score measured on ten groups of two and three classes (0.761 / 0.679 mean test AUROC,
+17 models); the spheres are trained and reported but not scored, since alone they stay below the 5-NN
 distance. About an hour a run with one CPU thread (53 to 77 minutes measured), under 2 minutes on one
 GPU.
 
