@@ -43,10 +43,6 @@ finished stages). The rows:
 - ``knn1-raw``: the distance to the nearest training image, raw pixels (the baseline every deep
   detector must beat).
 
-``--stages-from DIR`` starts each run from the pretrained network and partition of DIR's run of the same
-group and seed (a benchmark's ``--out`` made with the same pretraining and clustering settings, which is
-checked), so that only SVDD is trained again: SVDD's settings compared on the same pretrained nets.
-
 Each row records the test AUROC and, for the detectors, the file size and the scoring throughput
 (images per second on ``--device``: the CPU unless a GPU is named; the run itself trains where the
 recipe's ``device`` setting says, a GPU when there is one). A run's detectors are timed together, in
@@ -63,8 +59,6 @@ fit on a 2-core machine).
     python benchmarks/bench.py --recipe mnist --groups "0,9;2,3" --seeds 0,1 --out bench/mnist
     python benchmarks/bench.py --out bench/mnist --summary --rows single,multi,knn5-ae,default
     python benchmarks/bench.py --out bench/mnist --summary --rows ae+centres-raw,knn5-ae --against default
-    python benchmarks/bench.py --recipe mnist --groups "0,9" --seeds 0 --rows multi --out bench/mnist-lr5 \
-        --stages-from bench/mnist --svdd.lr=1e-5
 """
 
 from __future__ import annotations
@@ -73,7 +67,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -87,7 +80,6 @@ from toolkit.config import STORAGES
 from toolkit.data import load_split
 from toolkit.knn import knn_distance
 from toolkit.nets import embed
-from toolkit.overrides import field_table
 from toolkit.pretext import method_of, pretraining_net
 from toolkit.runfolder import RunFolder
 from toolkit.stages import Harness, StageStore
@@ -168,32 +160,6 @@ def run_recipe(recipe: str, group: list, seed: int, folder: Path, extra: list[st
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     return json.loads((folder / "results.json").read_text())
-
-
-SHARED_STAGES = ("pretrain", "clustering")  # what --stages-from takes: all but SVDD's
-SHARED_SETTINGS = ("seed", "preprocess", "net", "pretrain", "clustering", "data.dataset", "data.normal_classes")
-
-
-def take_stages(source: Path, folder: Path, recipe: str, group: list, seed: int, extra: list[str]) -> None:
-    """Put ``source``'s finished pretraining and clustering into the new run ``folder``, whose run then
-    takes them instead of training them (a new run trusts the finished stages its folder holds). Refused
-    when ``source`` holds no such run or was made with other settings for those stages."""
-    if RunFolder(folder).has_run():
-        return  # started before: its stages are there
-    if not RunFolder(source).has_run() or not all(RunFolder(source).stage_path(s).is_file() for s in SHARED_STAGES):
-        raise SystemExit(f"--stages-from: {source} holds no run with finished {' and '.join(SHARED_STAGES)}")
-    over = {k: parse(v) for k, v in (a[2:].split("=", 1) for a in extra if a.startswith("--") and "=" in a)}
-    over |= {"data.normal_classes": group, "seed": seed}
-    now = field_table(apply_overrides(load_recipe(recipe), over))
-    then = field_table(RunFolder(source).saved_config())
-    shared = lambda k: any(k == p or k.startswith(p + ".") for p in SHARED_SETTINGS)  # noqa: E731
-    diff = [k for k in now if shared(k) and now[k][1] != then.get(k, (None, None))[1]]
-    if diff:
-        shown = ", ".join(f"{k}: {then[k][1]!r} there, {now[k][1]!r} here" for k in diff if k in then)
-        raise SystemExit(f"--stages-from: {source} was made with other settings ({shown or ', '.join(diff)})")
-    for stage in SHARED_STAGES:
-        RunFolder(folder).stage_path(stage).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(RunFolder(source).stage_path(stage), RunFolder(folder).stage_path(stage))
 
 
 def auroc(y, s) -> float:
@@ -373,8 +339,6 @@ def measure(args: argparse.Namespace) -> None:
             if not todo:
                 continue
             folder = out / f"{name}-s{seed}"
-            if args.stages_from:
-                take_stages(Path(args.stages_from) / folder.name, folder, args.recipe, group, seed, args.extra)
             results = run_recipe(args.recipe, group, seed, folder, args.extra, args.threads)
             split = split_of(args.recipe, group, seed, args.extra)
             for row in rows_of(folder, results, split, todo, args.device):  # each kept as soon as it is measured
@@ -516,11 +480,6 @@ def main() -> None:
     ap.add_argument("--out", default="bench/mnist")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="where the rows are scored: cpu, cuda or cuda:N (runs: --device)")
-    ap.add_argument(
-        "--stages-from",
-        default=None,
-        help="a benchmark's --out whose runs' pretraining and clustering each new run takes (SVDD alone trained)",
-    )
     ap.add_argument("--summary", action="store_true", help="print the table of what --out holds")
     ap.add_argument(
         "--against",

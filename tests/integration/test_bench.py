@@ -13,7 +13,6 @@ from fakes import make_mnist
 pytestmark = pytest.mark.slow  # the benchmark end to end: a library run and a null-control fit
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("pretrain", "clustering")
 TINY = ["--pretrain.epochs=1", "--svdd.epochs=1", "--svdd.warmup_epochs=1", "--clustering.min_cluster_size=5"]
 
 
@@ -92,36 +91,6 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     assert lines[0].startswith(f"ae+centres-raw - default: {d:+.3f} +- 0.000 over 1 models, above on {int(d > 0)}")
     assert lines[1].startswith("ae+centres-raw img/s / default img/s: ")
     assert lines[2].startswith("single - default: ") and len(lines) == 3  # one sphere is not timed
-
-
-def test_svdd_trained_again_on_another_runs_pretraining_and_partition(tmp_path, monkeypatch):
-    """``--stages-from``: the new run takes the first run's pretrained net and partition (the spheres before
-    SVDD are the same) and trains SVDD with its own settings; other pretraining settings are refused."""
-    make_mnist(tmp_path, n_train=200, n_test=60)
-    bench = load_bench()
-    first, second = tmp_path / "first", tmp_path / "second"
-    common = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi,multi-pre"]
-    common += [f"--data.root={tmp_path}", "--data.download=False", *TINY]
-    monkeypatch.setattr(sys, "argv", [*common, "--out", str(first)])
-    bench.main()
-    monkeypatch.setattr(sys, "argv", [*common, "--out", str(second), "--stages-from", str(first), "--svdd.lr=0.01"])
-    bench.main()
-    rows = [{r["row"]: float(r["auroc"]) for r in bench.read_rows(o / "rows.csv")} for o in (first, second)]
-    assert rows[0]["multi-pre"] == pytest.approx(rows[1]["multi-pre"], abs=1e-9)
-    (a, b), (c, d) = ([bench.RunFolder(o / "0-1-s0").load_stage(st) for o in (first, second)] for st in STAGES)
-    assert all(bench.torch.equal(a["autoencoder"][k], b["autoencoder"][k]) for k in a["autoencoder"])
-    assert bench.torch.equal(c["labels"], d["labels"])
-    assert not bench.torch.equal(
-        bench.RunFolder(first / "0-1-s0").load_stage("svdd_multi")["centres"],
-        bench.RunFolder(second / "0-1-s0").load_stage("svdd_multi")["centres"],
-    )  # SVDD trained again, at its own learning rate
-    results = json.loads((second / "0-1-s0" / "results.json").read_text())
-    assert "pretrain" in results  # the run reports the pretraining it took
-    other = [*common, "--out", str(tmp_path / "third"), "--stages-from", str(first), "--pretrain.lr=0.5"]
-    monkeypatch.setattr(sys, "argv", other)
-    with pytest.raises(SystemExit, match="pretrain.lr"):
-        bench.main()
-    assert not (tmp_path / "third" / "0-1-s0").exists()
 
 
 def test_an_unknown_row_is_refused_before_anything_runs(tmp_path, monkeypatch):
