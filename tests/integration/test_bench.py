@@ -93,6 +93,29 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     assert lines[2].startswith("single - default: ") and len(lines) == 3  # one sphere is not timed
 
 
+def test_svdd_trained_again_on_a_runs_pretraining_and_partition(tmp_path, monkeypatch, capsys):
+    """benchmarks/svdd_again.py: the spheres before SVDD are the run's clusters' means in its unit-length
+    rotation embedding (the centres as they are, not pushed to +-eps): the bench's multi-pre row; after
+    SVDD at a learning rate they move, on the same pretrained net and partition (nothing pretrained again)."""
+    make_mnist(tmp_path, n_train=200, n_test=60)
+    bench, again = load_bench(), load_bench("svdd_again")
+    out = tmp_path / "out"
+    data = [f"--data.root={tmp_path}", "--data.download=False"]
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi-pre"]
+    argv += ["--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, *data, "--pretrain.method=rotation", *TINY])
+    bench.main()
+    pre = float(bench.read_rows(out / "rows.csv")[0]["auroc"])
+    folder, svdd = out / "0-1-s0", ["--svdd.epochs=2", "--svdd.warmup_epochs=1"]
+    assert again.spheres_again(folder, "mnist", data, 0.0) == pytest.approx(pre, abs=1e-6)
+    trained = again.spheres_again(folder, "mnist", [*data, *svdd], 0.01)
+    assert 0.0 <= trained <= 1.0 and trained != pytest.approx(pre, abs=1e-6)
+    monkeypatch.setattr(sys, "argv", ["svdd_again.py", str(folder), "--recipe", "mnist", "--lrs", "0", "--null", *data])
+    again.main()
+    table = capsys.readouterr().out
+    assert "| 0-1-s0 | the run's | before SVDD |" in table and "| 0-1-s0 | random | before SVDD |" in table
+
+
 def test_an_unknown_row_is_refused_before_anything_runs(tmp_path, monkeypatch):
     bench = load_bench()
     argv = ["bench.py", "--groups", "0,1", "--seeds", "0", "--rows", "multi,knn9-ae", "--out", str(tmp_path / "o")]
