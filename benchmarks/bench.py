@@ -309,10 +309,14 @@ def load_pretrained(folder: Path) -> dict:
     return stage["autoencoder"]
 
 
+def settings_in(extra: list[str], prefix: str) -> dict:
+    """The ``--NAME=VALUE`` settings of ``extra`` whose NAME starts with ``prefix``, values parsed."""
+    pairs = (a[2:].split("=", 1) for a in extra if a.startswith("--" + prefix) and "=" in a)
+    return {k: parse(v) for k, v in pairs}
+
+
 def split_of(recipe: str, group: list, seed: int, extra: list[str]):
-    over = dict(a[2:].split("=", 1) for a in extra if a.startswith("--") and "=" in a)
-    over = {k: v for k, v in over.items() if k.startswith("data.")}
-    cfg = apply_overrides(load_recipe(recipe), {**{k: parse(v) for k, v in over.items()}, "data.normal_classes": group})
+    cfg = apply_overrides(load_recipe(recipe), {**settings_in(extra, "data."), "data.normal_classes": group})
     return load_split(cfg.data, seed)
 
 

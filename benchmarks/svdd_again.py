@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench import auroc, fit_from_run, parse, parse_group, split_of
+from bench import auroc, fit_from_run, settings_in, split_of
 
 from toolkit import MultiRadiusDeepSVDD, apply_overrides, load_recipe
 
@@ -32,11 +32,11 @@ def spheres_again(folder: Path, recipe: str, extra: list[str], lr: float, null: 
     """Test AUROC of the spheres alone after SVDD at ``lr`` (0: none) on the run's pretrained net and
     partition (``null``: a random partition of its clusters' sizes)."""
     results = json.loads((folder / "results.json").read_text())
-    group, seed = results["normal_classes"], json.loads((folder / "config.json").read_text())["seed"]
-    split = split_of(recipe, parse_group(",".join(map(str, group))), seed, extra)
+    seed = json.loads((folder / "config.json").read_text())["seed"]
+    split = split_of(recipe, results["normal_classes"], seed, extra)
     svdd = load_recipe(recipe).svdd
     over = ALONE | {"svdd.epochs": svdd.epochs, "svdd.warmup_epochs": svdd.warmup_epochs, "svdd.lr": lr}
-    over |= {k: parse(v) for k, v in (a[2:].split("=", 1) for a in extra if a.startswith("--svdd.") and "=" in a)}
+    over |= settings_in(extra, "svdd.")
     if lr == 0:
         over |= {"svdd.epochs": 0, "svdd.warmup_epochs": 0, "svdd.lr": svdd.lr}
     stages = ("pretrain", "clustering")
