@@ -101,19 +101,26 @@ def test_svdd_trained_again_on_a_runs_pretraining_and_partition(tmp_path, monkey
     bench, again = load_bench(), load_bench("svdd_again")
     out = tmp_path / "out"
     data = [f"--data.root={tmp_path}", "--data.download=False"]
-    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi-pre"]
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi-pre,pretext"]
     argv += ["--out", str(out)]
     monkeypatch.setattr(sys, "argv", [*argv, *data, "--pretrain.method=rotation", *TINY])
     bench.main()
-    pre = float(bench.read_rows(out / "rows.csv")[0]["auroc"])
+    pre, pretext = (float(r["auroc"]) for r in sorted(bench.read_rows(out / "rows.csv"), key=lambda r: r["row"]))
     folder, svdd = out / "0-1-s0", ["--svdd.epochs=2", "--svdd.warmup_epochs=1"]
-    assert again.spheres_again(folder, "mnist", data, 0.0) == pytest.approx(pre, abs=1e-6)
-    trained = again.spheres_again(folder, "mnist", [*data, *svdd], 0.01)
-    assert 0.0 <= trained <= 1.0 and trained != pytest.approx(pre, abs=1e-6)
+    assert again.spheres_again(folder, "mnist", data, 0.0) == {"multi": pytest.approx(pre, abs=1e-6)}
+    trained = again.spheres_again(folder, "mnist", [*data, *svdd], 0.01, rows=("multi", "multi+pretext", "pretext"))
+    assert 0.0 <= trained["multi"] <= 1.0 and trained["multi"] != pytest.approx(pre, abs=1e-6)
+    # the rotation's own score does not depend on SVDD: the run's row; the spheres beside it differ from both
+    assert trained["pretext"] == pytest.approx(pretext, abs=1e-6)
+    assert trained["multi+pretext"] not in (pytest.approx(trained["multi"]), pytest.approx(trained["pretext"]))
     monkeypatch.setattr(sys, "argv", ["svdd_again.py", str(folder), "--recipe", "mnist", "--lrs", "0", "--null", *data])
     again.main()
     table = capsys.readouterr().out
     assert "| 0-1-s0 | the run's | before SVDD |" in table and "| 0-1-s0 | random | before SVDD |" in table
+    assert "| run | partition | svdd.lr | multi | seconds |" in table
+    monkeypatch.setattr(sys, "argv", ["svdd_again.py", str(folder), "--rows", "multi,knn1-raw", *data])
+    with pytest.raises(SystemExit, match="rescored rows only"):
+        again.main()
 
 
 def test_an_unknown_row_is_refused_before_anything_runs(tmp_path, monkeypatch):
