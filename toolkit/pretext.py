@@ -99,13 +99,26 @@ def rotated(x: Tensor) -> tuple[Tensor, Tensor]:
     return turns, which
 
 
+def translated(x: Tensor, shift: int, generator: torch.Generator | None) -> Tensor:
+    """Images ``x`` (N, C, H, W), each moved by a whole number of pixels drawn from ``generator``, uniform in
+    [-shift, shift] along each axis, the border it uncovers filled by reflection (``shift`` < H and W)."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+    dy, dx = (torch.randint(0, 2 * shift + 1, (n,), generator=generator, device=x.device) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    images = torch.arange(n, device=x.device)[:, None, None, None]
+    return padded[images, torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+
 class Rotation:
     """Self-supervised rotation prediction (Gidaris et al., 2018; for anomaly detection Golan and El-Yaniv,
     2018): each training batch is shown in its four rotations and the net learns which one it sees (the
     cross-entropy), which takes features of the objects' shapes, learnt from scratch. The net is the
     architecture's encoder with a 4-way linear head (:class:`RotationNet`); there is no decoder, so no
     reconstruction error. ``flip``: before the rotations, each image is mirrored left to right with
-    probability 1/2 (augmentation; the draw is the engine's seeded generator's). ``normalize``: the
+    probability 1/2 (augmentation; the draw is the engine's seeded generator's). ``translate``: then moved
+    by up to that many pixels along each axis (:func:`translated`; 0: not moved). ``normalize``: the
     embedding that clustering, the spheres and the k-NN term work in is scaled to unit length (directions
     compared, as cosine similarity does), which on CIFAR-10 lifts the k-NN distance and the spheres in it
     well above those of the raw embedding (docs/results.md). Its score: the cross-entropy summed over the
@@ -121,7 +134,12 @@ class Rotation:
     score_name = "rotation cross-entropy"
 
     def __init__(
-        self, flip: bool = True, normalize: bool = True, score_mirrored: bool = False, embed_mirrored: bool = False
+        self,
+        flip: bool = True,
+        translate: int = 0,
+        normalize: bool = True,
+        score_mirrored: bool = False,
+        embed_mirrored: bool = False,
     ) -> None:
         settings = {
             "flip": flip,
@@ -132,12 +150,14 @@ class Rotation:
         for name, value in settings.items():
             if not isinstance(value, bool):
                 raise ValueError(f"rotation {name}={value!r} must be True or False")
+        if isinstance(translate, bool) or not isinstance(translate, int) or translate < 0:
+            raise ValueError(f"rotation translate={translate!r} must be a whole number of pixels, 0 or more")
         if embed_mirrored and not normalize:
             raise ValueError(
                 "rotation embed_mirrored=True sums an image's and its mirror image's embeddings and scales the "
                 "sum to unit length: it needs normalize=True"
             )
-        self.flip, self.normalize, self.score_mirrored = flip, normalize, score_mirrored
+        self.flip, self.translate, self.normalize, self.score_mirrored = flip, translate, normalize, score_mirrored
         self.embed_mirrored = embed_mirrored
 
     def build(
@@ -157,6 +177,11 @@ class Rotation:
                 "images (C, H, W), with net.arch lenet28 (1x28x28), lenet32 (3x32x32) or mlp on the pixels; "
                 "pretrain these data with pretrain.method=autoencoder"
             )
+        if self.translate >= shape[1]:
+            raise ConfigError(
+                f"pretrain.options.translate={self.translate} moves {shape[1]}x{shape[2]} images by as many pixels "
+                f"or more: it must be under {shape[1]}"
+            )
         encoder = build_encoder(arch, shape, rep_dim, hidden, leak, fused)
         return RotationNet(encoder, encoder.rep_dim, self.normalize, self.embed_mirrored)
 
@@ -164,6 +189,8 @@ class Rotation:
         if self.flip:
             mirrored = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
             x = torch.where(mirrored.view(-1, 1, 1, 1), x.flip(-1), x)
+        if self.translate:
+            x = translated(x, self.translate, generator)
         turns, which = rotated(x)
         return F.cross_entropy(net(turns), which)
 

@@ -19,7 +19,7 @@ from toolkit.engines import reconstruction_error, sq_error
 from toolkit.export import export
 from toolkit.nets import Autoencoder, build_autoencoder
 from toolkit.overrides import apply_overrides
-from toolkit.pretext import Rotation, RotationNet, rotated, score_terms
+from toolkit.pretext import Rotation, RotationNet, rotated, score_terms, translated
 from toolkit.registry import (
     PRETRAINER_GROUP,
     RegistryError,
@@ -53,6 +53,7 @@ def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them
     assert {"autoencoder", "rotation"} <= set(available_pretrainers())
     assert pretrainer_options("autoencoder") == {} and pretrainer_options("rotation") == {
         "flip": True,
+        "translate": 0,
         "normalize": True,
         "score_mirrored": False,
         "embed_mirrored": False,
@@ -64,7 +65,7 @@ def test_builtins_are_listed_with_their_settings_and_the_plugins_verb_shows_them
     assert methods.startswith("pretraining methods (--pretrain.method=NAME, --pretrain.options.KEY=VALUE):")
     assert (
         "\nautoencoder()\n" in methods
-        and "\nrotation(flip=True, normalize=True, score_mirrored=False, embed_mirrored=False)" in methods
+        and "\nrotation(flip=True, translate=0, normalize=True, score_mirrored=False, embed_mirrored=False)" in methods
     )
 
 
@@ -209,6 +210,28 @@ def test_each_image_is_shown_in_its_four_rotations():
     losses = [Rotation().loss(net, xb, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
     assert losses[0] == losses[1] != losses[2]  # the flips are the generator's draws
     assert Rotation(flip=False).loss(net, xb, torch.Generator()) == Rotation(flip=False).loss(net, xb, None)
+
+
+def test_translated_images_are_shifted_copies_with_reflected_borders():
+    x = torch.rand(64, 3, 8, 8)
+    moved = translated(x, 2, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and torch.equal(moved, translated(x, 2, torch.Generator().manual_seed(0)))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    shifts = set()
+    for i in range(len(x)):  # each image is one 8x8 window of its own reflected padding, the same for every channel
+        found = [
+            (a, b) for a in range(5) for b in range(5) if torch.equal(moved[i], padded[i, :, a : a + 8, b : b + 8])
+        ]
+        assert found, i
+        shifts.add(found[0])
+    assert len(shifts) > 10  # drawn per image, over the whole range
+    net = Rotation(translate=2).build("mlp", (3, 8, 8), rep_dim=4, hidden=(8,))
+    losses = [Rotation(flip=False, translate=t).loss(net, x, torch.Generator().manual_seed(1)) for t in (0, 2, 2)]
+    assert losses[0] != losses[1] == losses[2]
+    with pytest.raises(ValueError, match="rotation translate=-1 must be a whole number of pixels"):
+        Rotation(translate=-1)
+    with pytest.raises(ConfigError, match="translate=8 moves 8x8 images by as many pixels or more: it must be under 8"):
+        Rotation(translate=8).build("mlp", (3, 8, 8), rep_dim=4, hidden=(8,))
 
 
 def test_rotation_embeddings_are_unit_length_and_its_head_takes_the_raw_ones():
