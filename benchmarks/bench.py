@@ -28,7 +28,8 @@ finished stages). The rows:
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
   embedding's 5-NN distance; ``pretext+two-distance``, ``pretext+ae+centres-raw``: the pretraining
   method's score beside the two 5-NN distances, or beside the 5-NN distance in its embedding and the
-  nearest pixel centre (the MNIST recipe's score); ``pretext-mirrored``, ``pretext-mirrored+ae``:
+  nearest pixel centre (the MNIST recipe's score); ``pretext+centres-raw``: beside the nearest pixel
+  centre alone; ``pretext-mirrored``, ``pretext-mirrored+ae``:
   rotation's cross-entropy over the mirror image's rotations too (``pretrain.options.score_mirrored``),
   alone and with the 5-NN distance; ``knn5-ae-mirrored``, ``pretext-mirrored+ae-mirrored``: the 5-NN
   distance in rotation's mirrored embedding (``pretrain.options.embed_mirrored``: an image and its mirror
@@ -120,6 +121,7 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "pretext+ae": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "pretext+raw": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "pretext+two-distance": NO_TERMS | {"score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
+    "pretext+centres-raw": NO_TERMS | {"score.pretext": 1.0, "score.centres": 1.0, "score.centres_space": "raw"},
     "pretext+ae+centres-raw": NO_TERMS
     | {
         "score.pretext": 1.0,
