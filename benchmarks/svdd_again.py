@@ -1,5 +1,6 @@
 """Deep SVDD trained again on a finished run's pretrained network and partition, at other learning rates:
-the spheres' test AUROC after each, nothing else retrained (``python -m toolkit`` would pretrain again).
+the test AUROC of the spheres (and of the scores given by ``--rows``) after each, nothing else retrained
+(``python -m toolkit`` would pretrain again).
 
     python benchmarks/svdd_again.py runs/cifar10/deer-dog-s0 --recipe cifar10 \\
         --data.dataset=../shared/data/cifar10-jpeg/train --data.test=../shared/data/cifar10-jpeg/test \\
