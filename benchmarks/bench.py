@@ -26,14 +26,16 @@ finished stages). The rows:
 - ``pretext``, ``pretext+ae``, ``pretext+raw``, ``multi+pretext``, ``multi+pretext+ae``: the pretraining
   method's own score (the autoencoder's reconstruction error, rotation's cross-entropy) alone, with the
   5-NN distance in its embedding or on the raw pixels, with the spheres, or with the spheres and the
-  embedding's 5-NN distance; ``pretext+two-distance``, ``pretext+ae+centres-raw``: the pretraining
-  method's score beside the two 5-NN distances, or beside the 5-NN distance in its embedding and the
-  nearest pixel centre (the MNIST recipe's score); ``pretext+centres-raw``: beside the nearest pixel
-  centre alone; ``pretext-mirrored``, ``pretext-mirrored+ae``:
-  rotation's cross-entropy over the mirror image's rotations too (``pretrain.options.score_mirrored``),
-  alone and with the 5-NN distance; ``knn5-ae-mirrored``, ``pretext-mirrored+ae-mirrored``: the 5-NN
-  distance in rotation's mirrored embedding (``pretrain.options.embed_mirrored``: an image and its mirror
-  image embed alike), alone and beside the mirrored cross-entropy;
+  embedding's 5-NN distance; ``multi+pretext+centres-raw``: the spheres, the pretraining method's score
+  and the nearest pixel centre (a detector that keeps no training image nor embedding);
+  ``pretext+two-distance``, ``pretext+ae+centres-raw``: the pretraining method's score beside the two
+  5-NN distances, or beside the 5-NN distance in its embedding and the nearest pixel centre (the MNIST
+  recipe's score); ``pretext+centres-raw``: beside the nearest pixel centre alone; ``pretext-mirrored``,
+  ``pretext-mirrored+ae``: rotation's cross-entropy over the mirror image's rotations too
+  (``pretrain.options.score_mirrored``), alone and with the 5-NN distance; ``knn5-ae-mirrored``,
+  ``pretext-mirrored+ae-mirrored``: the 5-NN distance in rotation's mirrored embedding
+  (``pretrain.options.embed_mirrored``: an image and its mirror image embed alike), alone and beside the
+  mirrored cross-entropy;
 - ``single``: one sphere, trained from the same autoencoder (the run's baseline), its score alone;
 - ``null``: the null control: spheres on a random partition of the same sizes, trained from the same
   autoencoder (``--rows`` must name it: it trains one more model);
@@ -142,6 +144,8 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     "multi+pretext": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0},
     "multi+pretext+ae": NO_TERMS
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
+    "multi+pretext+centres-raw": NO_TERMS
+    | {"score.multi": 1.0, "score.pretext": 1.0, "score.centres": 1.0, "score.centres_space": "raw"},
 }
 FIELDS = ("group", "group_size", "seed", "row", "auroc", "n_clusters", "ari", "nmi", "size_mb", "img_s", "seconds")
 
