@@ -10,11 +10,11 @@ SVDD epochs (2 of warm-up) at a tenth of the paper's learning rate (1e-5; the on
 distance rule, centres recomputed: on three models the spheres scored higher after SVDD at 1e-5 than at
 1e-4 (docs/results.md). Score: the spheres' score (the distance to the
 nearest centre) plus the rotation network's own cross-entropy over the four rotations, each standardised:
-0.773 / 0.707 mean test AUROC on pairs / triples of classes (7 and 2 models so far, one CPU thread),
-level with the cross-entropy plus the 5-NN distance in the embedding (0.771 / 0.712, above on 5 of 9) in
-a detector half its size (4.5 to 4.8 against 9.4 to 12.1 MB) that scores as fast; the spheres alone
-(0.748 / 0.613) are above one sphere on 8 of the 9 (docs/results.md, "The spheres on CIFAR-10").
-A run takes 30 to 34 minutes for a pair of classes and about 50 for a triple with one CPU thread (two
+0.769 / 0.656 mean test AUROC on pairs / triples of classes (10 and 4 models so far, one CPU thread),
+level with the cross-entropy plus the 5-NN distance in the embedding (0.767 / 0.658, above on 9 of 14)
+in a detector half its size (4.5 to 4.8 against 9.4 to 12.1 MB) that scores as fast; the spheres alone
+(0.747 / 0.604) are above one sphere on 13 of the 14 (docs/results.md, "The spheres on CIFAR-10").
+A run takes 30 to 40 minutes for a pair of classes and 48 to 57 for a triple with one CPU thread (two
 runs sharing the machine), under 2 minutes on one GPU.
 
     python -m toolkit cifar10                                   # torchvision's CIFAR-10 (downloaded)
