@@ -7,6 +7,8 @@ activations can map every input onto the centre (hypersphere collapse).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -254,14 +256,33 @@ def embed(encoder: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -> Tensor
 
 
 @torch.no_grad()
-def refresh_batchnorm(model: nn.Module, x: Tensor, batch_size: int = REFRESH_BATCH) -> nn.Module:
+def refresh_batchnorm(
+    model: nn.Module,
+    x: Tensor,
+    batch_size: int = REFRESH_BATCH,
+    forward: Callable[[Tensor], Any] | None = None,
+) -> nn.Module:
     """Recompute every BatchNorm's running statistics as the exact average over ``x`` of the final
-    weights' batch statistics ("precise BN"), replacing the moving average of the last few training
-    batches, which the weights were still changing under. Evaluation-mode outputs then depend on the
-    final network only. Returns ``model`` in evaluation mode."""
+    weights' batch statistics ("precise BN", Wu & Johnson 2021), replacing the moving average of the last
+    few training batches, which the weights were still changing under. Evaluation-mode outputs then
+    depend on the final network only. ``forward(batch)`` runs ``model`` on a batch of ``x`` the way its
+    training did (a pretraining method's loss: rotation's batches hold the four rotations of each image,
+    and those are the statistics its layers learnt to expect); by default ``model(batch)``. Returns
+    ``model`` in evaluation mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return model.eval()
+    forward = forward or model
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches seen
+    model.train()
+    for s in range(0, x.shape[0], batch_size):
+        forward(x[s : s + batch_size])
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    return model.eval()
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()

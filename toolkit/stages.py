@@ -179,8 +179,9 @@ def pretrain(
     data = TensorBatches(x, batch_size=opt.batch_size, shuffle=True, seed=seed, rank=harness.rank, world=harness.world)
     # the checkpoints and the finished stage keep the pretrained net, of any method, as "autoencoder"
     history = _run(engine, data, opt.epochs, harness, "pretrain", optimizer, scheduler, {"autoencoder": net}, score)
-    if opt.refresh_bn:
-        refresh_batchnorm(net, x)
+    if opt.refresh_bn:  # the statistics of the batches as the method's training fed them (its draws seeded)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        refresh_batchnorm(net, x, opt.batch_size, lambda xb: method.loss(net, xb, generator))
     return history
 
 

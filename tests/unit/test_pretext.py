@@ -423,6 +423,27 @@ def test_rotation_pretraining_resumes_exactly_and_logs_to_tensorboard(digit_imag
     assert [e.step for e in acc.Scalars("pretrain/loss")] == [1, 2]
 
 
+def test_precise_batchnorm_after_rotation_pretraining_takes_the_rotated_batches_statistics(digit_images):
+    """pretrain.refresh_bn: each BatchNorm's running statistics become those of the batches the method
+    trained on, the four rotations of every image, not those of the upright images alone nor the moving
+    average of the last batches."""
+    x = torch.from_numpy(digit_images[0][:96])
+    method = Rotation(flip=False)
+    opt = PretrainConfig(method="rotation", epochs=2, lr=1e-3, milestones=(), batch_size=32, refresh_bn=True)
+    torch.manual_seed(0)
+    net = method.build("mlp", (1, 8, 8), rep_dim=8, hidden=(16,))
+    pretrain(net, x, opt, seed=0, method=method)
+    mlp = net.encoder.net
+    bn = next(m for m in mlp.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    with torch.no_grad():
+        seen = mlp[1](rotated(x)[0].flatten(1))  # the first layer's output on every rotation
+        upright = mlp[1](x.flatten(1))
+    assert not net.training
+    assert torch.allclose(bn.running_mean, seen.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, seen.var(0), rtol=0.05)
+    assert not torch.allclose(bn.running_mean, upright.mean(0), atol=1e-2)
+
+
 @pytest.mark.slow  # CLI runs on image files
 def test_a_rotation_run_resumes_from_its_finished_pretraining(tmp_path):
     """A run folder whose pretraining finished (the later stages lost): --resume takes the pretrained
