@@ -268,6 +268,12 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
         f"Clusters ({c['clusterer']}): {len(c['sizes'])} after tidy-up (sizes {c['sizes']}); "
         f"{len(c['sizes_before'])} before, {c['n_noise']} noise points, minimum size {c['min_size']}.",
     ]
+    p = results.get("pretrain", {})
+    if "eval_loss" in p and p.get("history", {}).get("epochs"):
+        lines.append(
+            f"Pretraining: loss {p['history']['epochs'][-1]['loss']:.4g} in training (last epoch), "
+            f"{p['eval_loss']:.4g} in evaluation mode (the net the spheres are built on)."
+        )
     if "agreement" in c:
         lines.append(
             f"Agreement with the true classes: ARI {c['agreement']['ari']:.3f}, NMI {c['agreement']['nmi']:.3f}."

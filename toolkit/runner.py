@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from typing import Any
 
@@ -21,8 +22,11 @@ from . import config as C
 from .clustering import pseudo_labels
 from .nets import embed, fast_layout
 from .pretext import pretraining_net
-from .stages import FitEvents, Harness, pretrain, train_svdd
+from .stages import FitEvents, Harness, evaluation_loss, pretrain, train_svdd
 from .svdd import SphereHead
+
+log = logging.getLogger("toolkit")
+STALE_BN = 2.0  # the evaluation-mode loss this many times the training loss: the statistics are off
 
 
 def run_stages(
@@ -49,6 +53,9 @@ def run_stages(
     else:
         history = pretrain(pretrained, x, m.pretrain, seed=m.seed, harness=harness, method=method)
         info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
+        if harness.rank == 0:  # the net as the rest of the fit sees it
+            info["pretrain"]["eval_loss"] = evaluation_loss(pretrained, x, method, m.pretrain.batch_size, m.seed)
+            report_evaluation_loss(info["pretrain"], m.pretrain.refresh_bn)
         record(harness, "pretrain", {"autoencoder": pretrained.state_dict(), "info": json.dumps(info["pretrain"])})
 
     # ---- pseudo-labels: clustered on rank 0, broadcast to the others
@@ -118,3 +125,19 @@ def record(harness: Harness, stage: str, payload: dict[str, Any]) -> None:
     harness.store.record(stage, payload)
     if harness.world > 1:
         idist.barrier()
+
+
+def report_evaluation_loss(info: dict[str, Any], refreshed: bool) -> None:
+    """Log the pretraining loss in evaluation mode beside the last epoch's training loss; when it is far
+    above and BatchNorm's statistics were not recomputed, say how to recompute them."""
+    epochs = info["history"].get("epochs") or [{}]
+    train, held = epochs[-1].get("loss"), info["eval_loss"]
+    if train is None:
+        return
+    hint = ""
+    if not refreshed and held > STALE_BN * train:
+        hint = (
+            "; the net's BatchNorm running statistics do not fit its final weights, and the embedding the "
+            "spheres are built in suffers: --pretrain.refresh_bn=True recomputes them"
+        )
+    log.info("pretrain: loss %.4g in training (last epoch), %.4g in evaluation mode%s", train, held, hint)

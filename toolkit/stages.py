@@ -185,6 +185,20 @@ def pretrain(
     return history
 
 
+@torch.no_grad()
+def evaluation_loss(net: nn.Module, x: Tensor, method: Any, batch_size: int, seed: int) -> float:
+    """The pretraining method's mean loss over ``x`` with ``net`` in evaluation mode (BatchNorm on its
+    running statistics, as clustering, SVDD and the score see it), its random draws seeded. Far above the
+    last epoch's training loss, it says the running statistics do not fit the final weights."""
+    net.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    total = sum(
+        float(method.loss(net, x[s : s + batch_size], generator)) * len(x[s : s + batch_size])
+        for s in range(0, x.shape[0], batch_size)
+    )
+    return total / x.shape[0]
+
+
 def train_svdd(
     encoder: nn.Module,
     x: Tensor,

@@ -109,6 +109,8 @@ def test_report_verb_writes_every_figure_from_the_run_folder(digits_run):
     md = (digits_run / "report.md").read_text()
     assert all(f"]({name})" in md for name in SIZES)
     assert "Multi-Radius Deep SVDD" in md and "AUROC" in md
+    loss = json.loads((digits_run / "results.json").read_text())["pretrain"]["eval_loss"]
+    assert f"{loss:.4g} in evaluation mode" in md
 
 
 def test_report_on_a_folder_that_is_not_a_run(tmp_path):

@@ -444,6 +444,38 @@ def test_precise_batchnorm_after_rotation_pretraining_takes_the_rotated_batches_
     assert not torch.allclose(bn.running_mean, upright.mean(0), atol=1e-2)
 
 
+def test_the_loss_in_evaluation_mode_shows_batchnorm_statistics_off_the_weights(digit_images, caplog):
+    """The pretraining loss with the net in evaluation mode (as the spheres see it) is logged beside the
+    training loss; far above it, with BatchNorm's statistics not recomputed, the log says how to."""
+    import logging
+
+    from toolkit.nets import refresh_batchnorm
+    from toolkit.runner import report_evaluation_loss
+    from toolkit.stages import evaluation_loss
+
+    x = torch.from_numpy(digit_images[0][:96])
+    method = Rotation()
+    opt = PretrainConfig(method="rotation", epochs=30, lr=1e-2, milestones=(), batch_size=32)
+    torch.manual_seed(0)
+    net = method.build("mlp", (1, 8, 8), rep_dim=8, hidden=(16,))
+    history = pretrain(net, x, opt, seed=0, method=method).as_dict()
+    trained = history["epochs"][-1]["loss"]
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    bn.running_mean += 2 * bn.running_var.sqrt()  # statistics that no longer fit the weights
+    off = evaluation_loss(net, x, method, 32, seed=0)
+    assert off > 2 * trained and not net.training
+    assert evaluation_loss(net, x, method, 32, seed=0) == off  # its draws seeded: the same number again
+    with caplog.at_level(logging.INFO, logger="toolkit"):
+        report_evaluation_loss({"history": history, "eval_loss": off}, refreshed=False)
+    assert f"{off:.4g} in evaluation mode" in caplog.text and "--pretrain.refresh_bn=True" in caplog.text
+    refresh_batchnorm(net, x, 32, lambda xb: method.loss(net, xb, torch.Generator().manual_seed(0)))
+    assert evaluation_loss(net, x, method, 32, seed=0) < 1.5 * trained
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="toolkit"):
+        report_evaluation_loss({"history": history, "eval_loss": trained}, refreshed=False)
+    assert "in evaluation mode" in caplog.text and "refresh_bn" not in caplog.text
+
+
 @pytest.mark.slow  # CLI runs on image files
 def test_a_rotation_run_resumes_from_its_finished_pretraining(tmp_path):
     """A run folder whose pretraining finished (the later stages lost): --resume takes the pretrained

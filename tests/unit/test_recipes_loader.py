@@ -57,7 +57,7 @@ def test_natural_image_recipes_pretrain_by_rotation():
     cfg = load_recipe(RECIPES / "cifar10.py")
     assert (cfg.net.arch, cfg.net.rep_dim, cfg.pretrain.method) == ("lenet32", 128, "rotation")
     p, s = cfg.pretrain, cfg.svdd
-    assert (p.epochs, p.lr, p.milestones, p.batch_size) == (20, 1e-3, (15,), 128)
+    assert (p.epochs, p.lr, p.milestones, p.batch_size, p.refresh_bn) == (20, 1e-3, (15,), 128, True)
     assert (s.epochs, s.warmup_epochs, s.milestones, s.recentre) == (10, 2, (), True)
     assert (s.lr, s.for_model("single").lr) == (1e-5, 1e-4)  # the spheres at a tenth of the one sphere's rate
     assert (cfg.clustering.name, cfg.clustering.options, cfg.clustering.min_cluster_size) == ("finch", {"level": 0}, 3)
