@@ -283,13 +283,3 @@ def refresh_batchnorm(
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
     return model.eval()
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches seen
-    model.train()
-    for s in range(0, x.shape[0], batch_size):
-        model(x[s : s + batch_size])
-    for m, mom in zip(bns, momenta, strict=True):
-        m.momentum = mom
-    return model.eval()

@@ -192,11 +192,8 @@ def evaluation_loss(net: nn.Module, x: Tensor, method: Any, batch_size: int, see
     last epoch's training loss, it says the running statistics do not fit the final weights."""
     net.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    total = sum(
-        float(method.loss(net, x[s : s + batch_size], generator)) * len(x[s : s + batch_size])
-        for s in range(0, x.shape[0], batch_size)
-    )
-    return total / x.shape[0]
+    batches = x.split(batch_size)
+    return sum(float(method.loss(net, b, generator)) * len(b) for b in batches) / x.shape[0]
 
 
 def train_svdd(
