@@ -278,8 +278,8 @@ def refresh_batchnorm(
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches seen
     model.train()
-    for s in range(0, x.shape[0], batch_size):
-        forward(x[s : s + batch_size])
+    for batch in x.split(batch_size):
+        forward(batch)
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
     return model.eval()
