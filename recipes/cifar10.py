@@ -12,11 +12,11 @@ Spheres: FINCH's finest partition (clusters of 3 or more), 10 SVDD epochs (2 of 
 the paper's learning rate (1e-5; the one sphere at 1e-4), the distance rule, centres recomputed: on three
 models the spheres scored higher after SVDD at 1e-5 than at 1e-4 (docs/results.md). Score: the spheres'
 score (the distance to the nearest centre) plus the rotation network's own cross-entropy over the four
-rotations, each standardised: 0.769 / 0.687 mean test AUROC on pairs / triples of classes (ten models
-each, one CPU thread, statistics not recomputed), within 0.4 points of the cross-entropy plus the 5-NN
-distance in the embedding (0.767 / 0.691, above on 10 of 20) in a detector half its size (4.5 to 4.8
-against 9.4 to 12.1 MB) that scores as fast; the spheres alone (0.747 / 0.626) are above one sphere on 18
-of the 20 (docs/results.md, "The spheres on CIFAR-10"). ``--score.centres=1`` adds the nearest pixel
+rotations, each standardised: 0.766 / 0.707 mean test AUROC on pairs / triples of classes (ten models
+each, one CPU thread), level with the cross-entropy plus the 5-NN distance in the embedding (0.766 /
+0.711, above on 5 of 20) in a detector half its size (4.5 to 4.8 against 9.4 to 12.2 MB) that scores as
+fast; the spheres alone (0.758 / 0.688) are above one sphere and above spheres on a random partition of
+the same sizes on all 20 (docs/results.md, "The spheres on CIFAR-10"). ``--score.centres=1`` adds the nearest pixel
 centre: it lifts the groups of animals, told apart by colour, and lowers the others. A run takes 30 to 40
 minutes for a pair of classes and 44 to 57 for a triple with one CPU thread (two runs sharing the
 machine), under 2 minutes on one GPU.
