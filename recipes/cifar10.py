@@ -14,12 +14,12 @@ models the spheres scored higher after SVDD at 1e-5 than at 1e-4 (docs/results.m
 score (the distance to the nearest centre) plus the rotation network's own cross-entropy over the four
 rotations, each standardised: 0.766 / 0.707 mean test AUROC on pairs / triples of classes (ten models
 each, one CPU thread), level with the cross-entropy plus the 5-NN distance in the embedding (0.766 /
-0.711, above on 5 of 20) in a detector half its size (4.5 to 4.8 against 9.4 to 12.2 MB) that scores as
-fast; the spheres alone (0.758 / 0.688) are above one sphere and above spheres on a random partition of
-the same sizes on all 20 (docs/results.md, "The spheres on CIFAR-10"). ``--score.centres=1`` adds the nearest pixel
-centre: it lifts the groups of animals, told apart by colour, and lowers the others. A run takes 30 to 40
-minutes for a pair of classes and 44 to 57 for a triple with one CPU thread (two runs sharing the
-machine), under 2 minutes on one GPU.
+0.711; the recipe's score above it on 5 of 20) in a detector half its size (4.5 to 4.8 against 9.4 to
+12.2 MB) that scores as fast; the spheres alone (0.758 / 0.688) are above one sphere and above spheres on
+a random partition of the same sizes on all 20 (docs/results.md, "The spheres on CIFAR-10").
+``--score.centres=1`` adds the nearest pixel centre: it lifts the groups of animals, told apart by
+colour, and lowers the others. A run takes 30 to 40 minutes for a pair of classes and 44 to 57 for a
+triple with one CPU thread (two runs sharing the machine), under 2 minutes on one GPU.
 
     python -m toolkit cifar10                                   # torchvision's CIFAR-10 (downloaded)
     python -m toolkit cifar10 --data.dataset=DIR/train --data.test=DIR/test \\
