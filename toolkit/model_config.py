@@ -17,6 +17,7 @@ OBJECTIVES = ("soft-boundary", "one-class")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
 KNN_SPACES = ("embedding", "autoencoder", "input", "raw")  # where the k-NN score term measures distances
+OPTIMIZERS = ("adam", "sgd")  # what toolkit.stages builds for each stage (OptimConfig.optimizer)
 STORAGES = ("float32", "float16")  # the precision a detector keeps its k-NN rows and centres in
 PRETRAIN_METHODS = tuple(PRETRAINER_BUILTINS)  # the built-in pretraining methods (toolkit.pretext)
 
@@ -40,15 +41,19 @@ class NetConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     epochs: int = _setting(150, "passes over the training data")
-    lr: float = _setting(1e-4, "Adam's learning rate")
+    optimizer: str = _setting("adam", 'or "sgd" (stochastic gradient descent with Nesterov momentum)')
+    lr: float = _setting(1e-4, "the optimizer's learning rate")
+    momentum: float = _setting(0.9, "sgd only: its Nesterov momentum (0 = plain SGD)")
     milestones: tuple[int, ...] = _setting((50, 100), "epochs at which the learning rate is multiplied by gamma")
     gamma: float = _setting(0.1, "the learning rate is multiplied by this at each milestone")
-    weight_decay: float = _setting(1e-6, "Adam's L2 penalty on the weights")
+    weight_decay: float = _setting(1e-6, "the optimizer's L2 penalty on the weights")
     batch_size: int = _setting(200, "training points per step")
     refresh_bn: bool = _setting(False, "at the end, recompute BatchNorm statistics over all training data (precise BN)")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
+        _check(self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r} is unknown; accepted: {OPTIMIZERS}")
+        _check(0 <= self.momentum < 1, f"momentum={self.momentum} must be in [0, 1)")
         _check(self.lr > 0, f"lr={self.lr} must be > 0")
         _check(
             self.batch_size >= 2,

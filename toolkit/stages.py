@@ -114,8 +114,15 @@ class Harness:
         self.events.fire_event(event)
 
 
-def _optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, Any]:
-    optimizer = torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+def make_optimizer(params: Any, opt: C.OptimConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer ``opt`` names (Adam, or SGD with Nesterov momentum) over ``params``, and its step
+    schedule: the learning rate times ``gamma`` at each milestone epoch."""
+    if opt.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.momentum > 0, weight_decay=opt.weight_decay
+        )
+    else:
+        optimizer = torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.gamma)
     return optimizer, scheduler
 
@@ -166,7 +173,7 @@ def pretrain(
     plain ``OptimConfig``). Evaluation (when the harness adds it) scores by the method's ``score``, when it has one."""
     harness = harness or Harness()
     method = method if method is not None else method_of(opt)
-    optimizer, scheduler = _optimizer(net.parameters(), opt)
+    optimizer, scheduler = make_optimizer(net.parameters(), opt)
     engine = create_pretrainer(_parallel(net, harness), optimizer, method.loss, seed=seed, rank=harness.rank)
     attach_nan_stop(engine, "pretrain", harness.store.where("pretrain"))
     score = None
@@ -224,7 +231,7 @@ def train_svdd(
     if recon and decoder is None:
         raise ValueError("svdd.recon_weight > 0 needs the autoencoder's decoder")
     params = [*encoder.parameters(), *(decoder.parameters() if recon else [])]
-    optimizer, scheduler = _optimizer(params, svdd)
+    optimizer, scheduler = make_optimizer(params, svdd)
     engine = create_svdd_trainer(
         _parallel(encoder, harness),
         head,

@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 import toolkit
 import toolkit.config as C
@@ -25,11 +26,30 @@ from toolkit.overrides import apply_overrides
         ("data.dataset", "", "path of your data"),
         ("data.image_mode", "sepia", "accepted"),
         ("preprocess", "zscore", "accepted"),
+        ("pretrain.optimizer", "rmsprop", "accepted"),
+        ("svdd.momentum", 1.0, r"\[0, 1\)"),
     ],
 )
 def test_bad_values_are_refused(key, value, match):
     with pytest.raises(ConfigError, match=match):
         apply_overrides(Config(), {key: value})
+
+
+@pytest.mark.parametrize("name", C.OPTIMIZERS)
+def test_each_stage_trains_with_the_optimizer_its_settings_name(name):
+    from toolkit.stages import make_optimizer
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    opt = C.OptimConfig(optimizer=name, lr=0.1, momentum=0.5, weight_decay=1e-3, milestones=(2,), gamma=0.5)
+    optimizer, scheduler = make_optimizer(params, opt)
+    assert type(optimizer) is {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
+    assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["weight_decay"] == 1e-3
+    if name == "sgd":
+        assert optimizer.defaults["momentum"] == 0.5 and optimizer.defaults["nesterov"]
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
 
 
 def test_every_leaf_field_keeps_its_help_in_its_metadata():
