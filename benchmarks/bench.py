@@ -32,7 +32,8 @@ finished stages). The rows:
   5-NN distances, or beside the 5-NN distance in its embedding and the nearest pixel centre (the MNIST
   recipe's score); ``pretext+centres-raw``: beside the nearest pixel centre alone; ``pretext-mirrored``,
   ``pretext-mirrored+ae``: rotation's cross-entropy over the mirror image's rotations too
-  (``pretrain.options.score_mirrored``), alone and with the 5-NN distance; ``knn5-ae-mirrored``,
+  (``pretrain.options.score_mirrored``), alone, with the 5-NN distance and (``multi+pretext-mirrored``)
+  with the spheres; ``knn5-ae-mirrored``,
   ``pretext-mirrored+ae-mirrored``: the 5-NN distance in rotation's mirrored embedding
   (``pretrain.options.embed_mirrored``: an image and its mirror image embed alike), alone and beside the
   mirrored cross-entropy;
@@ -142,6 +143,7 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     | MIRRORED
     | MIRRORED_EMBEDDING,
     "multi+pretext": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0},
+    "multi+pretext-mirrored": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0} | MIRRORED,
     "multi+pretext+ae": NO_TERMS
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "multi+pretext+centres-raw": NO_TERMS

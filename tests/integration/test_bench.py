@@ -145,7 +145,7 @@ def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
     out = tmp_path / "out"
     rows = "default,multi-pre,knn5-ae,pretext,pretext+ae,multi+pretext,multi+pretext+ae,centres-ae,pretext+centres-ae"
     rows += ",pretext-mirrored,pretext-mirrored+ae,pretext+two-distance,pretext+ae+centres-raw,pretext+centres-raw"
-    rows += ",knn5-ae-mirrored,pretext-mirrored+ae-mirrored,multi+pretext+centres-raw"
+    rows += ",knn5-ae-mirrored,pretext-mirrored+ae-mirrored,multi+pretext+centres-raw,multi+pretext-mirrored"
     argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows]
     argv += ["--out", str(out), f"--data.root={tmp_path}", "--data.download=False", "--pretrain.method=rotation"]
     monkeypatch.setattr(sys, "argv", [*argv, *TINY])
@@ -161,6 +161,8 @@ def test_rows_of_a_run_pretrained_by_rotation(tmp_path, monkeypatch):
     assert got["multi+pretext+centres-raw"] not in (got["pretext+centres-raw"], got["multi+pretext"])
     assert size["pretext-mirrored"] == pytest.approx(size["pretext"], rel=1e-3)  # a setting, no more state
     assert got["pretext-mirrored"] != got["pretext"]  # the setting reaches the rescored detector
+    assert size["multi+pretext-mirrored"] == pytest.approx(size["multi+pretext"], rel=1e-3)
+    assert got["multi+pretext-mirrored"] != got["multi+pretext"]
     assert size["knn5-ae-mirrored"] == pytest.approx(size["knn5-ae"], rel=1e-3)
     assert got["knn5-ae-mirrored"] != got["knn5-ae"]
     assert got["centres-ae"] == pytest.approx(got["multi-pre"], abs=1e-6)
