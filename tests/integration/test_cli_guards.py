@@ -338,7 +338,7 @@ def test_a_replayed_config_with_an_unknown_key_or_a_wrong_type_is_refused(tmp_pa
     saved = json.loads(dumps(load_recipe("digits")))
     cases = [
         (("svdd", "epocs", 3), "unknown setting 'svdd.epocs'; did you mean 'svdd.epochs'"),
-        (("svdd", "epocs", 3), "(svdd takes: epochs, lr, milestones, "),
+        (("svdd", "epocs", 3), "(svdd takes: epochs, optimizer, lr, momentum, milestones, "),
         (("svdd", "epochs", 2.7), "svdd.epochs=2.7 has the wrong type: expected an integer"),
         (("", "baseline", "yes"), "baseline='yes' has the wrong type: expected a boolean"),
         (("data", "normal_classes", "0,1"), "data.normal_classes='0,1' has the wrong type"),
