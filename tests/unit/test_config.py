@@ -12,6 +12,7 @@ import toolkit.config as C
 from toolkit import overrides, recipes_loader
 from toolkit.config import Config, ConfigError
 from toolkit.overrides import apply_overrides
+from toolkit.stages import make_optimizer
 
 
 @pytest.mark.parametrize(
@@ -37,8 +38,6 @@ def test_bad_values_are_refused(key, value, match):
 
 @pytest.mark.parametrize("name", C.OPTIMIZERS)
 def test_each_stage_trains_with_the_optimizer_its_settings_name(name):
-    from toolkit.stages import make_optimizer
-
     params = [torch.nn.Parameter(torch.ones(3))]
     opt = C.OptimConfig(optimizer=name, lr=0.1, momentum=0.5, weight_decay=1e-3, milestones=(2,), gamma=0.5)
     optimizer, scheduler = make_optimizer(params, opt)
