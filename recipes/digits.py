@@ -21,5 +21,5 @@ config = Config(
         warmup_epochs=10,
         recentre=True,
     ),
-    score=ScoreConfig(rule="distance", single=1.0, pretext=1.0, calibration=0.1),
+    score=ScoreConfig(rule="distance", single=1.0, pretext=1.0, centres=1.0, calibration=0.1),
 )

@@ -15,7 +15,14 @@ from toolkit.recipes_loader import default_recipe, load_recipe
 from toolkit.registry import build_clusterer
 from toolkit.svdd import combined_scores, score_stats, scores
 
-TINY = {"pretrain.epochs": 3, "svdd.epochs": 4, "svdd.warmup_epochs": 2, "score.single": 0.0, "score.calibration": 0.0}
+TINY = {
+    "pretrain.epochs": 3,
+    "svdd.epochs": 4,
+    "svdd.warmup_epochs": 2,
+    "score.single": 0.0,
+    "score.centres": 0.0,
+    "score.calibration": 0.0,
+}  # the k-NN term beside the recipe's spheres and reconstruction error; the pixel centres are test_centres.py's
 AE_KNN = {**TINY, "score.multi": 0.0, "score.pretext": 0.0, "score.knn": 1.0, "score.knn_space": "autoencoder"}
 # every row trains: the reference rows are the whole training data
 
@@ -261,14 +268,15 @@ def test_float16_storage_halves_the_kept_rows_and_scores_alike_once_loaded(tmp_p
 def test_score_terms_name_what_the_score_adds_up():
     """The pretext term is named by the run's pretraining method (its ``score_name``)."""
     cfg = load_recipe(default_recipe())
-    assert score_terms(cfg) == "sphere score + one-sphere score + reconstruction error"
+    pixels = "nearest-centre distance (raw input)"
+    assert score_terms(cfg) == f"sphere score + one-sphere score + reconstruction error + {pixels}"
     knn = {"score.multi": 0, "score.single": 0.5, "score.knn": 1, "score.knn_space": "autoencoder"}
     assert score_terms(apply_overrides(cfg, knn)) == (
-        "0.5 x one-sphere score + reconstruction error + 5-NN distance (autoencoder embedding)"
+        f"0.5 x one-sphere score + reconstruction error + 5-NN distance (autoencoder embedding) + {pixels}"
     )
-    rotation = apply_overrides(cfg, {"pretrain.method": "rotation", "score.pretext": 2})
+    rotation = apply_overrides(cfg, {"pretrain.method": "rotation", "score.pretext": 2, "score.centres": 0})
     assert score_terms(rotation) == "sphere score + one-sphere score + 2 x rotation cross-entropy"
-    assert cfg.score.terms("own score") == "sphere score + one-sphere score + own score"
+    assert cfg.score.terms("own score") == f"sphere score + one-sphere score + own score + {pixels}"
 
 
 def test_a_score_with_no_term_is_refused_before_training():

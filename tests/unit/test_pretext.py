@@ -144,7 +144,9 @@ def test_own_method_registered_with_the_decorator_is_used_in_a_fit(tmp_path):
         det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings, **own).fit(x[normal])
         assert calls and set(calls) == {0.2} and isinstance(det.recon_, Autoencoder)
         assert "pretext" in det.scorer_.names  # the digits recipe's score: its own score is there
-        assert score_terms(det.resolved_config()) == "sphere score + one-sphere score + denoised reconstruction error"
+        pixels = "nearest-centre distance (raw input)"
+        own_terms = f"sphere score + one-sphere score + denoised reconstruction error + {pixels}"
+        assert score_terms(det.resolved_config()) == own_terms
         plain = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings).fit(x[normal])
         assert not np.array_equal(det.decision_function(x), plain.decision_function(x))  # its own loss trained
         again = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **settings, **own).fit(x[normal])
