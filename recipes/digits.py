@@ -1,6 +1,8 @@
 """Default recipe: scikit-learn's 8x8 digits (no download), classes {0, 1, 3} normal; a small MLP, seconds.
-Many small spheres (FINCH's finest), scored by the distance to the nearest centre plus one sphere and the
-reconstruction error, standardised; the threshold is set on a held-out tenth (docs/results.md)."""
+Many small spheres (FINCH's finest), scored by the distance to the nearest centre plus one sphere, the
+reconstruction error and the distance to the nearest pixel-space centre (measured on digits: AUROC up on
+15 of 15 runs, the share flagged unchanged), standardised; the threshold is set on a held-out tenth
+(docs/results.md)."""
 
 from toolkit.config import ClusteringConfig, Config, DataConfig, NetConfig, OptimConfig, ScoreConfig, SVDDConfig
 

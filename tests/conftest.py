@@ -90,7 +90,8 @@ def digits_cli(tmp_path_factory):
     )
     assert r.returncode == 0, r.stderr
     assert "Multi-Radius Deep SVDD" in r.stdout and "Deep SVDD (one sphere)" in r.stdout
-    assert "| sphere score + one-sphere score + reconstruction error |" in r.stdout
+    terms = "sphere score + one-sphere score + reconstruction error + nearest-centre distance (raw input)"
+    assert f"| {terms} |" in r.stdout
     return out, r
 
 

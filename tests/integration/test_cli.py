@@ -2,7 +2,6 @@
 ``digits_run``), and the verbs, refusals and a replayed run through the CLI's ``main`` in this process."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,22 +35,23 @@ def test_results_json(run_dir):
 
     res = json.loads((run_dir / "results.json").read_text())
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
-    # the digits recipe adds one sphere's score and the reconstruction error to the multi-sphere score
-    assert cfg.score.single == 1.0 and cfg.score.pretext == 1.0
+    # the digits recipe adds one sphere's score, the reconstruction error and the pixel centres to the spheres'
+    assert (cfg.score.single, cfg.score.pretext, cfg.score.centres, cfg.score.centres_space) == (1.0, 1.0, 1.0, "raw")
     saved = np.load(run_dir / "scores.npz")
     split = load_split(cfg.data, cfg.seed)
     k = len(res["clustering"]["sizes"])
     assert sum(res["clustering"]["sizes"]) == res["n_train"]
     assert len(res["multi"]["radii"]) == k and len(res["single"]["radii"]) == 1
     # what each model's AUROC measures, in words, as the summary prints it
-    assert res["multi"]["score"] == "sphere score + one-sphere score + reconstruction error"
+    pixels = "nearest-centre distance (raw input)"
+    assert res["multi"]["score"] == f"sphere score + one-sphere score + reconstruction error + {pixels}"
     assert res["single"]["score"] == "sphere score + reconstruction error"
     for name in ("multi", "single"):
         assert 0.0 <= res[name]["test_auroc"] <= 1.0
         assert [t["epoch"] for t in res[name]["history"]["tests"]] == [2, 3]  # every 2 epochs, and at the end
         assert [row["epoch"] for row in res[name]["history"]["epochs"]] == [1, 2, 3]
         assert res[name]["history"]["epochs"][-1]["radii"] == res[name]["radii"]
-        # the final figure is the detector's own score (sphere + reconstruction error) on the test set ...
+        # the final figure is the detector's own score (the terms above) on the test set ...
         assert res[name]["test_auroc"] == pytest.approx(roc_auc_score(saved["is_anomaly"], saved[f"{name}_score"]))
         # ... the curve during training is the sphere score alone, whose last point is the final model's
         det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{name}.pt")
@@ -106,16 +106,18 @@ def test_unknown_key_and_wrong_type_are_refused():
     assert r.returncode == 2 and "wrong type" in r.stderr
 
 
-def test_missing_recipe_and_unknown_clusterer():
+def test_missing_recipe_and_unknown_clusterer(tmp_path):
+    unused = tmp_path / "unused"  # each command is refused before its run folder is made
     r = cli_in_process("recipes/nope.py")
     assert r.returncode == 2 and "does not exist" in r.stderr
-    r = cli_in_process("--clustering.name=nope", "--pretrain.epochs=1", "--svdd.epochs=1", "--run_dir=/tmp/_unused_run")
+    r = cli_in_process("--clustering.name=nope", "--pretrain.epochs=1", "--svdd.epochs=1", f"--run_dir={unused}")
     assert r.returncode == 2 and "unknown clusterer 'nope'" in r.stderr and "finch" in r.stderr
-    r = cli_in_process("--clustering.name=kmeans", "--run_dir=/tmp/_unused_run")  # k-means without its cluster count
+    r = cli_in_process("--clustering.name=kmeans", f"--run_dir={unused}")  # k-means without its cluster count
     assert r.returncode == 2 and "n_clusters" in r.stderr and "pretrain" not in r.stderr  # refused up front
-    r = cli_in_process("--score.multi=0", "--score.single=0", "--score.pretext=0", "--run_dir=/tmp/_unused_run")
+    no_terms = ("--score.multi=0", "--score.single=0", "--score.pretext=0", "--score.centres=0")
+    r = cli_in_process(*no_terms, f"--run_dir={unused}")
     assert r.returncode == 2 and "leaves no score" in r.stderr and "pretrain" not in r.stderr
-    assert not Path("/tmp/_unused_run").exists()
+    assert not unused.exists()
 
 
 def test_plugins_verb_lists_clusterers_with_settings():

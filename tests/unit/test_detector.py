@@ -17,6 +17,7 @@ TINY = {
     "svdd.warmup_epochs": 2,
     "score.single": 0.0,
     "score.pretext": 0.0,
+    "score.centres": 0.0,
     "score.calibration": 0.0,
 }  # the sphere score alone, trained on every row (tests/unit/test_scoring.py holds a share out)
 
