@@ -84,8 +84,15 @@ def pseudo_labels(
     """Cluster embeddings ``z`` with ``cfg.name``; return tidied labels and a report of what happened."""
     n = z.shape[0]
     min_size = cfg.min_size(n)
-    clusterer = build_clusterer(cfg.name, **_options(cfg, seed, n_normal_classes, min_size))
-    raw = np.asarray(clusterer.fit_predict(z.detach().cpu().numpy()))
+    options = _options(cfg, seed, n_normal_classes, min_size)
+    clusterer = build_clusterer(cfg.name, **options)
+    try:
+        raw = np.asarray(clusterer.fit_predict(z.detach().cpu().numpy()))
+    except ValueError as e:  # a value the clusterer takes but these data cannot (more clusters than points)
+        given = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items())
+        raise ClusteringError(
+            f"clusterer {cfg.name!r} ({given or 'its defaults'}) could not cluster the {n} training embeddings: {e}"
+        ) from e
     if raw.shape != (n,):
         raise ClusteringError(
             f"clusterer {cfg.name!r} returned labels of shape {raw.shape}; expected ({n},), one per point"

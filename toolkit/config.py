@@ -189,6 +189,7 @@ class Config:
     def __post_init__(self) -> None:
         object.__setattr__(self, "pretrain", PretrainConfig.of(self.pretrain))  # recipes give an OptimConfig
         _check(self.preprocess in PREPROCESS, f"preprocess={self.preprocess!r} is unknown; accepted: {PREPROCESS}")
+        _check(0 <= self.seed < 2**32, f"seed={self.seed} must be an integer in [0, 2**32 - 1] (numpy's seeds)")
         _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0")
         _check(self.progress in PROGRESS, f"progress={self.progress!r} is unknown; accepted: {PROGRESS}")
         _check(

@@ -24,7 +24,7 @@ from .persistence import DetectorFileError as DetectorFileError  # raised by loa
 from .persistence import load_detector, save_detector
 from .pretext import check_pretraining, method_of
 from .runner import run_stages
-from .scoring import Scorer, calibration_rows, column_names, column_weights, threshold
+from .scoring import Scorer, column_names, column_weights, threshold, training_rows
 from .stages import FitEvents, Harness, resolve_device
 from .svdd import SphereHead
 
@@ -142,7 +142,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         method = check_pretraining(m)
         harness = harness or Harness(device=resolve_device(self.device))
         device, x_all = harness.device, self._validate(X, fitting=True)
-        rows, held = calibration_rows(len(x_all), m.score.calibration, m.seed)
+        rows, held = training_rows(m.score, len(x_all), m.seed)
         x_raw, x_cal, self.train_rows_ = x_all[rows], None if held is None else x_all[held], rows.numpy()
         in_shape = tuple(x_all.shape[1:])
         arch = resolve_arch(m.net.arch, in_shape)

@@ -1,4 +1,4 @@
-"""Atomic, self-verifying writes: a file is written to ``NAME.tmp`` and renamed into place, so a killed process
+"""Atomic, self-verifying writes: a file is written to ``NAME.<random>.tmp`` and renamed into place, so a killed process
 never leaves a half-written artifact that a later run would trust, and a failed write leaves no leftover.
 
 Artifacts that a later run or command trusts carry their own SHA-256 digest inside, so a file copied on its
@@ -25,8 +25,10 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,12 +70,20 @@ def describe(e: BaseException, limit: int = 200) -> str:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` and rename ``tmp`` to ``path``; on failure remove ``tmp`` and re-raise."""
+    """Call ``write(tmp)`` and rename ``tmp`` to ``path``; on failure remove ``tmp`` and re-raise.
+
+    ``tmp`` is ``NAME.<random>.tmp`` beside ``path``, created here (``O_EXCL``: never an existing file or a
+    link planted there), so two processes writing one path each rename a whole file of their own, and a
+    user's own ``NAME.tmp`` is never touched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.is_symlink():  # never write through a link left where the temporary file goes
-        tmp.unlink()
+    while True:
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask's permissions
+            break
+        except FileExistsError:
+            continue
     try:
         write(tmp)
         tmp.replace(path)

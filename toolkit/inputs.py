@@ -30,6 +30,11 @@ def validate(X: Any, *, fitting: bool, non_finite: str = "raise") -> Tensor:
     except (TypeError, ValueError) as e:
         if isinstance(e, TypeError) or "convert" in str(e):  # strings, objects
             raise ValueError(f"X must be numeric (a number array, one row per sample): {e}") from None
+        if "Expected 2D array" in str(e):  # scikit-learn's advice to reshape names arrays, not samples
+            raise ValueError(
+                f"X has shape {np.shape(X)}: one row per sample is needed, a table (N, D) or images (N, C, H, W), "
+                "(N, H, W) or (N, H, W, C); a single feature is x.reshape(-1, 1), a single sample x.reshape(1, -1)"
+            ) from None
         raise
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if bad.any() and (fitting or non_finite == "raise"):

@@ -32,23 +32,26 @@ from torch import Tensor
 
 from . import config as C
 from .clustering import agreement, check_clusterer, contingency_markdown
-from .data import Split, TensorBatches, as_tensor, load_split
+from .data import DataError, Split, TensorBatches, as_tensor, load_split
 from .detector import MultiRadiusDeepSVDD
 from .engines import create_evaluator
 from .files import read_json_checked, write_json
 from .handlers import StopRequest, attach_checkpoint, attach_evaluation, attach_sphere_logs
+from .inputs import validate
 from .monitor import scalar_layout, write_story
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .overrides import apply_overrides
 from .pretext import check_pretraining, pretraining_net, score_terms
 from .runfolder import RunFolder, RunFolderError
+from .scoring import training_rows
 from .stages import FitEvents, Harness, StageStore, resolve_device
 
 log = logging.getLogger("toolkit")
 
 
 class Interrupted(RuntimeError):
-    """The run was stopped (Ctrl-C) after writing a checkpoint; ``--resume=True`` continues it."""
+    """The run was stopped (Ctrl-C): after writing a checkpoint, which ``--resume=True`` continues from, or
+    before it started, leaving nothing."""
 
 
 @dataclass
@@ -240,6 +243,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             folder.check(cfg, cfg.resume)
             folder.lock()  # a new folder: created only once the checks passed
         split = load_split(cfg.data, cfg.seed)
+        check_training_data(cfg, split.x_train)  # what fit would refuse, before the run folder is written
         arch = resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
         with torch.device("meta"):  # built without memory or random draws, only to be refused here if it must
             pretraining_net(method, arch, split.input_shape, cfg.net)
@@ -252,9 +256,11 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
                 parallel.run(_process, cfg, progress, None, torchrun)
         else:
             _process(0, cfg, progress, split, False)
-    except BaseException:
+    except BaseException as e:
         if launcher and not started:  # a failed start leaves no folder holding only its lock
             folder.discard(created)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted("before the run started: no run was written; run the command again") from None
         raise
     finally:
         with contextlib.suppress(OSError):  # never hides why the run ended
@@ -264,6 +270,16 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     results = read_json_checked(run_dir / "results.json")
     results["run_dir"] = str(run_dir)
     return results
+
+
+def check_training_data(cfg: C.Config, x_train: np.ndarray) -> None:
+    """Refuse training data that ``fit`` would refuse (non-finite values, too few rows for the settings),
+    naming the data set, so that a start with them writes no run."""
+    try:
+        x = validate(x_train, fitting=True)
+    except ValueError as e:
+        raise DataError(f"data.dataset={cfg.data.dataset!r}: {e}") from None
+    training_rows(cfg.score, len(x), cfg.seed)
 
 
 def check_batch_sizes(cfg: C.Config, world: int) -> None:

@@ -1,6 +1,6 @@
 """The run folder: every artifact written atomically, finished stages recorded, checkpoints found.
 
-A file is written to ``NAME.tmp`` and renamed into place, so a killed process never leaves a
+A file is written to a temporary ``NAME.<random>.tmp`` and renamed into place, so a killed process never leaves a
 half-written artifact that a later run would trust. Finished stages (the pretrained autoencoder, the
 pseudo-labels, each trained SVDD model) are kept under ``stages/`` and are not redone on ``--resume``.
 Stage files and checkpoints hold tensors and plain values only and are read with ``weights_only=True``,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from .centres import nearest_centre, nearest_centre_loo
 from .knn import knn_block, knn_distance
 from .nets import fast_layout
+from .settings import ConfigError
 from .svdd import OUTSIDE, SphereHead, cluster_means, combined_scores, score_stats, scores
 
 
@@ -46,6 +48,29 @@ def calibration_rows(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 104729))
     held = max(1, int(round(fraction * n)))
     return order[held:].sort().values, order[:held].sort().values
+
+
+MIN_TRAINING_ROWS = 3  # FINCH's least; batch normalisation needs two rows of a batch
+
+
+def training_rows(score: Any, n: int, seed: int) -> tuple[Tensor, Tensor | None]:
+    """:func:`calibration_rows` for the settings ``score`` (a ``ScoreConfig``), refused with a
+    ``ConfigError`` (before any training) when too few rows are left to train: fewer than
+    ``MIN_TRAINING_ROWS``, or than a k-NN term's ``knn_k`` neighbours besides each row itself."""
+    rows, held = calibration_rows(n, score.calibration, seed)
+    need = max(MIN_TRAINING_ROWS, score.knn_k + 1 if score.knn > 0 else 0)
+    if len(rows) >= need:
+        return rows, held
+    given = (
+        "" if held is None else f"{n} rows given, {n - len(rows)} held out by score.calibration={score.calibration:g}, "
+    )
+    why = (
+        f"score.knn_k={score.knn_k} neighbours besides each training row itself: lower score.knn_k"
+        if need > MIN_TRAINING_ROWS
+        else "the clustering and the nets' batch normalisation need them: give more rows"
+    )
+    left = f"{len(rows)} row{'' if len(rows) == 1 else 's'} left to train"
+    raise ConfigError(f"{given}{left}; these settings need at least {need} ({why})")
 
 
 def conformal_threshold(scores: Tensor, rate: float) -> float:

@@ -270,6 +270,40 @@ def test_a_failed_start_leaves_no_folder_holding_only_its_lock(tmp_path):
     assert (tmp_path / "d").is_dir() and list((tmp_path / "d").iterdir()) == []
 
 
+def test_data_that_fit_would_refuse_are_one_line_and_leave_no_run(tmp_path):
+    """Non-finite values, a 1-D array and too few rows for the settings are refused when the data are
+    loaded, before the run folder is written, so the same command runs once the data are fixed."""
+    x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    x[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    np.save(tmp_path / "flat.npy", np.arange(10.0))
+    cases = [
+        ("table", f"--data.dataset={tmp_path / 'nan.npy'}", "NaN or infinite values in 1 of 40 rows (rows 3)"),
+        ("table", f"--data.dataset={tmp_path / 'flat.npy'}", "has shape (10,): one row per sample is needed"),
+        ("digits", "--score.knn=1", "score.knn_k=5000 neighbours besides each training row itself"),
+    ]
+    for recipe, data, message in cases:
+        extra = ["--score.knn_k=5000"] if recipe == "digits" else []
+        r = cli_in_process(recipe, data, *extra, f"--run_dir={tmp_path / 'run'}", *TINY)
+        assert message in one_line_error(r)
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_ctrl_c_before_the_run_starts_says_nothing_was_written(tmp_path, monkeypatch, capsys):
+    """Not the advice to resume: a run stopped while its data load holds no run to resume."""
+    import toolkit.run
+    from toolkit.__main__ import main
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(toolkit.run, "load_split", stopped)
+    assert main([f"--run_dir={tmp_path / 'run'}", *TINY]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted: before the run started: no run was written; run the command again"
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_folder_that_may_not_be_written_is_one_line(tmp_path, monkeypatch):
     def refused(self):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path / "lock"))

@@ -419,12 +419,29 @@ def test_the_reports_arrays_carry_digests_and_damaged_ones_are_refused(reference
         write_report(run_dir, projection="pca")
 
 
-def test_atomic_write_never_writes_through_a_planted_temporary_link(tmp_path):
+def test_atomic_write_never_writes_through_a_planted_temporary_link(tmp_path, monkeypatch):
     outside = tmp_path / "outside"
     outside.write_text("keep me")
-    (tmp_path / "a.txt.tmp").symlink_to(outside)
+    (tmp_path / "a.txt.0.tmp").symlink_to(outside)
+    names = iter(["0", "1"])  # the first temporary name drawn is the planted link's
+    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(names))
     files.atomic_write(tmp_path / "a.txt", lambda p: p.write_text("new"))
     assert outside.read_text() == "keep me" and (tmp_path / "a.txt").read_text() == "new"
+
+
+def test_two_writers_of_one_path_each_rename_a_whole_file_and_a_users_tmp_file_is_kept(tmp_path):
+    (tmp_path / "out.csv.tmp").write_text("my notes")
+    seen = []
+
+    def first(p):  # the second writer starts and finishes while the first is half-way
+        p.write_text("first, half")
+        files.atomic_write(tmp_path / "out.csv", lambda q: seen.append(q) or q.write_text("second\n"))
+        p.write_text("first\n")
+
+    files.atomic_write(tmp_path / "out.csv", first)
+    assert (tmp_path / "out.csv").read_text() == "first\n" and seen[0].name.startswith("out.csv.")
+    assert (tmp_path / "out.csv.tmp").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.csv.tmp"]  # no temporary file left
 
 
 # --------------------------------------------------------------------------------------------- whole runs

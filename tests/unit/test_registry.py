@@ -169,6 +169,14 @@ def test_pseudo_labels_refuse_wrong_label_count_and_type():
         unregister_clusterer("test-float")
 
 
+def test_a_clusterers_refusal_of_these_data_names_the_clusterer_and_its_options():
+    """A value the clusterer accepts but these data cannot take (more clusters than points) is one
+    ClusteringError naming the clusterer, the options given and the number of points."""
+    cfg = ClusteringConfig(name="kmeans", options={"n_clusters": 50}, min_cluster_size=1)
+    with pytest.raises(ClusteringError, match=r"'kmeans' \(n_clusters=50\) could not cluster the 20 training"):
+        pseudo_labels(torch.randn(20, 2), cfg)
+
+
 def test_pseudo_labels_kmeans_takes_number_of_normal_classes_when_asked(blobs):
     x, _ = blobs
     cfg = ClusteringConfig(name="kmeans", options={"n_clusters": "n_normal_classes"})

@@ -7,7 +7,7 @@ import torch
 from toolkit import MultiRadiusDeepSVDD, load_recipe
 from toolkit.config import ConfigError
 from toolkit.overrides import apply_overrides
-from toolkit.scoring import calibration_rows, conformal_threshold
+from toolkit.scoring import calibration_rows, conformal_threshold, training_rows
 
 QUICK = {"pretrain.epochs": 3, "svdd.epochs": 3, "svdd.warmup_epochs": 1}
 
@@ -36,6 +36,23 @@ def test_conformal_threshold_flags_the_rate_of_exchangeable_new_points_on_averag
     assert conformal_threshold(torch.arange(5.0), 0.1) == 4.0  # too few points for that rate: the largest
     assert conformal_threshold(torch.arange(19.0), 0.1) == 17.0  # position 18 of 19: the 18th smallest
     assert conformal_threshold(torch.arange(10.0), 0.5) == 4.5  # position 5.5: halfway between 5th and 6th
+
+
+def test_too_few_rows_left_to_train_are_refused_with_what_the_settings_need():
+    score = load_recipe("table").score  # a fifth held out, a 5-NN term
+    assert len(training_rows(score, 8, seed=0)[0]) == 6  # 5 neighbours besides each row itself
+    with pytest.raises(ConfigError, match=r"7 rows given, 1 held out by score.calibration=0.2, 6 rows left"):
+        training_rows(apply_overrides(load_recipe("table"), {"score.knn_k": 6}).score, 7, seed=0)
+    with pytest.raises(ConfigError, match=r"1 row left to train; these settings need at least 3 \(the clustering"):
+        training_rows(load_recipe("digits").score, 2, seed=0)
+    x = np.random.default_rng(0).random((5, 4), dtype=np.float32)
+    with pytest.raises(ConfigError, match="lower score.knn_k"):  # before any training
+        MultiRadiusDeepSVDD(load_recipe("table"), device="cpu").fit(x)
+
+
+def test_a_seed_out_of_numpys_range_is_refused():
+    with pytest.raises(ConfigError, match=r"seed=-1 must be an integer in \[0, 2\*\*32 - 1\]"):
+        apply_overrides(load_recipe("digits"), {"seed": -1})
 
 
 def test_calibration_out_of_range_is_refused():
