@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import MNIST_GROUPS, auroc, label, markdown_table, parse_group, split_of  # noqa: E402
 
 from toolkit.centres import nearest_centre  # noqa: E402
-from toolkit.clustering import pseudo_labels  # noqa: E402
+from toolkit.clustering import ClusteringError, pseudo_labels  # noqa: E402
 from toolkit.config import ClusteringConfig  # noqa: E402
 from toolkit.knn import knn_distance  # noqa: E402
 from toolkit.svdd import cluster_means  # noqa: E402
@@ -42,7 +42,7 @@ def measure(recipe: str, group: list, seed: int, extra: list[str]) -> list:
         cfg = ClusteringConfig(name="finch", options={"level": level}, min_cluster_size=3)
         try:
             labels = pseudo_labels(train, cfg, seed=seed, n_normal_classes=len(group))[0]
-        except ValueError:  # FINCH found fewer levels on this data
+        except ClusteringError:  # FINCH found fewer levels on this data
             cells += ["-"] * 3
             continue
         centres = cluster_means(train, labels, int(labels.max()) + 1)

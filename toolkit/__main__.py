@@ -113,12 +113,12 @@ def score(
     data_root: str | None = None,
     non_finite: str = "raise",
 ) -> None:
-    """Score INPUT (a .npy, .npz or .csv file, a folder of images, or NAME:SPLIT such as mnist:test) with
-    RUN_DIR's detector into the CSV file --out, one row per item: id, score, is_anomaly, cluster (a
-    progress bar on a terminal). --model: the run's multi-sphere detector or its one-sphere baseline.
-    --non_finite: an item holding NaN or inf is refused, naming its row (raise), or scored inf, anomalous,
-    in cluster -1 (anomaly). --batch_size: items read and written at a time. --data_root: where NAME:SPLIT
-    data are (default: the run's data.root)."""
+    """Score INPUT (a .npy, .npz or .csv file, a folder of images, NAME:SPLIT such as mnist:test, or a digits
+    run's own digits:train or digits:test) with RUN_DIR's detector into the CSV file --out, one row per
+    item: id, score, is_anomaly, cluster (a progress bar on a terminal). --model: the run's multi-sphere
+    detector or its one-sphere baseline. --non_finite: an item holding NaN or inf is refused, naming its
+    row (raise), or scored inf, anomalous, in cluster -1 (anomaly). --batch_size: items read and written
+    at a time. --data_root: where NAME:SPLIT data are (default: the run's data.root)."""
     _one_of("model", model, MODELS)
     _one_of("non_finite", non_finite, NON_FINITE)
     if batch_size < 1:

@@ -7,7 +7,7 @@ transform or collate in the training loop.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Split:
     class_names: list[str] | None = None  # own data with classes named by strings (folder names)
     labelled: bool = True  # False: no classes, so no anomalies to test against
     train_labelled: bool = True  # False: the training items have no classes (a separate labelled test set)
+    feature_names: list[str] | None = None  # a table's feature columns, by name (.csv)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -115,10 +116,11 @@ def _torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return out[0], out[1], out[2], out[3]
 
 
-def _read_own(path: str, cfg: DataConfig, setting: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The items at ``path`` as float32 (N, C, H, W) or (N, D), and their labels if the data hold them."""
+def _read_own(path: str, cfg: DataConfig, setting: str) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """The items at ``path`` as float32 (N, C, H, W) or (N, D), their labels if the data hold them, and a
+    table's feature column names."""
     try:
-        d = read(path, cfg.label_column, cfg.image_mode)
+        d = read(path, cfg.label_column, cfg.image_mode, training=True)
     except DataError as e:
         import difflib
 
@@ -129,7 +131,7 @@ def _read_own(path: str, cfg: DataConfig, setting: str) -> tuple[np.ndarray, np.
         x = np.ascontiguousarray(image_layout(d.x), dtype=np.float32)
     except ValueError as e:
         raise DataError(f"{path}: {e}") from None
-    return x, d.y
+    return x, d.y, d.columns
 
 
 def _classes(labels: list[np.ndarray]) -> tuple[list[np.ndarray], list[str] | None]:
@@ -159,14 +161,14 @@ def _own(cfg: DataConfig, seed: int) -> Split:
     all normal, all for training, and the test set is the training data."""
     from sklearn.model_selection import train_test_split
 
-    x, labels = _read_own(cfg.dataset, cfg, "data.dataset")
+    x, labels, columns = _read_own(cfg.dataset, cfg, "data.dataset")
     if len(x) < 2:
         raise DataError(f"{cfg.dataset} holds {len(x)} item(s); training needs at least 2")
     if cfg.test:
-        return _own_with_test(cfg, x, labels)
+        return replace(_own_with_test(cfg, x, labels, columns), feature_names=columns)
     if labels is None:
         y = np.zeros(len(x), dtype=np.int64)
-        return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False)
+        return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False, feature_names=columns)
     wanted = _check_normal_classes(cfg, cfg.dataset, labels)
     (y,), class_names = _classes([labels])
     normal = np.isin(labels.astype(str), wanted)
@@ -175,13 +177,19 @@ def _own(cfg: DataConfig, seed: int) -> Split:
     except ValueError as e:
         raise DataError(f"{cfg.dataset}: cannot hold out a stratified test share ({e})") from None
     idx_tr = idx_tr[normal[idx_tr]]
-    return Split(x[idx_tr], y[idx_tr], x[idx_te], y[idx_te], (~normal[idx_te]).astype(np.int64), class_names)
+    is_anomaly = (~normal[idx_te]).astype(np.int64)
+    return Split(x[idx_tr], y[idx_tr], x[idx_te], y[idx_te], is_anomaly, class_names, feature_names=columns)
 
 
-def _own_with_test(cfg: DataConfig, x: np.ndarray, labels: np.ndarray | None) -> Split:
+def _own_with_test(cfg: DataConfig, x: np.ndarray, labels: np.ndarray | None, columns: list[str] | None) -> Split:
     """Training items from ``cfg.dataset`` (its normal classes, or all of it unlabelled); the labelled
     test set from ``cfg.test``, whose items of the normal classes are normal and the others anomalies."""
-    xt, lt = _read_own(cfg.test, cfg, "data.test")
+    xt, lt, test_columns = _read_own(cfg.test, cfg, "data.test")
+    if columns is not None and test_columns is not None and test_columns != columns:
+        raise DataError(
+            f"data.test={cfg.test!r} has the columns {test_columns}, data.dataset={cfg.dataset!r} {columns}; give "
+            "the test table the training table's columns, in their order"
+        )
     if lt is None:
         raise DataError(
             f"data.test={cfg.test!r} has no classes: a test set needs them to tell anomalies from normal items "

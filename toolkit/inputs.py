@@ -33,7 +33,8 @@ def validate(X: Any, *, fitting: bool, non_finite: str = "raise") -> Tensor:
         if "Expected 2D array" in str(e):  # scikit-learn's advice to reshape names arrays, not samples
             raise ValueError(
                 f"X has shape {np.shape(X)}: one row per sample is needed, a table (N, D) or images (N, C, H, W), "
-                "(N, H, W) or (N, H, W, C); a single feature is x.reshape(-1, 1), a single sample x.reshape(1, -1)"
+                "(N, H, W) or (N, H, W, C). Reshape your data: x.reshape(-1, 1) for a single feature, "
+                "x.reshape(1, -1) for a single sample"
             ) from None
         raise
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
@@ -59,24 +60,32 @@ def check_columns(det: Any, X: Any, *, fitting: bool) -> None:
         _check_feature_names(det, X, reset=True)
         return
     names, fitted = _get_feature_names(X), getattr(det, "feature_names_in_", None)
-    if names is not None and fitted is not None and list(names) != list(fitted):
-
-        def shown(cols: list[str]) -> str:
-            return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
-
-        if sorted(names) == sorted(fitted):
-            raise ValueError(
-                f"X has the columns the detector was fitted on in another order (fit: {shown(list(fitted))}; "
-                f"X: {shown(list(names))}); pass them in the order of fit: X[detector.feature_names_in_]"
-            )
-        unseen = [n for n in names if n not in set(fitted)]
-        missing = [n for n in fitted if n not in set(names)]
-        found = "; ".join(f"{what}: {shown(c)}" for what, c in (("unseen at fit", unseen), ("missing", missing)) if c)
-        raise ValueError(
-            f"X's column names do not match those the detector was fitted on ({found or 'repeated names'}); "
-            "pass the columns of fit, in their order: X[detector.feature_names_in_]"
-        )
+    if names is not None and fitted is not None:
+        compare_columns(list(names), list(fitted), "X", "X[detector.feature_names_in_]")
     _check_feature_names(det, X, reset=False)
+
+
+def compare_columns(names: list[str], fitted: list[str], what: str, fix: str) -> None:
+    """One ValueError when the columns ``names`` of ``what`` are not the detector's ``fitted`` ones, in name
+    or in order, saying which and how to ``fix`` it."""
+    if names == fitted:
+        return
+
+    def shown(cols: list[str]) -> str:
+        return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
+
+    if sorted(names) == sorted(fitted):
+        raise ValueError(
+            f"{what} has the columns the detector was fitted on in another order (fit: {shown(fitted)}; "
+            f"{what}: {shown(names)}); pass them in the order of fit: {fix}"
+        )
+    unseen = [n for n in names if n not in set(fitted)]
+    missing = [n for n in fitted if n not in set(names)]
+    found = "; ".join(f"{kind}: {shown(c)}" for kind, c in (("unseen at fit", unseen), ("missing", missing)) if c)
+    raise ValueError(
+        f"{what}'s column names do not match those the detector was fitted on ({found or 'repeated names'}); "
+        f"pass the columns of fit, in their order: {fix}"
+    )
 
 
 def check_shape(x: Tensor, input_shape: tuple[int, ...], estimator: str) -> None:

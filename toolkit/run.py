@@ -352,6 +352,8 @@ def _process(local_rank: int, cfg: C.Config, progress: bool, split: Split | None
         return
     info = det.fit_info_
     for name, d in detectors.items():
+        if split.feature_names is not None:  # a table's columns: the score verb refuses a table without them
+            d.feature_names_in_ = np.asarray(split.feature_names, dtype=object)
         d.save(folder.path / f"detector_{name}.pt")
         info[name].update(final[name])  # the final detector's own scores (also right after a resume)
         info[name]["threshold"] = d.threshold_

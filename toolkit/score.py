@@ -3,7 +3,8 @@
 INPUT is what training takes (``toolkit.sources``): a ``.npy`` array (read memory-mapped), a ``.npz``
 (its ``x``), a ``.csv`` table (its label column, if any, left out), a folder of images (read one batch
 at a time; resized when the detector was trained on a folder of images, which are read at the nets'
-sizes), or a torchvision dataset as ``NAME:SPLIT`` (mnist, fashion_mnist, cifar10; train or test). One
+sizes), a torchvision dataset as ``NAME:SPLIT`` (mnist, fashion_mnist, cifar10; train or test), or a
+digits run's own split as ``digits:train`` or ``digits:test``. One
 CSV row per item: id, score, is_anomaly (score > threshold), nearest cluster. Rows are written batch by
 batch. An item holding NaN or inf is refused, naming its row (``non_finite="raise"``), or scored ``inf``,
 anomalous, in cluster -1 (``non_finite="anomaly"``).
@@ -13,16 +14,33 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .data import TORCHVISION, DataError
+from .data import TORCHVISION, DataConfig, DataError, load_split
 from .detector import MultiRadiusDeepSVDD
 from .files import atomic_write, describe
 from .sources import FILE_SUFFIXES
 from .sources import batches as read_batches
+
+
+def _chunks(x: np.ndarray, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    for s in range(0, len(x), batch):
+        yield [str(i) for i in range(s, s + len(x[s : s + batch]))], x[s : s + batch]
+
+
+def _digits(spec: str, data: DataConfig, seed: int, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``digits:train`` / ``digits:test``: a digits run's own split (its seed and test_fraction), ids the
+    rows' positions in it; the digits are drawn into that split at random, so another run's would differ."""
+    if data.dataset != "digits":
+        raise DataError(
+            f"dataset {spec!r} is the split of a run trained on digits; this run was trained on {data.dataset!r}"
+        )
+    split = load_split(data, seed)
+    return _chunks(split.x_train if spec.endswith(":train") else split.x_test, batch)
 
 
 def _dataset(spec: str, root: str, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -31,7 +49,8 @@ def _dataset(spec: str, root: str, batch: int) -> Iterator[tuple[list[str], np.n
 
     name, _, split = spec.partition(":")
     if name not in TORCHVISION or split not in ("train", "test"):
-        raise DataError(f"dataset {spec!r}: use NAME:SPLIT with NAME in {sorted(TORCHVISION)} and SPLIT train or test")
+        names = sorted([*TORCHVISION, "digits"])
+        raise DataError(f"dataset {spec!r}: use NAME:SPLIT with NAME in {names} and SPLIT train or test")
     try:
         ds = getattr(torchvision.datasets, TORCHVISION[name])(root=root, train=split == "train", download=False)
     except RuntimeError:
@@ -91,7 +110,13 @@ def score_to_csv(
     src = Path(source)
     if src.is_dir() or (src.suffix.lower() in FILE_SUFFIXES and src.is_file()):
         trained_on_folder = data.own and Path(data.dataset).suffix.lower() not in FILE_SUFFIXES
-        batches, total = read_batches(src, det.input_shape_, batch_size, data.label_column, trained_on_folder)
+        columns = getattr(det, "feature_names_in_", None)
+        columns = None if columns is None else list(columns)
+        batches, total = read_batches(src, det.input_shape_, batch_size, data.label_column, trained_on_folder, columns)
+    elif src.suffix.lower() in FILE_SUFFIXES:
+        raise DataError(f"INPUT {source!r}: no such file")
+    elif source in ("digits:train", "digits:test"):
+        batches, total = _digits(source, data, det.resolved_config().seed, batch_size), None
     elif ":" in source:
         try:
             root = data_root or json.loads((run_dir / "config.json").read_text())["data"]["root"]
@@ -113,7 +138,9 @@ def score_to_csv(
                 if non_finite == "raise":
                     _refuse_non_finite(source, ids, x)
                 try:
-                    s, k = det.score_with_clusters(x)
+                    with warnings.catch_warnings():  # a table's columns are checked above, by name
+                        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                        s, k = det.score_with_clusters(x)
                 except ValueError as e:  # data the detector cannot take (shape, NaN): say so in one line
                     raise DataError(f"{source}: {describe(e, 400)}") from None
                 w.writerows(

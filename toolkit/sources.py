@@ -9,7 +9,10 @@ what is accepted. Arrays come out as float32, images as (N, C, H, W) in [0, 1].
   two LeNet nets, and resized to that size.
 - **.npy**: one array, one row per item (no classes). **.npz**: ``x`` and optionally ``y`` (classes).
 - **.csv**: a header row, then one row per item; the ``label`` column (``data.label_column``), when there
-  is one, holds the classes, every other column must be numeric.
+  is one, holds the classes, every other column must be numeric. The feature columns' names are kept:
+  a detector trained on a table refuses to score one whose columns are named or ordered otherwise. When
+  training, a label column asked for by another name than ``label`` must be there, and so must ``label``
+  when the header has it in another case (``Label``): a table read as unlabelled would train on it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Labelled:
 
     x: np.ndarray
     y: np.ndarray | None = None
+    columns: list[str] | None = None  # a table's feature columns, by name
 
 
 def kind(path: str | Path) -> str:
@@ -100,8 +104,10 @@ def read_npz(path: str | Path) -> Labelled:
     return Labelled(x, y)
 
 
-def read_table(path: str | Path, label_column: str = "label") -> Labelled:
-    """A .csv table with a header row: ``label_column`` (if present) as the classes, the rest as features."""
+def read_table(path: str | Path, label_column: str = "label", training: bool = False) -> Labelled:
+    """A .csv table with a header row: ``label_column`` (if present) as the classes, the rest as features
+    (their names kept). ``training``: a label column that is surely meant but absent is refused (see the
+    module's description), where a table to score may well have none."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
@@ -116,6 +122,15 @@ def read_table(path: str | Path, label_column: str = "label") -> Labelled:
         raise DataError(f"{path}: rows {bad} do not have the header's {len(header)} columns")
     cols = list(zip(*body, strict=True))
     y = None
+    if training and label_column and label_column not in header:
+        cased = [h for h in header if h.lower() == label_column.lower()]
+        if cased or label_column != "label":
+            shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
+            fix = f"--data.label_column={cased[0]}" if cased else "the name of the column holding the classes"
+            raise DataError(
+                f"{path} has no column {label_column!r} (data.label_column); its columns are {shown}: pass {fix}, "
+                "or --data.label_column='' for a table without classes"
+            )
     if label_column and label_column in header:
         i = header.index(label_column)
         labels = np.array([v.strip() for v in cols.pop(i)])
@@ -129,7 +144,7 @@ def read_table(path: str | Path, label_column: str = "label") -> Labelled:
     cells = np.char.strip(np.array(cols, dtype=str).T)  # (rows, features); empty cells are missing values
     cells[cells == ""] = "nan"
     try:
-        return Labelled(cells.astype(np.float32), y)
+        return Labelled(cells.astype(np.float32), y, header)
     except ValueError:
         j, example = next((j, str(v)) for j, col in enumerate(cells.T) for v in col if not _is_number(v))
         raise DataError(
@@ -226,8 +241,10 @@ def read_folder(folder: str | Path, setting: str = "auto") -> Labelled:
     return Labelled(read_images(files, IMAGE_SIZE[image_mode(files, setting)]), y)
 
 
-def read(path: str | Path, label_column: str = "label", image_setting: str = "auto") -> Labelled:
-    """All of the user's data at ``path``, whichever kind it is."""
+def read(
+    path: str | Path, label_column: str = "label", image_setting: str = "auto", training: bool = False
+) -> Labelled:
+    """All of the user's data at ``path``, whichever kind it is (``training``: see :func:`read_table`)."""
     k = kind(path)
     if k == "folder":
         return read_folder(path, image_setting)
@@ -236,14 +253,20 @@ def read(path: str | Path, label_column: str = "label", image_setting: str = "au
     if k == "npz":
         d = read_npz(path)
         return Labelled(np.asarray(d.x, dtype=np.float32), d.y)
-    return read_table(path, label_column)
+    return read_table(path, label_column, training)
 
 
 def batches(
-    path: str | Path, shape: tuple[int, ...], batch: int, label_column: str = "label", resize: bool = False
+    path: str | Path,
+    shape: tuple[int, ...],
+    batch: int,
+    label_column: str = "label",
+    resize: bool = False,
+    columns: list[str] | None = None,
 ) -> tuple[Iterator[tuple[list[str], np.ndarray]], int]:
     """``(ids, x)`` batches of the data at ``path`` for a detector taking ``shape``, and their count:
-    .npy read memory-mapped, images ``batch`` files at a time. Ids are row numbers, or file names."""
+    .npy read memory-mapped, images ``batch`` files at a time. Ids are row numbers, or file names.
+    ``columns``: the feature columns the detector was trained on, which a .csv table must have, in order."""
     k = kind(path)
     if k == "folder":
         files, _ = image_files(path)
@@ -253,7 +276,18 @@ def batches(
             for s in range(0, len(files), batch)
         )
         return it, len(files)
-    x = open_npy(path) if k == "npy" else read_npz(path).x if k == "npz" else read_table(path, label_column).x
+    if k == "csv":
+        from .inputs import compare_columns  # here: inputs reads the data module, which reads this one
+
+        table = read_table(path, label_column)
+        if columns is not None and table.columns is not None:
+            try:
+                compare_columns(table.columns, columns, str(path), "the columns of the table it was trained on")
+            except ValueError as e:
+                raise DataError(str(e)) from None
+        x = table.x
+    else:
+        x = open_npy(path) if k == "npy" else read_npz(path).x
     it = (
         ([str(i) for i in range(s, min(s + batch, len(x)))], np.asarray(x[s : s + batch], dtype=np.float32))
         for s in range(0, len(x), batch)

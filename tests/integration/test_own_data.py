@@ -90,7 +90,26 @@ def test_table_reader_takes_the_label_column_and_refuses_text_features(table, tm
     assert read_table(named).y.tolist() == ["ok", "ok", "broken"]
     named.write_bytes("label,a\n0,1.5\n1,2\n".encode("utf-8-sig"))  # as spreadsheets save it
     d = read_table(named)
-    assert d.y.tolist() == [0, 1] and d.x.tolist() == [[1.5], [2.0]]
+    assert d.y.tolist() == [0, 1] and d.x.tolist() == [[1.5], [2.0]] and d.columns == ["a"]
+
+
+def test_a_label_column_surely_meant_but_absent_is_refused_for_training(table, tmp_path):
+    """Read as unlabelled, the classes would be trained on as a feature: a label column asked for by name,
+    or one named as the default in another case, must be there when training (a table to score may have none)."""
+    path, _, _ = table
+    with pytest.raises(
+        DataError, match=r"no column 'class' \(data.label_column\); its columns are a, b, c, d, e, label"
+    ):
+        read_table(path, "class", training=True)
+    assert read_table(path, "class").columns == ["a", "b", "c", "d", "e", "label"]  # to score: every column
+    cased = tmp_path / "cased.csv"
+    cased.write_text("a,Label\n1,0\n2,1\n")
+    with pytest.raises(DataError, match="pass --data.label_column=Label"):
+        read_table(cased, "label", training=True)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b\n1,0\n2,1\n")
+    assert read_table(plain, "label", training=True).y is None  # no classes: all normal, as documented
+    assert read_table(cased, "", training=True).columns == ["a", "Label"]
 
 
 def test_npz_reader_needs_x_and_checks_y(tmp_path):
@@ -306,10 +325,16 @@ def test_table_recipe_on_a_csv_then_score_it(table, tmp_path, capsys):
     assert main(["score", str(run_dir), str(path), f"--out={out}"]) == 0  # the label column is left out
     scores = np.array([float(r.split(",")[1]) for r in out.read_text().splitlines()[1:]])
     np.testing.assert_allclose(scores, det.decision_function(x), rtol=1e-5)
+    assert det.feature_names_in_.tolist() == ["a", "b", "c", "d", "e"]  # the table's columns, kept
     bad = tmp_path / "narrow.csv"
     bad.write_text("a,b\n1,2\n")
     assert main(["score", str(run_dir), str(bad), f"--out={tmp_path / 'n.csv'}"]) == 2
-    assert "X has 2 features, but MultiRadiusDeepSVDD is expecting 5" in capsys.readouterr().err
+    assert "column names do not match those the detector was fitted on (missing: c, d, e)" in capsys.readouterr().err
+    lines = path.read_text().splitlines()  # the same table, its columns in reverse: refused, not scored wrongly
+    flipped = tmp_path / "flipped.csv"
+    flipped.write_text("\n".join(",".join(line.split(",")[4::-1] + line.split(",")[5:]) for line in lines) + "\n")
+    assert main(["score", str(run_dir), str(flipped), f"--out={tmp_path / 'n.csv'}"]) == 2
+    assert "in another order (fit: a, b, c, d, e; " in capsys.readouterr().err
     assert not (tmp_path / "n.csv").exists()
 
 

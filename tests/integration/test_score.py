@@ -65,6 +65,26 @@ def test_score_bad_inputs(digits_run, tmp_path):
     assert not (tmp_path / "s.csv").exists()  # nothing half-written
 
 
+def test_score_a_digits_runs_own_test_split_gives_its_test_auroc(digits_run, tmp_path):
+    import json
+
+    from sklearn.metrics import roc_auc_score
+
+    from toolkit.data import load_split
+
+    out = tmp_path / "s.csv"
+    r = cli_in_process("score", str(digits_run), "digits:test", f"--out={out}")
+    assert r.returncode == 0, r.stderr
+    det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
+    split = load_split(det.resolved_config().data, det.resolved_config().seed)
+    scores = [float(row["score"]) for row in read(out)]
+    assert len(scores) == len(split.x_test)
+    auroc = json.loads((digits_run / "results.json").read_text())["multi"]["test_auroc"]
+    assert roc_auc_score(split.is_anomaly_test, scores) == pytest.approx(auroc, abs=1e-4)
+    r = cli_in_process("score", str(digits_run), str(tmp_path / "missing.csv"), f"--out={out}")
+    assert r.returncode == 2 and "missing.csv': no such file" in r.stderr
+
+
 def test_score_torchvision_dataset(tmp_path):
     from fakes import make_mnist
 

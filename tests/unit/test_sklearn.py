@@ -103,7 +103,7 @@ def test_pipeline_decision_function(digits):
     "x, match",
     [
         (np.zeros((0, 64), np.float32), "0 sample"),
-        (np.zeros(64, np.float32), "Expected 2D array"),
+        (np.zeros(64, np.float32), r"has shape \(64,\): one row per sample is needed"),
         (np.zeros((1, 64), np.float32), "minimum of 2 is required"),
         (np.array([["a"] * 64] * 5), "must be numeric"),
     ],
