@@ -23,7 +23,6 @@ import re
 import sys
 import typing
 import warnings
-from pathlib import Path
 from typing import Any
 
 from . import config as C
@@ -151,7 +150,11 @@ def export(run_dir: str, model: str = "multi", out: str | None = None, format: s
     from .export import export_target
 
     path, fmt = export_target(run_dir, model, out, format)
-    det = MultiRadiusDeepSVDD.load(Path(run_dir) / f"detector_{model}.pt")
+    from .runfolder import detector_file
+
+    det = MultiRadiusDeepSVDD.load(detector_file(run_dir, model))
+    if path.is_dir():
+        raise C.ConfigError(f"--out={str(path)!r} is a folder; pass the path of the file to write")
     path = export_scorer(det, path, format=fmt)
     shape = " x ".join(map(str, det.input_shape_))
     print(f"wrote {path} ({fmt}; input: N x {shape} raw samples; threshold {det.threshold_:.6g})")
@@ -248,7 +251,9 @@ def parse_command(verb: str, argv: list[str]) -> dict[str, Any]:
             options = ", ".join(f"--{n}" for n, p in params.items() if p.default is not p.empty)
             takes = f"its options: {options}" if options else "it takes no options"
             raise C.ConfigError(f"{verb}: unknown option {arg.partition('=')[0]}{hint} ({takes})")
-    slots = [n for n, p in params.items() if n not in given]  # in order: what the positional arguments fill
+    # in order, what the positional arguments fill: a verb's required arguments (RUN_DIR, INPUT; its options
+    # are written --name=value), the run's RECIPE
+    slots = [n for n, p in params.items() if n not in given and (p.default is p.empty or open_ended)]
     if len(positional) > len(slots):
         raise C.ConfigError(
             f"{verb}: unexpected argument {positional[len(slots)]!r}; usage: {VERB_USAGE[verb]} (options are "

@@ -126,6 +126,12 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return validate(X, fitting=fitting, non_finite=self.non_finite)
 
     def resolved_config(self) -> C.Config:
+        if self.config is not None and not isinstance(self.config, C.Config):
+            given = f"load_recipe({self.config!r})" if isinstance(self.config, (str, Path)) else "load_recipe('digits')"
+            raise TypeError(
+                f"config must be a Config, such as a recipe's: MultiRadiusDeepSVDD({given}); got "
+                f"{type(self.config).__name__} {self.config!r}"
+            )
         return apply_overrides(self.config or C.Config(), self.overrides)
 
     # -------------------------------------------------------------- fitting

@@ -76,8 +76,16 @@ def save_detector(det: Any, path: str | Path) -> Path:
 
 
 def _read(path: Path, device: str) -> dict[str, Any]:
+    if path.is_dir():
+        raise DetectorFileError(f"{str(path)!r} is a folder; a run's detector file is RUN_DIR/detector_multi.pt")
     if not path.is_file():
         raise DetectorFileError(f"no detector file at {str(path)!r}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # save() writes torch's zip format
+            raise DetectorFileError(
+                f"{str(path)!r} is not a readable detector file (not a file written by save()); use a file "
+                "written by save(), or refit and save the detector again"
+            )
     try:
         p = load_checked(path, map_location=device)
     except UncheckedFileError as e:

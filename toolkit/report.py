@@ -243,7 +243,8 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
         raise ReportError(f"projection {projection!r} is unknown; accepted: {', '.join(PROJECTIONS)}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ReportError(f"run folder {str(run_dir)!r} does not exist")
+        what = "is a file, not a run folder" if run_dir.exists() else "does not exist"
+        raise ReportError(f"run folder {str(run_dir)!r} {what}")
     for name in (*SIZES, "report.md"):  # every target checked before anything is written
         _target(run_dir, name)
     results = _load(run_dir, "results.json")

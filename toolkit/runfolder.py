@@ -50,6 +50,29 @@ class RunFolderError(RuntimeError):
 RESUME_FIXED = (*C.MODEL_SETTINGS, "data.dataset", "data.normal_classes", "data.test_fraction")
 
 
+def detector_file(run_dir: str | Path, model: str) -> Path:
+    """``RUN_DIR/detector_MODEL.pt``, or a :class:`RunFolderError` saying why a run folder has none: no
+    such folder, a file, a run not finished (resume it), a run trained without its one-sphere baseline."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"detector_{model}.pt"
+    if path.is_file():
+        return path
+    if not run_dir.exists():
+        raise RunFolderError(f"run folder {str(run_dir)!r} does not exist")
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{str(run_dir)!r} is a file, not a run folder (the folder holding detector_{model}.pt)")
+    if (run_dir / "config.json").is_file() and not (run_dir / "results.json").is_file():
+        raise RunFolderError(
+            f"the run in {str(run_dir)!r} has not finished (no results.json): continue it with "
+            f"python -m toolkit {run_dir / 'config.json'} --run_dir={run_dir} --resume=True"
+        )
+    if model == "single" and (run_dir / "detector_multi.pt").is_file():
+        raise RunFolderError(
+            f"{str(run_dir)!r} has no one-sphere detector: the run was made with --baseline=False; use --model=multi"
+        )
+    raise RunFolderError(f"no detector file at {str(path)!r}: {str(run_dir)!r} is not a finished run's folder")
+
+
 def resume_fixed(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RESUME_FIXED)
 

@@ -23,6 +23,7 @@ import numpy as np
 from .data import TORCHVISION, DataConfig, DataError, load_split
 from .detector import MultiRadiusDeepSVDD
 from .files import atomic_write, describe
+from .runfolder import detector_file
 from .sources import FILE_SUFFIXES
 from .sources import batches as read_batches
 
@@ -104,7 +105,7 @@ def score_to_csv(
         raise DataError(f"--out={str(out)!r}: folder {str(folder)!r} does not exist; create it or pick another --out")
     if Path(out).is_dir():
         raise DataError(f"--out={str(out)!r} is a folder; pass the path of the CSV file to write")
-    det = MultiRadiusDeepSVDD.load(run_dir / f"detector_{model}.pt")
+    det = MultiRadiusDeepSVDD.load(detector_file(run_dir, model))
     det.non_finite = non_finite
     data = det.resolved_config().data
     src = Path(source)

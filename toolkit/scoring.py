@@ -228,7 +228,8 @@ class Scorer(nn.Module):
         """The score from its columns: the one column itself, or the standardised, weighted sum. A score
         that is not a number (values so large that float32 overflows on the way) is +inf: anomalous,
         never called normal."""
-        s = cols[:, 0] if cols.shape[1] == 1 else combined_scores(cols, self.stats, self.weights)
+        # the number of columns from the names (a Python list), so that a traced export records no shape test
+        s = cols[:, 0] if len(self.names) == 1 else combined_scores(cols, self.stats, self.weights)
         return torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -108,6 +108,36 @@ def test_a_runs_extra_argument_is_refused_before_the_run_folder_is_made(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_a_verbs_extra_argument_is_refused_not_read_as_an_option(run_dir, rows):
+    for args in (
+        ["score", str(run_dir), str(rows), "extra"],
+        ["export", str(run_dir), "a"],
+        ["report", str(run_dir), "b"],
+    ):
+        assert f"{args[0]}: unexpected argument '{args[-1]}'" in one_line_error(cli_in_process(*args))
+
+
+def test_a_run_folder_without_the_detector_asked_for_says_why(run_dir, rows, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    started(tmp_path / "unfinished")
+    finished = tmp_path / "finished"  # a finished run made with --baseline=False
+    finished.mkdir()
+    (finished / "detector_multi.pt").write_bytes((run_dir / "detector_multi.pt").read_bytes())
+    (finished / "results.json").write_text("{}")
+    cases = [
+        (tmp_path / "missing", "multi", "does not exist"),
+        (tmp_path / "a-file", "multi", "is a file, not a run folder"),
+        (tmp_path / "unfinished", "multi", "has not finished (no results.json): continue it with"),
+        (finished, "single", "has no one-sphere detector: the run was made with --baseline=False"),
+    ]
+    for folder, model, message in cases:
+        for verb in (["score", str(folder), str(rows), f"--out={tmp_path / 's.csv'}"], ["export", str(folder)]):
+            assert message in one_line_error(cli_in_process(*verb, f"--model={model}"))
+    r = cli_in_process("export", str(run_dir), f"--out={tmp_path}")
+    assert "is a folder; pass the path of the file to write" in one_line_error(r)
+    assert "is a file, not a run folder" in one_line_error(cli_in_process("report", str(tmp_path / "a-file")))
+
+
 @pytest.mark.parametrize("verb", ["score", "report", "export", "plugins"])
 def test_a_verbs_help_is_its_usage_and_what_it_does(verb):
     r = cli_in_process(verb, "--help")

@@ -42,6 +42,19 @@ def test_learned_attributes(fitted, digits):
 
 
 @pytest.mark.slow  # the module's fitted detector: a whole fit
+def test_a_config_that_is_not_a_config_says_how_to_get_one(digits):
+    with pytest.raises(TypeError, match=r"config must be a Config, such as a recipe's: .*load_recipe\('digits'\)"):
+        MultiRadiusDeepSVDD("digits").fit(digits[0])
+
+
+def test_load_says_what_a_path_is_when_it_is_no_detector_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a detector")
+    with pytest.raises(DetectorFileError, match="is not a readable detector file .not a file written by save"):
+        MultiRadiusDeepSVDD.load(tmp_path / "notes.txt")
+    with pytest.raises(DetectorFileError, match="is a folder; a run's detector file is RUN_DIR/detector_multi.pt"):
+        MultiRadiusDeepSVDD.load(tmp_path)
+
+
 def test_decision_function_is_min_over_spheres(fitted, digits):
     x = digits[1][:50]
     got = fitted.decision_function(x)
