@@ -150,7 +150,11 @@ def _check_normal_classes(cfg: DataConfig, path: str, labels: np.ndarray) -> lis
     if missing := [c for c in wanted if c not in names]:
         raise DataError(f"normal class(es) {missing} are not in {path}; its classes are {names} (data.normal_classes)")
     if set(wanted) == set(names):
-        raise DataError(f"data.normal_classes names every class of {path} ({names}): none is left as anomaly")
+        raise DataError(
+            f"data.normal_classes names every class of {path} ({names}): none is left as anomaly (class folders "
+            "holding no image are not classes). To train on normal data alone, give a labelled test set with "
+            "--data.test, or data without classes (images directly in the folder, a table without its label column)"
+        )
     return wanted
 
 

@@ -81,7 +81,8 @@ def _read(path: Path, device: str) -> dict[str, Any]:
     if not path.is_file():
         raise DetectorFileError(f"no detector file at {str(path)!r}")
     with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # save() writes torch's zip format
+        head = f.read(4)
+        if len(head) == 4 and head != b"PK\x03\x04":  # save() writes torch's zip format; shorter: cut short
             raise DetectorFileError(
                 f"{str(path)!r} is not a readable detector file (not a file written by save()); use a file "
                 "written by save(), or refit and save the detector again"

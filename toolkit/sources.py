@@ -62,6 +62,8 @@ def kind(path: str | Path) -> str:
 def _numbers(x: object, path: Path, what: str) -> np.ndarray:
     if not isinstance(x, np.ndarray) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise DataError(f"{path}: {what} holds {getattr(x, 'dtype', type(x).__name__)} values; numbers are needed")
+    if np.issubdtype(x.dtype, np.complexfloating):  # float32 would keep the real parts alone, silently
+        raise DataError(f"{path}: {what} holds complex numbers ({x.dtype}); real numbers are needed")
     if x.ndim == 0:
         raise DataError(f"{path}: {what} holds a single number; give an array with one row per item")
     return x

@@ -22,7 +22,7 @@ from toolkit.data import (
     resolve_preprocess,
 )
 from toolkit.nets import resolve_arch
-from toolkit.sources import image_files, image_mode, read_images, read_npz, read_table
+from toolkit.sources import image_files, image_mode, open_npy, read_images, read_npz, read_table
 
 # short schedules, one SVDD model (no one-sphere term or baseline): these tests are about the data paths
 TINY = [
@@ -122,6 +122,9 @@ def test_npz_reader_needs_x_and_checks_y(tmp_path):
     np.savez(tmp_path / "c.npz", x=np.zeros((4, 3)), y=np.zeros(3))
     with pytest.raises(DataError, match=r"one class per item of x \(4\)"):
         read_npz(tmp_path / "c.npz")
+    np.save(tmp_path / "d.npy", np.zeros((4, 3), np.complex64))  # never cut to its real parts
+    with pytest.raises(DataError, match=r"holds complex numbers \(complex64\); real numbers are needed"):
+        open_npy(tmp_path / "d.npy")
 
 
 def test_image_folders_flat_or_by_class(image_folder, tmp_path):
