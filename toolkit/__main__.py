@@ -23,6 +23,7 @@ import re
 import sys
 import typing
 import warnings
+from pathlib import Path
 from typing import Any
 
 from . import config as C
@@ -64,6 +65,8 @@ def run(recipe: str | None = None, **overrides: Any) -> None:
     from .run import run as run_pipeline
 
     if cfg.resume:
+        if not cfg.run_dir and recipe and Path(recipe).suffix.lower() == ".json":  # a run's config.json: that run
+            cfg = apply_overrides(cfg, {"run_dir": str(Path(recipe).expanduser().parent)})
         cfg = resume_config(cfg, overrides)
     results = run_pipeline(cfg)
     if results:  # empty on the other ranks under torchrun

@@ -88,10 +88,11 @@ def pseudo_labels(
     clusterer = build_clusterer(cfg.name, **options)
     try:
         raw = np.asarray(clusterer.fit_predict(z.detach().cpu().numpy()))
-    except ValueError as e:  # a value the clusterer takes but these data cannot (more clusters than points)
+    except Exception as e:  # a value these data cannot take (more clusters than points), or a plugin's fault
         given = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items())
+        why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         raise ClusteringError(
-            f"clusterer {cfg.name!r} ({given or 'its defaults'}) could not cluster the {n} training embeddings: {e}"
+            f"clusterer {cfg.name!r} ({given or 'its defaults'}) could not cluster the {n} training embeddings: {why}"
         ) from e
     if raw.shape != (n,):
         raise ClusteringError(

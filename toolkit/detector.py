@@ -190,7 +190,20 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        return self.fit(X).labels_  # the training data's 0/1 outlier labels, as PyOD
+        """Fit on ``X`` and return one 0/1 outlier label per row of it, as PyOD: ``labels_`` for the rows
+        that trained, ``predict`` for the rows held out to set the threshold (``score.calibration``)."""
+        self.fit(X)
+        held = np.setdiff1d(np.arange(len(X)), self.train_rows_)
+        if not len(held):
+            return self.labels_
+        labels = np.empty(len(X), dtype=np.int64)
+        labels[self.train_rows_] = self.labels_
+        if isinstance(X, Tensor):
+            x_held = X[torch.from_numpy(held)]
+        else:
+            x_held = X.iloc[held] if hasattr(X, "iloc") else np.asarray(X)[held]  # a DataFrame keeps its names
+        labels[held] = self.predict(x_held)
+        return labels
 
     @classmethod
     def _from_parts(cls, cfg: C.Config, *parts: Any, device: str | None = None, **kw: Any) -> MultiRadiusDeepSVDD:

@@ -64,6 +64,8 @@ def as_images(x: np.ndarray) -> np.ndarray | None:
         x = x.reshape(-1, 1, side, side)
     if x.ndim != 4:
         return None
+    if not x.size:  # no images kept (monitor.extremes=0)
+        return x
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / max(hi - lo, 1e-12)
 

@@ -14,6 +14,7 @@ import importlib.resources
 import json
 import runpy
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,10 @@ def replay(saved: Any, source: str) -> Config:
     """The configuration a saved run's settings (a config.json's content) describe, every key and value
     checked as the command line's are: an unknown key is refused (with the nearest valid ones and the
     keys its section takes), and so is a value of the wrong type (2.7 for an integer, "3" for a number).
-    A key the file leaves out keeps its default."""
+    A key the file leaves out keeps the toolkit's default (a file saved before that setting existed), said
+    in a warning naming it."""
     values: dict[str, Any] = {}
+    left_out: list[str] = []
 
     def walk(obj: Any, cls: type, prefix: str) -> None:
         where = prefix.rstrip(".") or "the file"
@@ -92,6 +95,7 @@ def replay(saved: Any, source: str) -> Config:
             raise ConfigError(f"{source}: {where} is {obj!r}; a JSON object of settings is expected")
         hints = field_types(cls)
         names = [f.name for f in dataclasses.fields(cls)]
+        left_out.extend(prefix + n for n in names if n not in obj)
         for key, value in obj.items():
             dotted = f"{prefix}{key}"
             if key not in names:
@@ -109,6 +113,11 @@ def replay(saved: Any, source: str) -> Config:
                 values[dotted] = coerce(dotted, hints[key], value, strict=True, name=f"{source}: {dotted}")
 
     walk(saved, Config, "")
+    if left_out:
+        shown = ", ".join(left_out[:6]) + (f" and {len(left_out) - 6} more" if len(left_out) > 6 else "")
+        warnings.warn(
+            f"{source} leaves out {shown}: the toolkit's default is taken for each, not a recipe's", stacklevel=2
+        )
     nested: dict[str, Any] = {}
     for dotted, value in values.items():
         *parents, leaf = dotted.split(".")

@@ -228,7 +228,7 @@ def extremes_figure(run_dir: Path, ext: Any) -> Path:
             ax = fig.add_subplot(len(models), 2, 2 * i + j + 1)
             imgs = as_images(ext[f"{m}_{kind}_images"])
             if imgs is None or len(imgs) == 0:
-                ax.text(0.5, 0.5, "not images", ha="center")
+                ax.text(0.5, 0.5, "not images" if imgs is None else "none kept (monitor.extremes=0)", ha="center")
             else:
                 ax.imshow(_grid(imgs, cols=8), cmap="gray", interpolation="nearest")
             ax.set(title=f"{MODELS[m]}: most {kind} test images", xticks=[], yticks=[])

@@ -225,6 +225,11 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
     holding a symbolic link is refused (nothing is written through one)."""
     if not cfg.dist.backend:
         resolve_device(cfg.device)
+    elif cfg.dist.backend == "nccl" and torch.cuda.device_count() < max(1, cfg.dist.nproc_per_node):
+        raise C.ConfigError(
+            f"--backend=nccl runs one process per NVIDIA GPU: {cfg.dist.nproc_per_node} asked for, "
+            f"{torch.cuda.device_count()} here; use --backend=gloo (CPU processes) or fewer --nproc_per_node"
+        )
     check_clusterer(cfg.clustering, seed=cfg.seed, n_normal_classes=len(cfg.data.normal_classes))
     cfg.score.check()
     method = check_pretraining(cfg)

@@ -35,6 +35,13 @@ def resolve_device(name: str) -> torch.device:
         raise C.ConfigError(f"device={name!r} is not a device; accepted: auto, cpu, cuda, cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise C.ConfigError(f"device={name!r} was asked for but CUDA is not available here; use auto or cpu")
+    try:  # a device this PyTorch has no support for (mps on Linux), or a GPU index beyond those there
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError):
+        raise C.ConfigError(
+            f"device={name!r} cannot be used here: this PyTorch build or this machine has no such device; use auto "
+            "or cpu"
+        ) from None
     return dev
 
 

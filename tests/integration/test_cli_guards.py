@@ -319,6 +319,15 @@ def test_data_that_fit_would_refuse_are_one_line_and_leave_no_run(tmp_path):
         assert not (tmp_path / "run").exists()
 
 
+def test_a_replayed_config_with_resume_resumes_the_run_it_belongs_to(tmp_path, monkeypatch):
+    """Not the newest run of its name under runs/: the folder that holds the config.json."""
+    started(tmp_path / "a")
+    monkeypatch.chdir(tmp_path)
+    started(tmp_path / "runs" / "digits-20990101-000000")  # newer by name, another run
+    r = cli_in_process(str(tmp_path / "a" / "config.json"), "--resume=True", "--pretrain.epochs=3")
+    assert f"--resume: {tmp_path / 'a'} was started with other model or data settings" in one_line_error(r)
+
+
 def test_a_ctrl_c_before_the_run_starts_says_nothing_was_written(tmp_path, monkeypatch, capsys):
     """Not the advice to resume: a run stopped while its data load holds no run to resume."""
     import toolkit.run
@@ -416,6 +425,16 @@ def test_a_replayed_config_with_an_unknown_key_or_a_wrong_type_is_refused(tmp_pa
         line = one_line_error(r)
         assert expected in line and str(path) in line, line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_replayed_config_that_leaves_settings_out_says_which_take_the_toolkits_default(tmp_path):
+    from toolkit.recipes_loader import replay
+
+    saved = json.loads(dumps(load_recipe("digits")))
+    del saved["score"], saved["svdd"]["nu"]
+    with pytest.warns(UserWarning, match=r"cfg.json leaves out score, svdd.nu: the toolkit's default is taken"):
+        cfg = replay(saved, "cfg.json")
+    assert cfg.score == type(cfg.score)() and cfg.svdd.nu == type(cfg.svdd)().nu
 
 
 @pytest.mark.parametrize(

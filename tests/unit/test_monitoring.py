@@ -113,6 +113,15 @@ def test_report_verb_writes_every_figure_from_the_run_folder(digits_run):
     assert f"{loss:.4g} in evaluation mode" in md
 
 
+def test_report_of_a_run_that_kept_no_extreme_images(tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--pretrain.epochs=1", "--svdd.epochs=1", "--svdd.warmup_epochs=1", "--baseline=False", "--progress=none"]
+    assert cli_in_process(*tiny, "--monitor.extremes=0", f"--run_dir={run}").returncode == 0
+    r = cli_in_process("report", str(run), "--projection=pca")
+    assert r.returncode == 0, r.stderr
+    assert (run / "extremes.png").is_file() and "](extremes.png)" in (run / "report.md").read_text()
+
+
 def test_report_on_a_folder_that_is_not_a_run(tmp_path):
     r = cli_in_process("report", str(tmp_path))
     assert r.returncode == 2 and "results.json is missing" in r.stderr

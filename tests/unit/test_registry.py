@@ -176,6 +176,16 @@ def test_a_clusterers_refusal_of_these_data_names_the_clusterer_and_its_options(
     with pytest.raises(ClusteringError, match=r"'kmeans' \(n_clusters=50\) could not cluster the 20 training"):
         pseudo_labels(torch.randn(20, 2), cfg)
 
+    def broken(X):
+        raise RuntimeError("boom")
+
+    register_clusterer("test-broken", lambda: type("C", (), {"fit_predict": lambda self, X: broken(X)})())
+    try:  # a plugin's own fault: one line naming it, the traceback kept as the cause
+        with pytest.raises(ClusteringError, match=r"'test-broken' \(its defaults\) could not .*: RuntimeError: boom"):
+            pseudo_labels(torch.randn(20, 2), ClusteringConfig(name="test-broken", min_cluster_size=1))
+    finally:
+        unregister_clusterer("test-broken")
+
 
 def test_pseudo_labels_kmeans_takes_number_of_normal_classes_when_asked(blobs):
     x, _ = blobs

@@ -55,6 +55,18 @@ def test_a_seed_out_of_numpys_range_is_refused():
         apply_overrides(load_recipe("digits"), {"seed": -1})
 
 
+def test_fit_predict_labels_every_row_held_out_ones_too(digits):
+    """scikit-learn's and PyOD's fit_predict: one label per row of X, the rows held out to set the
+    threshold by predict."""
+    x = digits[0]
+    det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **QUICK)  # a tenth held out
+    labels = det.fit_predict(x)
+    held = np.setdiff1d(np.arange(len(x)), det.train_rows_)
+    assert len(labels) == len(x) and len(held) == round(0.1 * len(x))
+    np.testing.assert_array_equal(labels[det.train_rows_], det.labels_)
+    np.testing.assert_array_equal(labels[held], det.predict(x[held]))
+
+
 def test_calibration_out_of_range_is_refused():
     with pytest.raises(ConfigError, match=r"score.calibration=0.6 must be in \[0, 0.5\)"):
         apply_overrides(load_recipe("digits"), {"score.calibration": 0.6})
