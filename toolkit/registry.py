@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
@@ -150,6 +151,22 @@ class Registry:
             shown = ", ".join(f"{k}" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in opts.items())
             yield f"{name}({shown})"
 
+    def _check_types(self, name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+        """Refuse an option whose value is not of the plain type (int, float, bool, str) the factory's
+        signature declares for it, before anything is built: a factory may only store its options, and
+        the wrong type would then fail once training is done. Other annotations are the plugin's to check."""
+        try:
+            hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+        except Exception:  # annotations that do not resolve: nothing to check them by
+            return
+        for key, value in options.items():
+            want = hints.get(key)
+            ok = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}.get(want)
+            if ok and (not isinstance(value, ok) or (want is not bool and isinstance(value, bool))):
+                raise TypeError(
+                    f"{self.kind} {name!r}: option {key}={value!r} has the wrong type; {want.__name__} expected"
+                )
+
     def build(self, name: str, **options: Any) -> Any:
         """The plugin ``name`` built with ``options``; unknown options are refused up front, and so is a
         result without the methods of the contract."""
@@ -161,6 +178,7 @@ class Registry:
                 raise RegistryError(
                     f"{self.kind} {name!r} has no option(s) {sorted(unknown)}; accepted: {sorted(self.options(name))}"
                 )
+        self._check_types(name, factory, options)
         plugin = factory(**options)
         if missing := [m for m in self.contract if not callable(getattr(plugin, m, None))]:
             wants = ", ".join(f"{m}()" for m in missing)

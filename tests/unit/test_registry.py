@@ -187,6 +187,25 @@ def test_a_clusterers_refusal_of_these_data_names_the_clusterer_and_its_options(
         unregister_clusterer("test-broken")
 
 
+def test_an_option_of_another_type_than_the_factory_declares_is_refused_before_building():
+    built = []
+
+    def factory(n_components: int = 2, scale: float = 1.0):
+        built.append(n_components)
+        return type("C", (), {"fit_predict": lambda self, X: np.zeros(len(X), int)})()
+
+    register_clusterer("test-typed", factory)
+    try:
+        with pytest.raises(TypeError, match=r"option n_components='abc' has the wrong type; int expected"):
+            build_clusterer("test-typed", n_components="abc")
+        with pytest.raises(TypeError, match=r"option scale=True has the wrong type; float expected"):
+            build_clusterer("test-typed", scale=True)
+        build_clusterer("test-typed", n_components=3, scale=2)  # an int is a number
+        assert built == [3]
+    finally:
+        unregister_clusterer("test-typed")
+
+
 def test_pseudo_labels_kmeans_takes_number_of_normal_classes_when_asked(blobs):
     x, _ = blobs
     cfg = ClusteringConfig(name="kmeans", options={"n_clusters": "n_normal_classes"})
