@@ -48,7 +48,10 @@ def expected_pixels(name: str) -> tuple[int, int]:
 def _load(run_dir: Path, name: str) -> Any:
     p = run_dir / name
     if not p.is_file():
-        raise ReportError(f"{p} is missing: is {run_dir} a finished run folder (python -m toolkit RECIPE writes one)?")
+        raise ReportError(
+            f"{p} is missing: is {run_dir} a finished run folder (python -m toolkit RECIPE writes one)? A run "
+            f"stopped before its end writes it once continued: python -m toolkit --run_dir={run_dir} --resume=True"
+        )
     try:
         return read_json_checked(p) if name.endswith(".json") else load_npz_checked(p)
     except UncheckedFileError as e:
