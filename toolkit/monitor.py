@@ -169,7 +169,8 @@ def write_story(
         run_dir / "embeddings.npz",
         train_z=_embed(det, pretrained_encoder, x_train[tsub]).cpu().numpy(),
         train_cluster=np.asarray(det.cluster_labels_)[tsub],
-        train_class=split.y_train[tsub],
+        train_class=np.asarray(split.y_train)[det.train_rows_][tsub],  # the same rows as train_z
+        train_classes_known=np.array(split.labelled and split.train_labelled),
         test_z_pretrained=z_pre.cpu().numpy(),
         test_z_end=z_end.cpu().numpy(),
         test_cluster=k_end.cpu().numpy(),

@@ -199,13 +199,17 @@ def embeddings_figure(run_dir: Path, emb: Any, method: str) -> Path:
         ("train_cluster", "pseudo-label (cluster)", "cluster", "Dark2", "^"),
         ("train_class", "true class", "class", "tab10", "o"),
     )
+    known = bool(emb["train_classes_known"]) if "train_classes_known" in emb else True
     for i, (key, title, name, palette, marker) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         c = emb[key]
+        if key == "train_class" and not known:  # unlabelled training data: no class to show
+            title, name = "true class (none given: all normal)", "all normal"
         colours = plt.get_cmap(palette)
         for j, v in enumerate(np.unique(c)):
             sel = c == v
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, marker=marker, color=colours(j % colours.N), label=f"{name} {v}")
+            label = name if key == "train_class" and not known else f"{name} {v}"
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, marker=marker, color=colours(j % colours.N), label=label)
         ax.set(title=f"Training embeddings after pretraining ({method.upper()}), by {title}", xticks=[], yticks=[])
         ax.title.set_fontsize(9)
         ax.legend(markerscale=3, fontsize=7, ncol=2)

@@ -113,6 +113,24 @@ def test_report_verb_writes_every_figure_from_the_run_folder(digits_run):
     assert f"{loss:.4g} in evaluation mode" in md
 
 
+def test_the_embeddings_true_classes_are_those_of_the_rows_that_trained(digits_run):
+    """The digits recipe holds a tenth out to set the threshold: the figure's classes are those of the rows
+    whose embeddings it draws (the run keeps every one: projector_samples above the rows that trained)."""
+    from toolkit.data import load_split
+    from toolkit.files import load_npz_checked
+    from toolkit.scoring import calibration_rows
+
+    det = MultiRadiusDeepSVDD.load(digits_run / "detector_multi.pt")
+    cfg = det.resolved_config()
+    split = load_split(cfg.data, cfg.seed)
+    rows, held = calibration_rows(len(split.x_train), cfg.score.calibration, cfg.seed)  # as the fit drew them
+    emb = load_npz_checked(digits_run / "embeddings.npz")
+    assert len(held) == round(0.1 * len(split.x_train)) and len(emb["train_class"]) == len(rows)
+    np.testing.assert_array_equal(emb["train_class"], split.y_train[rows.numpy()])
+    np.testing.assert_array_equal(emb["train_cluster"], det.cluster_labels_)
+    assert bool(emb["train_classes_known"])
+
+
 def test_report_of_a_run_that_kept_no_extreme_images(tmp_path):
     run = tmp_path / "run"
     tiny = ["--pretrain.epochs=1", "--svdd.epochs=1", "--svdd.warmup_epochs=1", "--baseline=False", "--progress=none"]
