@@ -182,7 +182,11 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this epoch's checkpoint (Ctrl-C again to stop at once)", file=sys.stderr)
+        print(
+            "\nstopping after this epoch's checkpoint (Ctrl-C again to stop at once); past the last epoch, the run "
+            "finishes writing its files",
+            file=sys.stderr,
+        )
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
