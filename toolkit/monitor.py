@@ -10,6 +10,7 @@ arrays the report verb draws from, so that ``python -m toolkit report RUN_DIR`` 
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from .files import savez_checked
 from .nets import embed, fast_layout
 from .overrides import field_table
 from .svdd import scores as sphere_scores
+
+log = logging.getLogger("toolkit")
 
 MODELS = {"multi": "Multi-Radius Deep SVDD", "single": "Deep SVDD (one sphere)"}
 
@@ -107,6 +110,9 @@ def write_story(
     ``extremes.npz`` for the report. Returns the final test metrics per model."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    log.info(
+        "scoring the %d test items with each model; writing TensorBoard's projector and figures", len(split.x_test)
+    )
     m = cfg.monitor
     rng = np.random.default_rng(cfg.seed)
     step = cfg.svdd.epochs

@@ -13,6 +13,7 @@ and :func:`summary`, the short table a run prints when it ends, from its results
 
 from __future__ import annotations
 
+import logging
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 from .clustering import contingency_markdown
 from .files import ChecksumError, UncheckedFileError, atomic_write, describe, load_npz_checked, read_json_checked
 from .monitor import MODELS, as_images
+
+log = logging.getLogger("toolkit")
 
 DPI = 100
 PROJECTIONS = ("tsne", "pca")  # the 2-D maps of the embeddings figure
@@ -191,6 +194,7 @@ def project_2d(z: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
 
 
 def embeddings_figure(run_dir: Path, emb: Any, method: str) -> Path:
+    log.info("report: %s of %d x %d embeddings", method.upper(), *emb["train_z"].shape)
     xy = project_2d(emb["train_z"], method)
     plt, fig = _figure("embeddings.png")
     # clusters and classes are different things: their own palettes, markers and names, so that cluster 1

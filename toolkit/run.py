@@ -254,6 +254,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
             pretraining_net(method, arch, split.input_shape, cfg.net)
         if launcher:
             folder.start(cfg, cfg.resume)  # config.json once the data are there: a data error leaves no run
+            log.info("run folder: %s (tensorboard --logdir %s)", folder.path, folder.path)
         started = True
         if cfg.dist.backend:
             spawn = {} if torchrun else {"nproc_per_node": cfg.dist.nproc_per_node, "master_port": _free_port()}

@@ -54,6 +54,7 @@ def run_stages(
         history = pretrain(pretrained, x, m.pretrain, seed=m.seed, harness=harness, method=method)
         info["pretrain"] = {"seconds": time.perf_counter() - t0, "history": history.as_dict()}
         if harness.rank == 0:  # the net as the rest of the fit sees it
+            log.info("pretrain: the loss in evaluation mode over the %d training rows", len(x))
             info["pretrain"]["eval_loss"] = evaluation_loss(pretrained, x, method, m.pretrain.batch_size, m.seed)
             report_evaluation_loss(info["pretrain"], m.pretrain.refresh_bn)
         record(harness, "pretrain", {"autoencoder": pretrained.state_dict(), "info": json.dumps(info["pretrain"])})

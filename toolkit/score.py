@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ from .files import atomic_write, describe
 from .runfolder import detector_file
 from .sources import FILE_SUFFIXES
 from .sources import batches as read_batches
+
+log = logging.getLogger("toolkit")
 
 
 def _chunks(x: np.ndarray, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -149,6 +152,8 @@ def score_to_csv(
                 )
                 n += len(ids)
                 bar.update(len(ids))
+                if not progress:  # no bar (output to a file): one line per batch says how far it is
+                    log.info("score: %d%s rows scored", n, "" if total is None else f" of {total}")
 
     atomic_write(out, write)  # a failed score leaves no partial output behind
     return n

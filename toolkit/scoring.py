@@ -25,6 +25,7 @@ point itself out, and so does its own cluster's centre) and the columns are adde
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +39,8 @@ from .knn import knn_block, knn_distance
 from .nets import fast_layout
 from .settings import ConfigError
 from .svdd import OUTSIDE, SphereHead, cluster_means, combined_scores, score_stats, scores
+
+log = logging.getLogger("toolkit")
 
 
 def calibration_rows(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
@@ -263,11 +266,17 @@ class Scorer(nn.Module):
         rows = {s: self.as_kept(torch.cat(r)) for s, r in rows.items()}
         for space in self.knn_spaces:
             ref = rows[space]
+            log.info(
+                "score: the %d-NN distance of each of %d training rows to the others (%s)", self.knn_k, len(ref), space
+            )
             setattr(self, f"knn_{space}", ref)
             loo = knn_distance(ref, ref, self.knn_k, exclude_self=True)
             parts = torch.cat([parts, loo[:, None].to(parts.dtype)], dim=1)
         for space in self.centres_spaces:
             ref = rows[space]
+            log.info(
+                "score: the centres of the nearest-centre term, a partition of %d training rows (%s)", len(ref), space
+            )
             labels = partition(ref).to(device).long()
             centres = self.as_kept(cluster_means(ref, labels, int(labels.max()) + 1))
             setattr(self, f"centres_{space}", centres)

@@ -8,6 +8,7 @@ stage runner, ``runner.py``); nothing here knows about run folders."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from .nets import embed, refresh_batchnorm
 from .pretext import method_of
 from .spheres import FinalSpheres, HeldOutLoss, SphereUpdate, attach_collapse_check, recentre
 from .svdd import SphereHead, init_centres, nearest_sphere, svdd_loss
+
+log = logging.getLogger("toolkit")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,6 +164,9 @@ def _run(
     harness.fire(
         FitEvents.STAGE_STARTED, stage=stage, trainer=engine, to_save=to_save, history=history, score_fn=score_fn
     )
+    if harness.rank == 0:  # a first epoch can take minutes (CIFAR-10 on a CPU): say what is running
+        rows = len(data.tensors[0])
+        log.info("%s: %d epochs of %d batches (%d rows) on %s", stage, epochs, len(data), rows, harness.device)
     engine.run(data, max_epochs=epochs)
     harness.fire(FitEvents.STAGE_COMPLETED, stage=stage, trainer=engine)
     return history
@@ -194,6 +200,8 @@ def pretrain(
     # the checkpoints and the finished stage keep the pretrained net, of any method, as "autoencoder"
     history = _run(engine, data, opt.epochs, harness, "pretrain", optimizer, scheduler, {"autoencoder": net}, score)
     if opt.refresh_bn:  # the statistics of the batches as the method's training fed them (its draws seeded)
+        if harness.rank == 0:
+            log.info("pretrain: recomputing BatchNorm's statistics over the %d training rows", len(x))
         generator = torch.Generator(device=x.device).manual_seed(seed)
         refresh_batchnorm(net, x, opt.batch_size, lambda xb: method.loss(net, xb, generator))
     return history
