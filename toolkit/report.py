@@ -248,6 +248,24 @@ def extremes_figure(run_dir: Path, ext: Any) -> Path:
     return _save(plt, fig, run_dir / "extremes.png")
 
 
+TOP_ROWS = 10  # the most anomalous test items report.md lists per model
+
+
+def _most_anomalous(scores: Any, labelled: bool) -> list[str]:
+    """report.md's list of each model's highest-scored test items, by their row in the test set (for
+    unlabelled data, the data themselves, in their order): what a user of unlabelled data looks at first."""
+    where = "the labelled test set (* an anomaly)" if labelled else "the data, in their order"
+    lines = ["## Most anomalous test items", "", f"Each model's {TOP_ROWS} highest scores, by row in {where}:", ""]
+    for m, label in MODELS.items():
+        if f"{m}_score" not in scores:
+            continue
+        s = np.asarray(scores[f"{m}_score"])
+        top = np.argsort(-s, kind="stable")[:TOP_ROWS]
+        star = np.asarray(scores["is_anomaly"]).astype(bool) if labelled else np.zeros(len(s), bool)
+        lines.append(f"- {label}: " + ", ".join(f"row {i}{'*' if star[i] else ''} ({s[i]:.4g})" for i in top))
+    return lines
+
+
 def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
     """Write every figure and ``report.md`` into ``run_dir``; returns the report's path."""
     if projection not in PROJECTIONS:  # before anything is read or written
@@ -296,7 +314,7 @@ def write_report(run_dir: str | Path, projection: str = "tsne") -> Path:
             r = results[m]
             auroc, aupr = ("n/a" if r[k] is None else f"{r[k]:.4f}" for k in ("test_auroc", "test_aupr"))
             lines.append(f"| {label} | {len(r['radii'])} | {r.get('score', '')} | {auroc} | {aupr} |")
-    lines.append("")
+    lines += ["", *_most_anomalous(scores, labelled), ""]
     titles = {
         "roc.png": "Test ROC curves",
         "scores.png": "Precision-recall and the test scores",
