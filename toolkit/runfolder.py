@@ -39,6 +39,8 @@ from .files import (
 from .overrides import field_table
 from .recipes_loader import dumps, from_saved
 
+TEMPORARY = re.compile(r".+\.[0-9a-f]{8}\.tmp")  # toolkit.files.atomic_write's temporary files
+
 
 class RunFolderError(RuntimeError):
     """A run folder that cannot be used as asked; the message says what to do instead."""
@@ -172,6 +174,10 @@ class RunFolder:
         if not resume:
             self.path.mkdir(parents=True, exist_ok=True)
             write_with_digest_file(self.path / "config.json", dumps(cfg).encode())
+        else:  # the folder is locked: a temporary file in it is a killed writer's, never renamed into place
+            for tmp in self.path.rglob("*.tmp"):
+                if TEMPORARY.fullmatch(tmp.name) and tmp.is_file() and not tmp.is_symlink():
+                    tmp.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------------- the lock
     def lock(self) -> None:

@@ -319,6 +319,22 @@ def test_data_that_fit_would_refuse_are_one_line_and_leave_no_run(tmp_path):
         assert not (tmp_path / "run").exists()
 
 
+def test_a_resume_removes_the_temporary_files_of_a_killed_writer_and_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    started(run)
+    (run / "stages").mkdir()
+    (run / "stages" / "pretrain.pt.0badc0de.tmp").write_bytes(b"half a file")  # a writer killed mid-write
+    (run / "notes.tmp").write_text("mine")
+    cfg = apply_overrides(load_recipe("digits"), {"run_dir": str(run)})
+    folder = RunFolder(run)
+    folder.lock()
+    try:
+        folder.start(cfg, resume=True)
+    finally:
+        folder.unlock()
+    assert not (run / "stages" / "pretrain.pt.0badc0de.tmp").exists() and (run / "notes.tmp").read_text() == "mine"
+
+
 def test_a_replayed_config_with_resume_resumes_the_run_it_belongs_to(tmp_path, monkeypatch):
     """Not the newest run of its name under runs/: the folder that holds the config.json."""
     started(tmp_path / "a")
