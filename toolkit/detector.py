@@ -19,7 +19,7 @@ from .clustering import check_clusterer, pseudo_labels
 from .data import build_preprocessor, resolve_preprocess
 from .inputs import check_columns, check_preprocessed, check_shape, validate
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
-from .overrides import apply_overrides
+from .overrides import apply_overrides, as_keywords
 from .persistence import DetectorFileError as DetectorFileError  # raised by load
 from .persistence import load_detector, save_detector
 from .pretext import check_pretraining, method_of
@@ -132,7 +132,10 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
                 f"config must be a Config, such as a recipe's: MultiRadiusDeepSVDD({given}); got "
                 f"{type(self.config).__name__} {self.config!r}"
             )
-        return apply_overrides(self.config or C.Config(), self.overrides)
+        try:
+            return apply_overrides(self.config or C.Config(), self.overrides)
+        except C.ConfigError as e:  # the overrides were keywords of this estimator, not command-line options
+            raise C.ConfigError(as_keywords(str(e))) from None
 
     # -------------------------------------------------------------- fitting
     def fit(self, X: np.ndarray | Tensor, y: Any = None, *, harness: Harness | None = None) -> MultiRadiusDeepSVDD:

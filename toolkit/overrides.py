@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import re
 import types
 import typing
 from typing import Any
@@ -168,6 +169,14 @@ def renamed(key: str) -> str:
     """The message for a setting that moved, or "" for any other key."""
     new = RENAMED.get(key)
     return f"--{key} is now --{new}; did you mean --{new}?" if new else ""
+
+
+def as_keywords(message: str) -> str:
+    """A refusal worded for the command line (``--svdd.nu``), reworded for a Python caller, who gave the
+    setting as a keyword (``'svdd.nu'``)."""
+    message = message.replace("(--help lists every setting", "(python -m toolkit -h lists every setting")
+    message = re.sub(r"(?<![\w-])--([A-Za-z_][\w.]*)=", r"\1=", message)  # --svdd.nu=3: svdd.nu=3
+    return re.sub(r"(?<![\w-])--([A-Za-z_][\w.]*)", r"'\1'", message)
 
 
 def resolve_key(cfg: Config, key: str) -> str:

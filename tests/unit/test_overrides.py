@@ -130,3 +130,18 @@ def test_the_scores_old_setting_names_point_to_the_new_ones(old, new):
         apply_overrides(Config(), {old: 1})
     r = cli_in_process("digits", f"--{old}=1")
     assert r.returncode == 2 and f"did you mean --{new}?" in r.stderr
+
+
+def test_a_refusal_of_a_keyword_setting_names_it_as_the_keyword_given():
+    """The estimator's settings are keywords (MultiRadiusDeepSVDD(cfg, **{"svdd.nu": 0.1})), not options."""
+    from toolkit import MultiRadiusDeepSVDD, load_recipe
+    from toolkit.overrides import as_keywords
+
+    assert as_keywords("--svdd.score_knn is now --score.knn; did you mean --score.knn?") == (
+        "'svdd.score_knn' is now 'score.knn'; did you mean 'score.knn'?"
+    )
+    assert as_keywords("--svdd.nu=3.0: svdd.nu=3.0 must be in (0, 1]") == "svdd.nu=3.0: svdd.nu=3.0 must be in (0, 1]"
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'svdd.nuu'; did you mean 'svdd.nu'.*\(python -m toolkit -h"
+    ):
+        MultiRadiusDeepSVDD(load_recipe("digits"), **{"svdd.nuu": 0.1}).resolved_config()

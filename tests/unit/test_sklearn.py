@@ -83,7 +83,7 @@ def test_clone_and_grid_search_set_settings(digits):
     det = MultiRadiusDeepSVDD(device="cpu", **TINY, **{"svdd.nu": 0.05})
     twin = clone(det)
     assert twin.get_params() == det.get_params() and twin.get_params()["svdd.nu"] == 0.05
-    with pytest.raises(ValueError, match="unknown setting --svdd.epoch"):  # checked by fit, as scikit-learn does
+    with pytest.raises(ValueError, match=r"unknown setting 'svdd.epoch'; did you mean 'svdd.epochs' "):  # at fit
         clone(det).set_params(**{"svdd.epoch": 3}).fit(digits[0])
 
     def auroc_on_anomalies(estimator, x, y=None):
