@@ -41,8 +41,9 @@ def embed_mnist(data_root: str, epochs: int, cache: Path) -> tuple[np.ndarray, n
     import torchvision
 
     from toolkit.config import OptimConfig
-    from toolkit.data import Preprocessor, as_tensor
+    from toolkit.data import as_tensor
     from toolkit.nets import build_autoencoder, embed
+    from toolkit.preprocessing import Preprocessor
     from toolkit.stages import Harness, pretrain
 
     ds = torchvision.datasets.MNIST(data_root, train=True, download=False)

@@ -27,11 +27,12 @@ import torchvision
 from bench import DATA_ROOT, markdown_table  # noqa: E402  (the benchmark's own helpers)
 from torch import Tensor
 
-from toolkit.data import Preprocessor, TensorBatches, global_contrast_normalization
+from toolkit.data import TensorBatches
 from toolkit.engines import reconstruction_error
 from toolkit.layers import UpConvTranspose2d
 from toolkit.nets import build_autoencoder, embed, fast_layout
 from toolkit.plugins.finch import FinchClusterer
+from toolkit.preprocessing import Preprocessor, global_contrast_normalization
 from toolkit.svdd import own_sq_distances, soft_boundary_loss
 
 NORMAL = (0, 1, 3)

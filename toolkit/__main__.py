@@ -15,7 +15,6 @@ list, ``3`` a number); a verb's text arguments (paths) are taken as typed.
 from __future__ import annotations
 
 import difflib
-import errno
 import inspect
 import logging
 import os
@@ -27,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from . import config as C
+from .exits import exit_status
 from .overrides import apply_overrides, describe
 from .recipes_loader import default_recipe, load_recipe, packaged_recipes
-from .registry import CLUSTERERS, PRETRAINERS, RegistryError
+from .registry import CLUSTERERS, PRETRAINERS
 
 # torch, Ignite and scikit-learn are imported by the verbs that use them: --help and --version stay light
 
@@ -281,35 +281,6 @@ def _log_to_stderr() -> None:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
-DISK_FULL = {
-    "run": "the finished stages and checkpoints already in the run folder are kept; free space, then rerun "
-    "the same command with --resume=True to continue",
-    "score": "no output file was left behind; free space and score again",
-    "report": "the figures written before are kept; free space and run report again",
-    "export": "no file was left behind; free space and export again",
-    "plugins": "free space and try again",
-}
-
-NOT_ALLOWED = {
-    "run": "the run folder must be one you may write to: pass another --run_dir",
-    "score": "INPUT must be readable, and --out in a folder you may write to",
-    "report": "the report writes into the run folder, which must be writable: copy the folder and report there",
-    "export": "--out must be in a folder you may write to (by default the run folder)",
-    "plugins": "the clusterers' and pretraining methods' files must be readable",
-}
-
-
-def _os_error(e: OSError, verb: str) -> str | None:
-    """A full disk, or a file the system refused (permissions, ...), in one line; None for another OSError."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = f" writing {e.filename}" if e.filename else ""
-        return f"the disk is full{where} ({e.strerror or 'no space left on device'}): {DISK_FULL[verb]}"
-    if not (e.filename and e.strerror):
-        return None
-    allowed = f": {NOT_ALLOWED[verb]}" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
-    return f"{e.filename}: {e.strerror}{allowed}"
-
-
 def _quiet_stdout() -> None:
     """Send the rest of stdout nowhere: its reader has gone (``... | head``), and the interpreter's final
     flush would otherwise fail again."""
@@ -337,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted at once{resume}", file=sys.stderr)
         return 130
     except Exception as e:
-        code = _exit_status(e, verb)
+        code = exit_status(e, verb)
         if code is None:
             raise
         return code
@@ -359,45 +330,6 @@ def _dispatch(verb: str, argv: list[str]) -> int:
         return 0
     VERBS[verb](**parse_command(verb, argv))
     return 0
-
-
-def _exit_status(e: Exception, verb: str) -> int | None:
-    """Print what went wrong and return the exit status, for errors the user can act on: 2 for a
-    setting, the data, a file or the disk, 1 for training that diverged, 130 for a stop asked for;
-    None for anything else (a bug: its traceback is shown)."""
-    if isinstance(e, (C.ConfigError, RegistryError)):  # before importing what the other errors live in
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from .clustering import ClusteringError
-    from .data import DataError
-    from .detector import DetectorFileError
-    from .handlers import TrainingDiverged
-    from .report import ReportError
-    from .run import Interrupted
-    from .runfolder import RunFolderError
-
-    if isinstance(e, (DataError, DetectorFileError, ClusteringError, ReportError, RunFolderError)):
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if isinstance(e, OSError) and (message := _os_error(e, verb)):
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    if isinstance(e, TrainingDiverged):
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if isinstance(e, Interrupted):
-        print(f"interrupted: {e}", file=sys.stderr)
-        return 130
-    from torch.multiprocessing import ProcessExitedException
-
-    if isinstance(e, ProcessExitedException):  # a worker of --dist.nproc_per_node killed (signal, out of memory)
-        print(
-            f"error: worker process {e.error_index} of the run ended without finishing ({e}); the run's checkpoints "
-            "are kept: rerun the same command with --resume=True to continue from the last one",
-            file=sys.stderr,
-        )
-        return 1
-    return None
 
 
 VERBS = {"run": run, "score": score, "report": report, "export": export, "plugins": plugins}

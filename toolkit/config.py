@@ -67,7 +67,7 @@ __all__ = [  # the model's settings (toolkit.model_config), importable from here
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 BACKENDS = ("", "gloo", "nccl")
 PROGRESS = ("auto", "bar", "lines", "none")  # how a run shows its progress
-PREPROCESS = ("auto", "gcn-minmax", "standardize", "minmax", "none")  # toolkit.data.build_preprocessor
+PREPROCESS = ("auto", "gcn-minmax", "standardize", "minmax", "none")  # toolkit.preprocessing.build_preprocessor
 IMAGE_MODES = ("auto", "grey", "colour")  # how an image folder is read (toolkit.sources)
 
 

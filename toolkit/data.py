@@ -1,4 +1,5 @@
-"""Data sets by name or path, the normal/anomaly split, the preprocessing, in-memory batches.
+"""Data sets by name or path, the normal/anomaly split, in-memory batches (the preprocessing:
+``toolkit.preprocessing``).
 
 Everything that fits is turned into preprocessed tensors once and batched by slicing: no per-sample
 transform or collate in the training loop.
@@ -7,12 +8,12 @@ transform or collate in the training loop.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .config import DATASETS, DataConfig
 from .files import describe
@@ -169,7 +170,7 @@ def _own(cfg: DataConfig, seed: int) -> Split:
     if len(x) < 2:
         raise DataError(f"{cfg.dataset} holds {len(x)} item(s); training needs at least 2")
     if cfg.test:
-        return replace(_own_with_test(cfg, x, labels, columns), feature_names=columns)
+        return _own_with_test(cfg, x, labels, columns)
     if labels is None:
         y = np.zeros(len(x), dtype=np.int64)
         return Split(x, y, x, y, np.zeros(len(x), dtype=np.int64), labelled=False, feature_names=columns)
@@ -213,11 +214,12 @@ def _own_with_test(cfg: DataConfig, x: np.ndarray, labels: np.ndarray | None, co
     if labels is None:  # all normal; the classes of the training items are unknown
         (yt,), class_names = _classes([lt])
         y = np.zeros(len(x), dtype=np.int64)
-        return Split(x, y, xt, yt, (~normal_t).astype(np.int64), class_names, train_labelled=False)
+        is_anomaly = (~normal_t).astype(np.int64)
+        return Split(x, y, xt, yt, is_anomaly, class_names, train_labelled=False, feature_names=columns)
     _check_normal_classes(cfg, cfg.dataset, labels)
     normal = np.isin(labels.astype(str), wanted)
     (y, yt), class_names = _classes([labels, lt])
-    return Split(x[normal], y[normal], xt, yt, (~normal_t).astype(np.int64), class_names)
+    return Split(x[normal], y[normal], xt, yt, (~normal_t).astype(np.int64), class_names, feature_names=columns)
 
 
 def load_split(cfg: DataConfig, seed: int = 0) -> Split:
@@ -237,113 +239,6 @@ def load_split(cfg: DataConfig, seed: int = 0) -> Split:
         y_test=y_te,
         is_anomaly_test=(~np.isin(y_te, cfg.normal_classes)).astype(np.int64),
     )
-
-
-# --------------------------------------------------------------------------------------------- preprocessing
-
-
-def global_contrast_normalization(x: Tensor) -> Tensor:
-    """Per-sample: subtract the mean, divide by the mean absolute deviation (l1 scale)."""
-    flat = x.flatten(1)
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    scale = flat.abs().mean(dim=1, keepdim=True).clamp(min=1e-12)
-    return (flat / scale).view_as(x)
-
-
-class Preprocessor(nn.Module):
-    """GCN (l1), then min-max scaling with the min and max of the *normal training data*.
-
-    The statistics are buffers, so the fitted detector saves them with its weights.
-    """
-
-    lo: Tensor
-    hi: Tensor
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("lo", torch.tensor(0.0))
-        self.register_buffer("hi", torch.tensor(1.0))
-
-    def fit(self, x: Tensor) -> Preprocessor:
-        g = global_contrast_normalization(x.float())
-        self.lo.copy_(g.min())
-        self.hi.copy_(g.max())
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        g = global_contrast_normalization(x.float())
-        return (g - self.lo) / (self.hi - self.lo).clamp(min=1e-12)
-
-
-class Standardizer(nn.Module):
-    """Per feature: subtract the training mean, divide by the training standard deviation (constant
-    features by 1). The default for tables, whose columns have their own units."""
-
-    mean: Tensor
-    scale: Tensor
-
-    def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(shape))
-        self.register_buffer("scale", torch.ones(shape))
-
-    def fit(self, x: Tensor) -> Standardizer:
-        x = x.double()
-        self.mean = x.mean(dim=0).float()
-        std = x.std(dim=0, unbiased=False)
-        self.scale = torch.where(std > 1e-12, std, torch.ones_like(std)).float()
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x.float() - self.mean) / self.scale
-
-
-class FeatureMinMax(Standardizer):
-    """Per feature: the training minimum to 0 and maximum to 1 (constant features unscaled), kept as the
-    same shift and scale as :class:`Standardizer`. Unlike it, a feature that is nearly constant in the
-    training data (a border pixel) is not blown up by its tiny spread."""
-
-    def fit(self, x: Tensor) -> FeatureMinMax:
-        lo, hi = x.double().min(dim=0).values, x.double().max(dim=0).values
-        self.mean = lo.float()
-        self.scale = torch.where(hi - lo > 1e-12, hi - lo, torch.ones_like(lo)).float()
-        return self
-
-
-class NoPreprocessing(nn.Module):
-    """The data as they are (as float32): for data already scaled as the user wants."""
-
-    def fit(self, x: Tensor) -> NoPreprocessing:
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.float()
-
-
-PREPROCESSORS = {
-    "gcn-minmax": Preprocessor,
-    "standardize": Standardizer,
-    "minmax": FeatureMinMax,
-    "none": NoPreprocessing,
-}
-
-
-def resolve_preprocess(setting: str, in_shape: tuple[int, ...]) -> str:
-    """The ``preprocess`` setting's choice for samples of ``in_shape``: "auto" is the paper's GCN + min-max
-    for images and per-feature standardisation for vectors (tables)."""
-    if setting != "auto":
-        return setting
-    return "gcn-minmax" if len(in_shape) > 1 else "standardize"
-
-
-def build_preprocessor(kind: str, in_shape: tuple[int, ...] = ()) -> nn.Module:
-    """An unfitted preprocessor of ``kind`` (see ``PREPROCESSORS``) for samples of ``in_shape``."""
-    return PREPROCESSORS[kind](in_shape) if kind in ("standardize", "minmax") else PREPROCESSORS[kind]()
-
-
-def preprocessor_kind(state: dict[str, Tensor]) -> str:
-    """Which preprocessor a saved state dict belongs to (by its buffers)."""
-    return "gcn-minmax" if "lo" in state else "standardize" if "mean" in state else "none"
 
 
 def as_tensor(x: np.ndarray | Tensor) -> Tensor:

@@ -16,12 +16,12 @@ from torch import Tensor, nn
 
 from . import config as C
 from .clustering import check_clusterer, pseudo_labels
-from .data import build_preprocessor, resolve_preprocess
 from .inputs import check_columns, check_preprocessed, check_shape, validate
 from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .overrides import apply_overrides, as_keywords
 from .persistence import DetectorFileError as DetectorFileError  # raised by load
 from .persistence import load_detector, save_detector
+from .preprocessing import build_preprocessor, resolve_preprocess
 from .pretext import check_pretraining, method_of
 from .runner import run_stages
 from .scoring import Scorer, column_names, column_weights, threshold, training_rows

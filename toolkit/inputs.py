@@ -12,6 +12,7 @@ from sklearn.utils.validation import _check_feature_names, _get_feature_names, c
 from torch import Tensor
 
 from .data import image_layout
+from .sources import compare_columns
 
 
 def validate(X: Any, *, fitting: bool, non_finite: str = "raise") -> Tensor:
@@ -63,29 +64,6 @@ def check_columns(det: Any, X: Any, *, fitting: bool) -> None:
     if names is not None and fitted is not None:
         compare_columns(list(names), list(fitted), "X", "X[detector.feature_names_in_]")
     _check_feature_names(det, X, reset=False)
-
-
-def compare_columns(names: list[str], fitted: list[str], what: str, fix: str) -> None:
-    """One ValueError when the columns ``names`` of ``what`` are not the detector's ``fitted`` ones, in name
-    or in order, saying which and how to ``fix`` it."""
-    if names == fitted:
-        return
-
-    def shown(cols: list[str]) -> str:
-        return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
-
-    if sorted(names) == sorted(fitted):
-        raise ValueError(
-            f"{what} has the columns the detector was fitted on in another order (fit: {shown(fitted)}; "
-            f"{what}: {shown(names)}); pass them in the order of fit: {fix}"
-        )
-    unseen = [n for n in names if n not in set(fitted)]
-    missing = [n for n in fitted if n not in set(names)]
-    found = "; ".join(f"{kind}: {shown(c)}" for kind, c in (("unseen at fit", unseen), ("missing", missing)) if c)
-    raise ValueError(
-        f"{what}'s column names do not match those the detector was fitted on ({found or 'repeated names'}); "
-        f"pass the columns of fit, in their order: {fix}"
-    )
 
 
 def check_shape(x: Tensor, input_shape: tuple[int, ...], estimator: str) -> None:

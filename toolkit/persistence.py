@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from . import config as C
-from .data import build_preprocessor, preprocessor_kind
 from .files import ChecksumError, UncheckedFileError, describe, load_checked, save_checked
+from .preprocessing import build_preprocessor, preprocessor_kind
 from .pretext import method_of, pretraining_net
 from .recipes_loader import dumps, from_saved
 from .svdd import SphereHead

@@ -25,15 +25,10 @@ from .data import TORCHVISION, DataConfig, DataError, load_split
 from .detector import MultiRadiusDeepSVDD
 from .files import atomic_write, describe
 from .runfolder import detector_file
-from .sources import FILE_SUFFIXES
+from .sources import FILE_SUFFIXES, array_batches
 from .sources import batches as read_batches
 
 log = logging.getLogger("toolkit")
-
-
-def _chunks(x: np.ndarray, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    for s in range(0, len(x), batch):
-        yield [str(i) for i in range(s, s + len(x[s : s + batch]))], x[s : s + batch]
 
 
 def _digits(spec: str, data: DataConfig, seed: int, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -44,7 +39,7 @@ def _digits(spec: str, data: DataConfig, seed: int, batch: int) -> Iterator[tupl
             f"dataset {spec!r} is the split of a run trained on digits; this run was trained on {data.dataset!r}"
         )
     split = load_split(data, seed)
-    return _chunks(split.x_train if spec.endswith(":train") else split.x_test, batch)
+    return array_batches(split.x_train if spec.endswith(":train") else split.x_test, batch)
 
 
 def _dataset(spec: str, root: str, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:

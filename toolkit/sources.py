@@ -258,6 +258,29 @@ def read(
     return read_table(path, label_column, training)
 
 
+def compare_columns(names: list[str], fitted: list[str], what: str, fix: str) -> None:
+    """One ValueError when the columns ``names`` of ``what`` are not the detector's ``fitted`` ones, in name
+    or in order, saying which and how to ``fix`` it."""
+    if names == fitted:
+        return
+
+    def shown(cols: list[str]) -> str:
+        return ", ".join(map(str, cols[:5])) + (", ..." if len(cols) > 5 else "")
+
+    if sorted(names) == sorted(fitted):
+        raise ValueError(
+            f"{what} has the columns the detector was fitted on in another order (fit: {shown(fitted)}; "
+            f"{what}: {shown(names)}); pass them in the order of fit: {fix}"
+        )
+    unseen = [n for n in names if n not in set(fitted)]
+    missing = [n for n in fitted if n not in set(names)]
+    found = "; ".join(f"{kind}: {shown(c)}" for kind, c in (("unseen at fit", unseen), ("missing", missing)) if c)
+    raise ValueError(
+        f"{what}'s column names do not match those the detector was fitted on ({found or 'repeated names'}); "
+        f"pass the columns of fit, in their order: {fix}"
+    )
+
+
 def batches(
     path: str | Path,
     shape: tuple[int, ...],
@@ -279,8 +302,6 @@ def batches(
         )
         return it, len(files)
     if k == "csv":
-        from .inputs import compare_columns  # here: inputs reads the data module, which reads this one
-
         table = read_table(path, label_column)
         if columns is not None and table.columns is not None:
             try:
@@ -290,8 +311,12 @@ def batches(
         x = table.x
     else:
         x = open_npy(path) if k == "npy" else read_npz(path).x
-    it = (
+    return array_batches(x, batch), len(x)
+
+
+def array_batches(x: np.ndarray, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``(ids, rows)`` of the array ``x``, ``batch`` rows at a time as float32; ids are row numbers."""
+    return (
         ([str(i) for i in range(s, min(s + batch, len(x)))], np.asarray(x[s : s + batch], dtype=np.float32))
         for s in range(0, len(x), batch)
     )
-    return it, len(x)

@@ -12,16 +12,9 @@ from PIL import Image
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.__main__ import main
 from toolkit.config import ConfigError, DataConfig
-from toolkit.data import (
-    DataError,
-    Preprocessor,
-    Standardizer,
-    build_preprocessor,
-    image_layout,
-    load_split,
-    resolve_preprocess,
-)
+from toolkit.data import DataError, image_layout, load_split
 from toolkit.nets import resolve_arch
+from toolkit.preprocessing import Preprocessor, Standardizer, build_preprocessor, resolve_preprocess
 from toolkit.sources import image_files, image_mode, open_npy, read_images, read_npz, read_table
 
 # short schedules, one SVDD model (no one-sphere term or baseline): these tests are about the data paths

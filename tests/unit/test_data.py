@@ -6,7 +6,8 @@ import torch
 from fakes import make_cifar10, make_mnist
 
 from toolkit.config import DataConfig
-from toolkit.data import DataError, Preprocessor, TensorBatches, global_contrast_normalization, load_split
+from toolkit.data import DataError, TensorBatches, load_split
+from toolkit.preprocessing import Preprocessor, global_contrast_normalization
 
 
 @pytest.mark.parametrize("dataset,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
@@ -117,7 +118,7 @@ def test_ranks_split_each_global_batch_and_resume_draws_the_same_batches():
 def test_feature_minmax_maps_each_training_column_to_0_1_without_inflating_near_constant_ones():
     """Per feature, the training minimum goes to 0 and the maximum to 1; a column that is almost always
     0 (a border pixel) stays within [0, 1] on the training data, where standardising would inflate it."""
-    from toolkit.data import FeatureMinMax, Standardizer, build_preprocessor
+    from toolkit.preprocessing import FeatureMinMax, Standardizer, build_preprocessor
 
     x = torch.zeros(100, 3)
     x[:, 0] = torch.linspace(-5.0, 15.0, 100)
