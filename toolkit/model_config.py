@@ -32,8 +32,14 @@ class NetConfig:
         False, "lenet nets, CPU only: exact, faster layer forms (toolkit/layers.py), rounding differently"
     )
 
+    width: float = _setting(1.0, "lenet nets: a multiple of every layer's filters (1 = the paper's; 2 = twice as many)")
+
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"net.arch={self.arch!r} is unknown; accepted: {ARCHS}")
+        _check(
+            math.isfinite(self.width) and self.width > 0,
+            f"net.width={self.width} must be a positive multiple of the filters",
+        )
         _check(self.rep_dim >= 0, f"net.rep_dim={self.rep_dim} must be >= 0 (0 = the default)")
         _check(all(h > 0 for h in self.hidden), f"net.hidden={list(self.hidden)} must be positive widths")
 

@@ -34,15 +34,22 @@ def _bn1d(c: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(c, eps=1e-4, affine=False)
 
 
-class LeNet28Encoder(nn.Module):
-    """1x28x28 -> 8 then 4 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (32)."""
+def filters(widths: tuple[int, ...], width: float) -> tuple[int, ...]:
+    """A LeNet's filter counts ``widths`` times ``width`` (``net.width``), rounded, at least one each."""
+    return tuple(max(1, round(c * width)) for c in widths)
 
-    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = False) -> None:
+
+class LeNet28Encoder(nn.Module):
+    """1x28x28 -> 8 then 4 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (32); ``width`` multiplies
+    the filters."""
+
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = False, width: float = 1.0) -> None:
         super().__init__()
         self.rep_dim, self.leak, self.fused = rep_dim, leak, fused
-        self.conv1, self.bn1 = nn.Conv2d(1, 8, 5, bias=False, padding=2), _bn2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 4, 5, bias=False, padding=2), _bn2d(4)
-        self.fc1 = nn.Linear(4 * 7 * 7, rep_dim, bias=False)
+        c1, c2 = filters((8, 4), width)
+        self.conv1, self.bn1 = nn.Conv2d(1, c1, 5, bias=False, padding=2), _bn2d(c1)
+        self.conv2, self.bn2 = nn.Conv2d(c1, c2, 5, bias=False, padding=2), _bn2d(c2)
+        self.fc1 = nn.Linear(c2 * 7 * 7, rep_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         x = pool_norm_act(self.conv1(x), self.bn1, self.leak, self.fused)
@@ -51,15 +58,16 @@ class LeNet28Encoder(nn.Module):
 
 
 class LeNet28Decoder(nn.Module):
-    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = False) -> None:
+    def __init__(self, rep_dim: int = 32, leak: float = 0.1, fused: bool = False, width: float = 1.0) -> None:
         super().__init__()
         if rep_dim % 16:
             raise ValueError(f"lenet28 needs rep_dim divisible by 16, got {rep_dim}")
         self.rep_dim, self.leak = rep_dim, leak
+        c1, c2 = filters((4, 8), width)
         # each transposed convolution follows a nearest x2 upsampling, folded into it (layers.py)
-        self.deconv1, self.bn3 = UpConvTranspose2d(rep_dim // 16, 4, 5, padding=2, fused=fused), _bn2d(4)
-        self.deconv2, self.bn4 = UpConvTranspose2d(4, 8, 5, padding=3, fused=fused), _bn2d(8)
-        self.deconv3 = UpConvTranspose2d(8, 1, 5, padding=2, fused=fused)
+        self.deconv1, self.bn3 = UpConvTranspose2d(rep_dim // 16, c1, 5, padding=2, fused=fused), _bn2d(c1)
+        self.deconv2, self.bn4 = UpConvTranspose2d(c1, c2, 5, padding=3, fused=fused), _bn2d(c2)
+        self.deconv3 = UpConvTranspose2d(c2, 1, 5, padding=2, fused=fused)
 
     def forward(self, z: Tensor) -> Tensor:
         x = F.leaky_relu(z.view(z.shape[0], self.rep_dim // 16, 4, 4), self.leak)
@@ -69,15 +77,17 @@ class LeNet28Decoder(nn.Module):
 
 
 class LeNet32Encoder(nn.Module):
-    """3x32x32 -> 32, 64, 128 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (128)."""
+    """3x32x32 -> 32, 64, 128 filters of 5x5 with 2x2 max-pooling -> ``rep_dim`` (128); ``width``
+    multiplies the filters."""
 
-    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = False) -> None:
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = False, width: float = 1.0) -> None:
         super().__init__()
         self.rep_dim, self.leak, self.fused = rep_dim, leak, fused
-        self.conv1, self.bn1 = nn.Conv2d(3, 32, 5, bias=False, padding=2), _bn2d(32)
-        self.conv2, self.bn2 = nn.Conv2d(32, 64, 5, bias=False, padding=2), _bn2d(64)
-        self.conv3, self.bn3 = nn.Conv2d(64, 128, 5, bias=False, padding=2), _bn2d(128)
-        self.fc1 = nn.Linear(128 * 4 * 4, rep_dim, bias=False)
+        c1, c2, c3 = filters((32, 64, 128), width)
+        self.conv1, self.bn1 = nn.Conv2d(3, c1, 5, bias=False, padding=2), _bn2d(c1)
+        self.conv2, self.bn2 = nn.Conv2d(c1, c2, 5, bias=False, padding=2), _bn2d(c2)
+        self.conv3, self.bn3 = nn.Conv2d(c2, c3, 5, bias=False, padding=2), _bn2d(c3)
+        self.fc1 = nn.Linear(c3 * 4 * 4, rep_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         x = pool_norm_act(self.conv1(x), self.bn1, self.leak, self.fused)
@@ -87,17 +97,18 @@ class LeNet32Encoder(nn.Module):
 
 
 class LeNet32Decoder(nn.Module):
-    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = False) -> None:
+    def __init__(self, rep_dim: int = 128, leak: float = 0.1, fused: bool = False, width: float = 1.0) -> None:
         super().__init__()
         if rep_dim % 16:
             raise ValueError(f"lenet32 needs rep_dim divisible by 16, got {rep_dim}")
         self.rep_dim, self.leak = rep_dim, leak
+        c1, c2, c3 = filters((128, 64, 32), width)
         self.bn0 = _bn1d(rep_dim)
-        self.deconv1, self.bn4 = nn.ConvTranspose2d(rep_dim // 16, 128, 5, bias=False, padding=2), _bn2d(128)
+        self.deconv1, self.bn4 = nn.ConvTranspose2d(rep_dim // 16, c1, 5, bias=False, padding=2), _bn2d(c1)
         # deconv2-4 follow a nearest x2 upsampling, folded into them (layers.py)
-        self.deconv2, self.bn5 = UpConvTranspose2d(128, 64, 5, padding=2, fused=fused), _bn2d(64)
-        self.deconv3, self.bn6 = UpConvTranspose2d(64, 32, 5, padding=2, fused=fused), _bn2d(32)
-        self.deconv4 = UpConvTranspose2d(32, 3, 5, padding=2, fused=fused)
+        self.deconv2, self.bn5 = UpConvTranspose2d(c1, c2, 5, padding=2, fused=fused), _bn2d(c2)
+        self.deconv3, self.bn6 = UpConvTranspose2d(c2, c3, 5, padding=2, fused=fused), _bn2d(c3)
+        self.deconv4 = UpConvTranspose2d(c3, 3, 5, padding=2, fused=fused)
 
     def forward(self, z: Tensor) -> Tensor:
         x = F.leaky_relu(self.bn0(z).view(z.shape[0], self.rep_dim // 16, 4, 4), self.leak)
@@ -195,15 +206,18 @@ def build_encoder(
     hidden: tuple[int, ...] = (32,),
     leak: float = 0.1,
     fused: bool = False,
+    width: float = 1.0,
 ) -> nn.Module:
     """The bias-free encoder for ``in_shape``: the network phi that Deep SVDD trains (``build_autoencoder``'s
     arguments)."""
     arch = resolve_arch(arch, in_shape)
     rep_dim = rep_dim or DEFAULT_REP_DIM[arch]
     if arch == "lenet28":
-        return LeNet28Encoder(rep_dim, leak, fused)
+        return LeNet28Encoder(rep_dim, leak, fused, width)
     if arch == "lenet32":
-        return LeNet32Encoder(rep_dim, leak, fused)
+        return LeNet32Encoder(rep_dim, leak, fused, width)
+    if width != 1:
+        raise ConfigError(f"net.width={width} multiplies a LeNet's filters; the mlp's widths are net.hidden")
     return MLPEncoder(math.prod(in_shape), hidden, rep_dim, leak)
 
 
@@ -214,25 +228,32 @@ def build_autoencoder(
     hidden: tuple[int, ...] = (32,),
     leak: float = 0.1,
     fused: bool = False,
+    width: float = 1.0,
 ) -> Autoencoder:
     """The autoencoder for ``in_shape``; its ``encoder`` is the network phi that Deep SVDD trains.
     ``fused=True`` runs two of the LeNet nets' layer sequences in layers.py's exact, faster forms on
     CPU tensors (same function and parameters, rounded differently; an opt-in CPU speed setting, off
     by default because the published models were trained without it). On other devices the plain
-    sequences run either way."""
-    encoder = build_encoder(arch, in_shape, rep_dim, hidden, leak, fused)  # first: its weights are drawn first
+    sequences run either way. ``width`` multiplies the LeNet nets' filters (1: the paper's)."""
+    encoder = build_encoder(arch, in_shape, rep_dim, hidden, leak, fused, width)  # first: its weights are drawn first
     arch, rep_dim = resolve_arch(arch, in_shape), encoder.rep_dim
     if arch == "lenet28":
-        return Autoencoder(encoder, LeNet28Decoder(rep_dim, leak, fused))
+        return Autoencoder(encoder, LeNet28Decoder(rep_dim, leak, fused, width))
     if arch == "lenet32":
-        return Autoencoder(encoder, LeNet32Decoder(rep_dim, leak, fused))
+        return Autoencoder(encoder, LeNet32Decoder(rep_dim, leak, fused, width))
     return Autoencoder(encoder, MLPDecoder(in_shape, hidden, rep_dim, leak))
 
 
 def net_options(net: NetConfig) -> tuple:
     """``build_autoencoder``'s (and ``build_encoder``'s) arguments after ``arch`` and ``in_shape``, from a
-    config's ``net``."""
+    config's ``net``, but ``width`` (:func:`net_keywords`)."""
     return net.rep_dim, net.hidden, net.leak, net.fused
+
+
+def net_keywords(net: NetConfig) -> dict:
+    """The builders' keyword arguments from a config's ``net``: ``width``, given only where it is not the
+    paper's 1, so that a pretraining method written before it existed builds as it did."""
+    return {} if net.width == 1 else {"width": net.width}
 
 
 def fast_layout(obj, device: torch.device):

@@ -7,7 +7,8 @@ entry-point group); the factory's keyword arguments are its settings. The object
 
 - ``build(arch, in_shape, rep_dim, hidden, leak, fused) -> nn.Module``: the pretraining net for the resolved
   architecture ``arch`` ("lenet28", "lenet32" or "mlp"), the sample shape and the ``net`` settings
-  (``nets.net_options``). Its ``encoder`` is the bias-free encoder that clustering embeds with and that
+  (``nets.net_options``), and ``width=`` (``net.width``) where it is not 1, which a method that builds
+  LeNet nets takes to ``nets.build_encoder``. Its ``encoder`` is the bias-free encoder that clustering embeds with and that
   Deep SVDD trains a copy of; ``nets.build_encoder`` builds the architecture's own. The same call rebuilds
   the net when a detector file is loaded, so it must depend on its arguments and the method's settings only;
 - ``loss(net, x, generator) -> Tensor``: the mean loss of one training batch ``x`` (preprocessed samples),
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 
 from .config import ConfigError, NetConfig
 from .engines import reconstruction_error
-from .nets import UnitEmbedding, build_autoencoder, build_encoder, net_options
+from .nets import UnitEmbedding, build_autoencoder, build_encoder, net_keywords, net_options
 from .registry import RegistryError, build_pretrainer
 
 ROTATIONS = 4  # 0, 90, 180 and 270 degrees
@@ -63,8 +64,9 @@ class Autoencoding:
         hidden: tuple[int, ...] = (32,),
         leak: float = 0.1,
         fused: bool = False,
+        width: float = 1.0,
     ) -> nn.Module:
-        return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused)
+        return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused, width)
 
     def loss(self, net: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
         return reconstruction_error(net, x).mean()
@@ -168,6 +170,7 @@ class Rotation:
         hidden: tuple[int, ...] = (32,),
         leak: float = 0.1,
         fused: bool = False,
+        width: float = 1.0,
     ) -> nn.Module:
         shape = tuple(in_shape)
         if len(shape) != 3 or shape[1] != shape[2]:
@@ -182,7 +185,7 @@ class Rotation:
                 f"pretrain.options.translate={self.translate} moves {shape[1]}x{shape[2]} images by as many pixels "
                 f"or more: it must be under {shape[1]}"
             )
-        encoder = build_encoder(arch, shape, rep_dim, hidden, leak, fused)
+        encoder = build_encoder(arch, shape, rep_dim, hidden, leak, fused, width)
         return RotationNet(encoder, encoder.rep_dim, self.normalize, self.embed_mirrored)
 
     def loss(self, net: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
@@ -254,7 +257,16 @@ def score_terms(cfg: Any) -> str:
 def pretraining_net(method: Any, arch: str, in_shape: tuple[int, ...], net: NetConfig) -> nn.Module:
     """``method``'s pretraining net for the resolved architecture ``arch``, samples of ``in_shape`` and the
     ``net`` settings; refuse a net without an ``encoder``."""
-    built = method.build(arch, tuple(in_shape), *net_options(net))
+    keywords = net_keywords(net)
+    try:
+        built = method.build(arch, tuple(in_shape), *net_options(net), **keywords)
+    except TypeError as err:
+        if not keywords or "width" not in str(err):
+            raise
+        raise ConfigError(
+            f"net.width={net.width}: the pretraining method {type(method).__name__}'s build() takes no `width`; "
+            "leave net.width at 1 with it, or give its build() a width argument (docs/plugins.md)"
+        ) from None
     if not isinstance(built, nn.Module) or not isinstance(getattr(built, "encoder", None), nn.Module):
         raise TypeError(
             f"the pretraining method {type(method).__name__} built a {type(built).__name__} without an `encoder` "
