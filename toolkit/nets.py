@@ -217,7 +217,7 @@ def build_encoder(
     if arch == "lenet32":
         return LeNet32Encoder(rep_dim, leak, fused, width)
     if width != 1:
-        raise ConfigError(f"net.width={width} multiplies a LeNet's filters; the mlp's widths are net.hidden")
+        raise ConfigError(f"net.width={width:g} multiplies a LeNet's filters; the mlp's widths are net.hidden")
     return MLPEncoder(math.prod(in_shape), hidden, rep_dim, leak)
 
 

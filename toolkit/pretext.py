@@ -264,7 +264,7 @@ def pretraining_net(method: Any, arch: str, in_shape: tuple[int, ...], net: NetC
         if not keywords or "width" not in str(err):
             raise
         raise ConfigError(
-            f"net.width={net.width}: the pretraining method {type(method).__name__}'s build() takes no `width`; "
+            f"net.width={net.width:g}: the pretraining method {type(method).__name__}'s build() takes no `width`; "
             "leave net.width at 1 with it, or give its build() a width argument (docs/plugins.md)"
         ) from None
     if not isinstance(built, nn.Module) or not isinstance(getattr(built, "encoder", None), nn.Module):

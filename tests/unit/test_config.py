@@ -29,6 +29,8 @@ from toolkit.stages import make_optimizer
         ("preprocess", "zscore", "accepted"),
         ("pretrain.optimizer", "rmsprop", "accepted"),
         ("svdd.momentum", 1.0, r"\[0, 1\)"),
+        ("net.width", 0.0, "positive multiple"),
+        ("net.width", float("nan"), "positive multiple"),
     ],
 )
 def test_bad_values_are_refused(key, value, match):

@@ -194,3 +194,15 @@ def test_training_rows_that_overflow_are_refused_by_row(digits):
         ValueError, match=r"overflow float32 when preprocessed: 1 of 60 rows hold values too large \(rows 7; .*rescale"
     ):
         det.fit(x)
+
+
+@pytest.mark.slow  # a whole (small) fit of a LeNet
+def test_a_detector_of_another_net_width_saves_and_loads_its_own_net(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 28, 28), dtype=np.float32)
+    settings = {**TINY, "pretrain.batch_size": 20, "svdd.batch_size": 20, "net.width": 0.5}
+    det = MultiRadiusDeepSVDD(load_recipe("mnist"), device="cpu", **settings).fit(x)
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))  # the half-width nets' weights fit it
+    assert loaded.config.net.width == 0.5
+    new = rng.random((7, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.decision_function(new), det.decision_function(new))

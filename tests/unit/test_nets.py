@@ -69,3 +69,25 @@ def test_refresh_batchnorm_sets_the_exact_statistics_of_the_data():
     assert torch.allclose(bn.running_mean, h.mean(0), atol=1e-5)
     assert torch.allclose(bn.running_var, h.var(0), rtol=0.05)
     assert bn.momentum == 0.1  # restored
+
+
+@pytest.mark.parametrize("arch,shape,first", [("lenet28", (1, 28, 28), 8), ("lenet32", (3, 32, 32), 32)])
+def test_width_multiplies_every_layer_of_the_lenet_nets(arch, shape, first):
+    plain, wide = build_autoencoder(arch, shape), build_autoencoder(arch, shape, width=2)
+    plain_filters = [m.weight.shape[:2] for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    wide_filters = [m.weight.shape[:2] for m in wide.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert wide.encoder.conv1.out_channels == 2 * first == 2 * plain.encoder.conv1.out_channels
+    for p, w in zip(plain_filters, wide_filters, strict=True):  # every hidden layer doubled, the images' channels kept
+        assert all(b == a or b == 2 * a for a, b in zip(p, w, strict=True)) and w != p
+    x = torch.rand(3, *shape)
+    assert wide.encoder(x).shape == plain.encoder(x).shape and wide(x).shape == x.shape
+    narrow = build_autoencoder(arch, shape, width=0.01)  # rounded, never below one filter
+    assert narrow.encoder.conv1.out_channels == 1 and narrow(x).shape == x.shape
+
+
+def test_width_is_refused_for_the_mlp_whose_widths_are_its_own_setting():
+    from toolkit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"net.width=2 multiplies a LeNet's filters; the mlp's widths are net.hidden"):
+        build_autoencoder("mlp", (64,), width=2)
+    assert build_autoencoder("mlp", (64,), width=1.0).encoder(torch.rand(2, 64)).shape == (2, 16)

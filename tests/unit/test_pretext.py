@@ -111,6 +111,25 @@ def test_builtin_and_taken_names_are_refused():
         unregister_pretrainer("test-no-loss")
 
 
+def test_net_width_reaches_every_built_in_method_and_a_method_without_it_is_told_so():
+    from toolkit.config import ConfigError, NetConfig
+    from toolkit.pretext import Autoencoding, pretraining_net
+
+    wide = NetConfig(width=2)
+    for method in (Autoencoding(), Rotation()):
+        net = pretraining_net(method, "lenet28", (1, 28, 28), wide)
+        encoder = getattr(net.encoder, "net", net.encoder)  # rotation's unit-length embedding wraps it
+        assert encoder.conv1.out_channels == 16
+
+    class Old:  # a method written before net.width: builds as it did at the paper's width
+        def build(self, arch, in_shape, rep_dim=0, hidden=(32,), leak=0.1, fused=False):
+            return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused)
+
+    assert pretraining_net(Old(), "lenet28", (1, 28, 28), NetConfig()).encoder.conv1.out_channels == 8
+    with pytest.raises(ConfigError, match=r"net.width=2: the pretraining method Old's build\(\) takes no `width`"):
+        pretraining_net(Old(), "lenet28", (1, 28, 28), wide)
+
+
 def test_own_method_registered_with_the_decorator_is_used_in_a_fit(tmp_path):
     """The example of docs/plugins.md: a denoising autoencoder."""
     calls = []
@@ -123,8 +142,8 @@ def test_own_method_registered_with_the_decorator_is_used_in_a_fit(tmp_path):
         def __init__(self, noise: float = 0.1):
             self.noise = noise
 
-        def build(self, arch, in_shape, rep_dim=0, hidden=(32,), leak=0.1, fused=False):
-            return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused)
+        def build(self, arch, in_shape, rep_dim=0, hidden=(32,), leak=0.1, fused=False, width=1.0):
+            return build_autoencoder(arch, in_shape, rep_dim, hidden, leak, fused, width)
 
         def loss(self, net, x, generator):
             calls.append(self.noise)
