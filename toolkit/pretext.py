@@ -8,9 +8,10 @@ entry-point group); the factory's keyword arguments are its settings. The object
 - ``build(arch, in_shape, rep_dim, hidden, leak, fused) -> nn.Module``: the pretraining net for the resolved
   architecture ``arch`` ("lenet28", "lenet32" or "mlp"), the sample shape and the ``net`` settings
   (``nets.net_options``), and ``width=`` (``net.width``) where it is not 1, which a method that builds
-  LeNet nets takes to ``nets.build_encoder``. Its ``encoder`` is the bias-free encoder that clustering embeds with and that
-  Deep SVDD trains a copy of; ``nets.build_encoder`` builds the architecture's own. The same call rebuilds
-  the net when a detector file is loaded, so it must depend on its arguments and the method's settings only;
+  LeNet nets takes to ``nets.build_encoder``. Its ``encoder`` is the bias-free encoder that clustering
+  embeds with and that Deep SVDD trains a copy of; ``nets.build_encoder`` builds the architecture's own.
+  The same call rebuilds the net when a detector file is loaded, so it must depend on its arguments and
+  the method's settings only;
 - ``loss(net, x, generator) -> Tensor``: the mean loss of one training batch ``x`` (preprocessed samples),
   the net in training mode. It calls ``net`` itself, which is wrapped for data-parallel training when
   there are several processes, and draws anything random from ``generator``, a ``torch.Generator`` on the
