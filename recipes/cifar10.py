@@ -18,7 +18,8 @@ each, one CPU thread), level with the cross-entropy plus the 5-NN distance in th
 12.2 MB) that scores as fast; the spheres alone (0.758 / 0.688) are above one sphere and above spheres on
 a random partition of the same sizes on all 20 (docs/results.md, "The spheres on CIFAR-10").
 ``--score.centres=1`` adds the nearest pixel centre: it lifts the groups of animals, told apart by
-colour, and lowers the others. A run takes 30 to 40 minutes for a pair of classes and 44 to 57 for a
+colour, and lowers the others; twice the filters (``--net.width=2``) scored lower on the two models measured,
+at four times the time. A run takes 30 to 40 minutes for a pair of classes and 44 to 57 for a
 triple with one CPU thread (two runs sharing the machine), under 2 minutes on one GPU.
 
     python -m toolkit cifar10                                   # torchvision's CIFAR-10 (downloaded)
