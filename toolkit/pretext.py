@@ -36,6 +36,7 @@ embedding for the k-NN term ``score.knn_space=autoencoder``), saved with it and 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -255,19 +256,25 @@ def score_terms(cfg: Any) -> str:
     return cfg.score.terms(score_name(cfg.pretrain))
 
 
+def _takes(function: Any, *names: str) -> bool:
+    """Whether ``function`` accepts each of the keyword arguments ``names`` (by name or by ``**kwargs``)."""
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return True
+    accepted = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return all(n in accepted for n in names)
+
+
 def pretraining_net(method: Any, arch: str, in_shape: tuple[int, ...], net: NetConfig) -> nn.Module:
     """``method``'s pretraining net for the resolved architecture ``arch``, samples of ``in_shape`` and the
     ``net`` settings; refuse a net without an ``encoder``."""
     keywords = net_keywords(net)
-    try:
-        built = method.build(arch, tuple(in_shape), *net_options(net), **keywords)
-    except TypeError as err:
-        if not keywords or "width" not in str(err):
-            raise
+    if keywords and not _takes(method.build, *keywords):
         raise ConfigError(
             f"net.width={net.width:g}: the pretraining method {type(method).__name__}'s build() takes no `width`; "
             "leave net.width at 1 with it, or give its build() a width argument (docs/plugins.md)"
-        ) from None
+        )
+    built = method.build(arch, tuple(in_shape), *net_options(net), **keywords)
     if not isinstance(built, nn.Module) or not isinstance(getattr(built, "encoder", None), nn.Module):
         raise TypeError(
             f"the pretraining method {type(method).__name__} built a {type(built).__name__} without an `encoder` "

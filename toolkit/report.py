@@ -207,12 +207,13 @@ def embeddings_figure(run_dir: Path, emb: Any, method: str) -> Path:
     for i, (key, title, name, palette, marker) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         c = emb[key]
-        if key == "train_class" and not known:  # unlabelled training data: no class to show
+        unlabelled = key == "train_class" and not known  # unlabelled training data: no class to show
+        if unlabelled:
             title, name = "true class (none given: all normal)", "all normal"
         colours = plt.get_cmap(palette)
         for j, v in enumerate(np.unique(c)):
             sel = c == v
-            label = name if key == "train_class" and not known else f"{name} {v}"
+            label = name if unlabelled else f"{name} {v}"
             ax.scatter(xy[sel, 0], xy[sel, 1], s=5, marker=marker, color=colours(j % colours.N), label=label)
         ax.set(title=f"Training embeddings after pretraining ({method.upper()}), by {title}", xticks=[], yticks=[])
         ax.title.set_fontsize(9)
