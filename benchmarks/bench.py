@@ -99,6 +99,7 @@ NO_TERMS = {
 }
 MIRRORED = {"pretrain.options.score_mirrored": True}  # rotation's score over the mirror image's rotations too
 MIRRORED_EMBEDDING = {"pretrain.options.embed_mirrored": True}  # an image and its mirror image embed alike
+POOLED = {"score.knn": 1.0, "score.knn_k": 1, "score.knn_space": "pooled"}  # the nearest image's colour layout
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
     "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},
@@ -148,6 +149,8 @@ SCORES = {  # rows scored by a detector assembled from a run's trained stages wi
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "multi+pretext+centres-raw": NO_TERMS
     | {"score.multi": 1.0, "score.pretext": 1.0, "score.centres": 1.0, "score.centres_space": "raw"},
+    "knn1-pooled": NO_TERMS | POOLED,
+    "multi+pretext+knn1-pooled": NO_TERMS | {"score.multi": 1.0, "score.pretext": 1.0} | POOLED,
 }
 FIELDS = ("group", "group_size", "seed", "row", "auroc", "n_clusters", "ari", "nmi", "size_mb", "img_s", "seconds")
 

@@ -24,7 +24,7 @@ from .persistence import load_detector, save_detector
 from .preprocessing import build_preprocessor, resolve_preprocess
 from .pretext import check_pretraining, method_of
 from .runner import run_stages
-from .scoring import Scorer, column_names, column_weights, threshold, training_rows
+from .scoring import Scorer, check_spaces, column_names, column_weights, threshold, training_rows
 from .stages import FitEvents, Harness, resolve_device
 from .svdd import SphereHead
 
@@ -155,6 +155,7 @@ class MultiRadiusDeepSVDD(OutlierMixin, BaseEstimator):
         x_raw, x_cal, self.train_rows_ = x_all[rows], None if held is None else x_all[held], rows.numpy()
         in_shape = tuple(x_all.shape[1:])
         arch = resolve_arch(m.net.arch, in_shape)
+        check_spaces(m.score, in_shape)
         n_classes = len(cfg.data.normal_classes)  # what a clusterer option "n_normal_classes" stands for
         check_clusterer(m.clustering, seed=m.seed, n_normal_classes=n_classes)
         torch.manual_seed(m.seed)

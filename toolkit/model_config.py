@@ -16,7 +16,7 @@ ARCHS = ("auto", "mlp", "lenet28", "lenet32")
 OBJECTIVES = ("soft-boundary", "one-class")
 SCORE_RULES = ("margin", "ratio", "distance")  # toolkit.svdd scores by these (see sphere_scores)
 RADIUS_UPDATES = ("epoch", "batch")
-KNN_SPACES = ("embedding", "autoencoder", "input", "raw")  # where the k-NN score term measures distances
+KNN_SPACES = ("embedding", "autoencoder", "input", "raw", "pooled")  # where the k-NN score term measures distances
 OPTIMIZERS = ("adam", "sgd")  # what toolkit.stages builds for each stage (OptimConfig.optimizer)
 STORAGES = ("float32", "float16")  # the precision a detector keeps its k-NN rows and centres in
 PRETRAIN_METHODS = tuple(PRETRAINER_BUILTINS)  # the built-in pretraining methods (toolkit.pretext)
@@ -167,8 +167,9 @@ class ScoreConfig:
     knn_space: str = _setting(
         "embedding",
         'with score.knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained '
-        'network\'s encoder), "input" (the preprocessed input), "raw" (the data as given), or several '
-        'joined by "+" ("autoencoder+raw"): one k-NN column per space, each weighted by score.knn',
+        'network\'s encoder), "input" (the preprocessed input), "raw" (the data as given), "pooled" (images '
+        "as given, each channel averaged over a 4x4 grid of patches: their colour layout), or several joined by "
+        '"+" ("autoencoder+raw"): one k-NN column per space, each weighted by score.knn',
     )
     centres: float = _setting(
         0.0,
@@ -218,7 +219,7 @@ class ScoreConfig:
         ``pretext`` names the pretrained network's own score (``toolkit.pretext.score_terms`` names it by
         the run's pretraining method)."""
         knn_in = {"embedding": "sphere embedding", "autoencoder": "autoencoder embedding"}
-        knn_in |= {"input": "preprocessed input", "raw": "raw input"}
+        knn_in |= {"input": "preprocessed input", "raw": "raw input", "pooled": "pooled raw images"}
         terms = [
             (self.multi, "sphere score"),
             (self.single, "one-sphere score"),

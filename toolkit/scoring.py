@@ -14,7 +14,8 @@ The columns, in this order (each present only when its weight is above 0, the sp
   rotations);
 - ``knn:SPACE``: the mean distance to the ``knn_k`` nearest training points in SPACE ("embedding": the
   multi-sphere encoder's, "autoencoder": the pretrained net's encoder's, whichever ``pretrain.method``
-  built it, "input": the preprocessed input, "raw": the data as given), one column per space;
+  built it, "input": the preprocessed input, "raw": the data as given, "pooled": images as given, each
+  channel averaged over a ``POOLED_GRID`` x ``POOLED_GRID`` grid of patches), one column per space;
 - ``centres:SPACE``: the distance to the nearest mean of the clusterer's partition of the training
   points in SPACE (``toolkit.centres``: spheres in that space, not trained), one column per space.
 
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .centres import nearest_centre, nearest_centre_loo
@@ -105,6 +107,27 @@ def threshold(
     if len(scorer.names) == 1 and scorer.head.rule in OUTSIDE:
         return OUTSIDE[scorer.head.rule]
     return float(torch.quantile(train_scores, 1.0 - nu))
+
+
+POOLED_GRID = 4  # the "pooled" space: each channel of an image averaged over 4 x 4 patches (48 values for RGB)
+
+
+def pooled(x: Tensor) -> Tensor:
+    """(B, C * POOLED_GRID**2) images ``x`` (B, C, H, W) as given, each channel averaged over a grid of
+    ``POOLED_GRID`` x ``POOLED_GRID`` patches: where the colours lie, not the shapes (a thumbnail)."""
+    return F.adaptive_avg_pool2d(x.float(), POOLED_GRID).flatten(1)
+
+
+def check_spaces(score, in_shape: tuple[int, ...]) -> None:
+    """Refuse, with a ``ConfigError`` before any training, a k-NN or centres term in the "pooled" space of
+    samples that are not images (C, H, W)."""
+    used = [*(score.knn_spaces if score.knn > 0 else ()), *(score.centres_spaces if score.centres > 0 else ())]
+    if "pooled" in used and len(in_shape) != 3:
+        setting = "score.knn_space" if score.knn > 0 and "pooled" in score.knn_spaces else "score.centres_space"
+        raise ConfigError(
+            f"{setting}=pooled averages images (C, H, W) over a grid of patches; these samples have shape "
+            f"{tuple(in_shape)}: use raw or input for rows of features"
+        )
 
 
 def column_names(score, single: bool) -> list[str]:
@@ -197,6 +220,8 @@ class Scorer(nn.Module):
         ``xb`` and multi-sphere embeddings ``z``."""
         if space == "raw":
             return x.reshape(x.shape[0], -1).float()
+        if space == "pooled":
+            return pooled(x)
         if space == "input":
             return xb.reshape(xb.shape[0], -1)
         if space == "autoencoder":

@@ -48,9 +48,11 @@ def test_exported_scorer_equals_decision_function(settings, tmp_path):
 def test_exported_lenet_scorer(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((60, 1, 28, 28), dtype=np.float32)
+    pooled = {"score.knn_space": "autoencoder+pooled"}  # the images' colour layout, averaged in the trace too
     det = MultiRadiusDeepSVDD(
-        load_recipe("mnist"), device="cpu", **TINY, **{"pretrain.batch_size": 20, "svdd.batch_size": 20}
+        load_recipe("mnist"), device="cpu", **TINY, **pooled, **{"pretrain.batch_size": 20, "svdd.batch_size": 20}
     ).fit(x)
+    assert list(det.knn_reference_) == ["autoencoder", "pooled"]
     scorer = torch.jit.load(str(export(det, tmp_path / "scorer.pt")))
     new = rng.random((9, 1, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(scorer(torch.from_numpy(new)).numpy(), det.decision_function(new), rtol=1e-4, atol=1e-4)

@@ -13,6 +13,7 @@ from toolkit.overrides import apply_overrides
 from toolkit.pretext import score_terms
 from toolkit.recipes_loader import default_recipe, load_recipe
 from toolkit.registry import build_clusterer
+from toolkit.scoring import pooled
 from toolkit.svdd import combined_scores, score_stats, scores
 
 TINY = {
@@ -237,6 +238,44 @@ def test_knn_term_in_two_spaces_adds_one_column_each(tmp_path):
     )
     loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
     np.testing.assert_array_equal(loaded.decision_function(x_new), det.decision_function(x_new))
+
+
+def test_pooled_averages_each_channel_over_a_four_by_four_grid_of_patches():
+    x = torch.rand(5, 3, 32, 32)
+    want = x.reshape(5, 3, 4, 8, 4, 8).mean(dim=(3, 5)).flatten(1)  # 8 x 8 patches, channel by channel
+    torch.testing.assert_close(pooled(x), want)
+    assert pooled(torch.rand(2, 1, 28, 28)).shape == (2, 16)  # 7 x 7 patches of a grey image
+
+
+def test_knn_term_in_the_pooled_space_measures_the_images_colour_layout(tmp_path):
+    """knn_space="pooled": the k-NN distance between the images as given, each channel averaged over a
+    4 x 4 grid of patches, beside the other terms; the rows kept are those 48 values an image."""
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 3, 32, 32), dtype=np.float32)
+    x[:, 0] *= np.linspace(0.2, 1.0, 60, dtype=np.float32)[:, None, None]  # images of more or less red
+    settings = {"pretrain.epochs": 1, "svdd.epochs": 1, "svdd.warmup_epochs": 0, "pretrain.batch_size": 20}
+    settings |= {"svdd.batch_size": 20, "score.knn": 1.0, "score.knn_k": 1, "score.knn_space": "pooled"}
+    det = MultiRadiusDeepSVDD(load_recipe("cifar10"), device="cpu", **settings).fit(x)
+    ref = pooled(torch.from_numpy(x))
+    torch.testing.assert_close(det.knn_reference_["pooled"], ref)
+    new = rng.random((7, 3, 32, 32), dtype=np.float32)
+    with torch.inference_mode():
+        column = det.scorer_.columns(torch.from_numpy(new))[0][:, -1]
+    torch.testing.assert_close(column, brute_force(pooled(torch.from_numpy(new)).double(), ref.double(), 1).float())
+    assert "1-NN distance (pooled raw images)" in det.resolved_config().score.terms()
+    loaded = MultiRadiusDeepSVDD.load(det.save(tmp_path / "det.pt"))
+    np.testing.assert_array_equal(loaded.decision_function(new), det.decision_function(new))
+
+
+@pytest.mark.parametrize("setting", ["knn", "centres"])
+def test_the_pooled_space_of_rows_that_are_not_images_is_refused_before_training(setting):
+    x, normal = digits_013()
+    settings = {**TINY, f"score.{setting}": 1.0, f"score.{setting}_space": "pooled"}
+    det = MultiRadiusDeepSVDD(load_recipe(default_recipe()), device="cpu", **settings)
+    want = f"score.{setting}_space=pooled averages images \\(C, H, W\\).*shape \\(64,\\): use raw or input"
+    with pytest.raises(ConfigError, match=want):
+        det.fit(x[normal])
+    assert not hasattr(det, "scorer_")
 
 
 def test_float16_storage_halves_the_kept_rows_and_scores_alike_once_loaded(tmp_path):

@@ -75,7 +75,8 @@ def test_help_text_comes_whole_from_the_field_metadata():
     """A help text written over several lines reaches ``--help`` whole, on its setting's line."""
     whole = (
         'with score.knn: "embedding" (the multi-sphere encoder\'s), "autoencoder" (the pretrained network\'s '
-        'encoder), "input" (the preprocessed input), "raw" (the data as given), or several joined by "+" '
+        'encoder), "input" (the preprocessed input), "raw" (the data as given), "pooled" (images as given, each '
+        'channel averaged over a 4x4 grid of patches: their colour layout), or several joined by "+" '
         '("autoencoder+raw"): one k-NN column per space, each weighted by score.knn'
     )
     assert field_help()["score.knn_space"] == whole
