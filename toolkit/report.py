@@ -153,30 +153,37 @@ def training_figure(run_dir: Path, results: dict[str, Any]) -> Path:
     ax_r, ax_l = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     epochs = results["multi"]["history"]["epochs"]
     e = [row["epoch"] for row in epochs]
+    dot = _dot(len(e))
     if all("radii" in row for row in epochs):
         radii = np.array([row["radii"] for row in epochs])
         for k in range(radii.shape[1]):
-            ax_r.plot(e, radii[:, k], label=f"cluster {k}")
+            ax_r.plot(e, radii[:, k], label=f"cluster {k}", **dot)
         title = "Radius of each cluster"
     else:  # more spheres than can be drawn one by one: their spread (handlers.sphere_spread)
         q = np.array([row["radius_quantiles"] for row in epochs])
         ax_r.fill_between(e, q[:, 0], q[:, 4], alpha=0.2, label="min to max")
         ax_r.fill_between(e, q[:, 1], q[:, 3], alpha=0.4, label="quartiles")
-        ax_r.plot(e, q[:, 2], label="median")
+        ax_r.plot(e, q[:, 2], label="median", **dot)
         title = f"Radii of the {len(results['multi']['radii'])} clusters"
     if "single" in results:
         single = results["single"]["history"]["epochs"]
-        ax_r.plot([r["epoch"] for r in single], [r["radii"][0] for r in single], "k--", label="one sphere")
+        radius = [r["radii"][0] for r in single]
+        ax_r.plot([r["epoch"] for r in single], radius, "k--", label="one sphere", **_dot(len(radius)))
     ax_r.set(xlabel="SVDD epoch", ylabel="radius R_k", title=title)
     ax_r.legend(fontsize=7, ncol=2)
     for key, label in (("multi", "SVDD, multi-radius"), ("single", "SVDD, one sphere")):
         if key in results:
             h = results[key]["history"]["epochs"]
-            ax_l.plot([r["epoch"] for r in h], [r["loss"] for r in h], label=label)
+            ax_l.plot([r["epoch"] for r in h], [r["loss"] for r in h], label=label, **_dot(len(h)))
     ax_l.set(xlabel="epoch", ylabel="mean loss", title="Training loss", yscale="log")
     ax_l.legend()
     fig.tight_layout()
     return _save(plt, fig, run_dir / "training.png")
+
+
+def _dot(points: int) -> dict[str, Any]:
+    """A line's style for ``points`` values: a dot where there is one (a line of one point draws nothing)."""
+    return {"marker": "o", "markersize": 4} if points == 1 else {}
 
 
 def project_2d(z: np.ndarray, method: str, seed: int = 0) -> np.ndarray:

@@ -188,6 +188,20 @@ def test_fit_from_python_logs_to_tensorboard_with_the_runs_harness(digits, tmp_p
     assert not list(tmp_path.glob("checkpoints"))  # no run folder: nothing but the events is written
 
 
+def test_a_one_epoch_training_figure_draws_each_value_as_a_dot(tmp_path, monkeypatch):
+    """A line of one point draws nothing: the values of a one-epoch run are dots."""
+    from toolkit import report
+
+    drawn = []
+    monkeypatch.setattr(report, "_save", lambda plt, fig, path: drawn.extend(fig.axes) or plt.close(fig) or path)
+    row = {"epoch": 1, "loss": 0.5, "radii": [0.3, 0.4]}
+    results = {key: {"radii": row["radii"], "history": {"epochs": [row]}} for key in ("multi", "single")}
+    report.training_figure(tmp_path, results)
+    lines = [line for ax in drawn for line in ax.get_lines()]
+    assert len(lines) == 5  # two clusters, the one sphere, two losses
+    assert all(line.get_marker() == "o" for line in lines)
+
+
 def test_training_figure_draws_many_spheres_by_their_spread(tmp_path):
     """Rows recorded by their spread (more spheres than SPHERES_ONE_BY_ONE) draw as a band, not a line each."""
     from toolkit.report import training_figure
