@@ -43,7 +43,7 @@ from .nets import EVAL_BATCH, fast_layout, resolve_arch
 from .overrides import apply_overrides
 from .pretext import check_pretraining, pretraining_net, score_terms
 from .runfolder import RunFolder, RunFolderError
-from .scoring import training_rows
+from .scoring import check_spaces, training_rows
 from .stages import FitEvents, Harness, StageStore, resolve_device
 
 log = logging.getLogger("toolkit")
@@ -250,6 +250,7 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
         split = load_split(cfg.data, cfg.seed)
         check_training_data(cfg, split.x_train)  # what fit would refuse, before the run folder is written
         arch = resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
+        check_spaces(cfg.score, split.input_shape)  # and score terms that can measure them
         with torch.device("meta"):  # built without memory or random draws, only to be refused here if it must
             pretraining_net(method, arch, split.input_shape, cfg.net)
         if launcher:

@@ -301,8 +301,9 @@ def test_a_failed_start_leaves_no_folder_holding_only_its_lock(tmp_path):
 
 
 def test_data_that_fit_would_refuse_are_one_line_and_leave_no_run(tmp_path):
-    """Non-finite values, a 1-D array and too few rows for the settings are refused when the data are
-    loaded, before the run folder is written, so the same command runs once the data are fixed."""
+    """Non-finite values, a 1-D array, too few rows for the settings and a score term that cannot measure
+    the data (the pooled space of a table) are refused when the data are loaded, before the run folder is
+    written, so the same command runs once the data or the settings are fixed."""
     x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
     x[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", x)
@@ -311,9 +312,10 @@ def test_data_that_fit_would_refuse_are_one_line_and_leave_no_run(tmp_path):
         ("table", f"--data.dataset={tmp_path / 'nan.npy'}", "NaN or infinite values in 1 of 40 rows (rows 3)"),
         ("table", f"--data.dataset={tmp_path / 'flat.npy'}", "has shape (10,): one row per sample is needed"),
         ("digits", "--score.knn=1", "score.knn_k=5000 neighbours besides each training row itself"),
+        ("digits", "--score.centres_space=pooled", "score.centres_space=pooled averages images (C, H, W)"),
     ]
     for recipe, data, message in cases:
-        extra = ["--score.knn_k=5000"] if recipe == "digits" else []
+        extra = ["--score.knn_k=5000"] if data == "--score.knn=1" else []
         r = cli_in_process(recipe, data, *extra, f"--run_dir={tmp_path / 'run'}", *TINY)
         assert message in one_line_error(r)
         assert not (tmp_path / "run").exists()
