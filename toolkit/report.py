@@ -168,7 +168,7 @@ def training_figure(run_dir: Path, results: dict[str, Any]) -> Path:
     if "single" in results:
         single = results["single"]["history"]["epochs"]
         radius = [r["radii"][0] for r in single]
-        ax_r.plot([r["epoch"] for r in single], radius, "k--", label="one sphere", **_dot(len(radius)))
+        ax_r.plot([r["epoch"] for r in single], radius, "k--", label="one sphere", **_dot(len(single)))
     ax_r.set(xlabel="SVDD epoch", ylabel="radius R_k", title=title)
     ax_r.legend(fontsize=7, ncol=2)
     for key, label in (("multi", "SVDD, multi-radius"), ("single", "SVDD, one sphere")):

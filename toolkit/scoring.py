@@ -121,12 +121,11 @@ def pooled(x: Tensor) -> Tensor:
 def check_spaces(score, in_shape: tuple[int, ...]) -> None:
     """Refuse, with a ``ConfigError`` before any training, a k-NN or centres term in the "pooled" space of
     samples that are not images (C, H, W)."""
-    used = [*(score.knn_spaces if score.knn > 0 else ()), *(score.centres_spaces if score.centres > 0 else ())]
-    if "pooled" in used and len(in_shape) != 3:
-        setting = "score.knn_space" if score.knn > 0 and "pooled" in score.knn_spaces else "score.centres_space"
+    pooled_terms = [n.split(":")[0] for n in column_names(score, single=False) if n.endswith(":pooled")]
+    if pooled_terms and len(in_shape) != 3:
         raise ConfigError(
-            f"{setting}=pooled averages images (C, H, W) over a grid of patches; these samples have shape "
-            f"{tuple(in_shape)}: use raw or input for rows of features"
+            f"score.{pooled_terms[0]}_space=pooled averages images (C, H, W) over a grid of patches; these samples "
+            f"have shape {tuple(in_shape)}: use raw or input for rows of features"
         )
 
 
