@@ -1,7 +1,8 @@
 """Your own images: ``python -m toolkit folder --data.dataset=FOLDER`` (one subfolder per class, or images
 that are all normal). LeNet nets at 28x28 grey or 32x32 colour, with the CIFAR-10 recipe's pretraining,
-spheres and score: rotation prediction, and the spheres' score plus rotation's cross-entropy, the best
-measured on natural colour images (docs/results.md, "The spheres on CIFAR-10"). For grey digit- or
+spheres and score: rotation prediction, and the spheres' score, rotation's cross-entropy and the
+distance to the nearest training image's colour layout, the best measured on natural colour images
+(docs/results.md, "The colour layout beside the rotation net"). For grey digit- or
 sketch-like images the MNIST recipe's choices were measured best on MNIST: ``python -m toolkit mnist
 --data.dataset=FOLDER`` (README: "Your own data")."""
 

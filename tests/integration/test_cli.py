@@ -161,7 +161,8 @@ def test_cifar10_recipe_runs_on_torchvision_files_and_on_a_folder_copy(tmp_path,
     r = cli_in_process("cifar10", *tv, *tiny)
     assert r.returncode == 0, r.stderr
     results = json.loads((tmp_path / "tv" / "results.json").read_text())
-    assert results["multi"]["score"] == "sphere score + rotation cross-entropy"
+    want = "sphere score + rotation cross-entropy + 1-NN distance (pooled raw images)"
+    assert results["multi"]["score"] == want
     rng = np.random.default_rng(0)
     for split, n in (("train", 12), ("test", 4)):
         for c in ("airplane", "automobile", "bird"):

@@ -61,7 +61,11 @@ def test_natural_image_recipes_pretrain_by_rotation():
     assert (s.epochs, s.warmup_epochs, s.milestones, s.recentre) == (10, 2, (), True)
     assert (s.lr, s.for_model("single").lr) == (1e-5, 1e-4)  # the spheres at a tenth of the one sphere's rate
     assert (cfg.clustering.name, cfg.clustering.options, cfg.clustering.min_cluster_size) == ("finch", {"level": 0}, 3)
-    assert (cfg.score.multi, cfg.score.pretext, cfg.score.knn) == (1.0, 1.0, 0.0)  # the spheres + the cross-entropy
+    assert (cfg.score.multi, cfg.score.pretext, cfg.score.knn) == (1.0, 1.0, 1.0)  # spheres, cross-entropy, colours
+    assert (cfg.score.knn_k, cfg.score.knn_space) == (1, "pooled")  # the nearest training image's colour layout
+    assert cfg.score.terms("rotation cross-entropy") == (
+        "sphere score + rotation cross-entropy + 1-NN distance (pooled raw images)"
+    )
     assert (cfg.score.centres, cfg.score.storage) == (0.0, "float32")  # not MNIST's pixel centres
     folder = load_recipe(RECIPES / "folder.py")
     assert (folder.pretrain, folder.clustering, folder.svdd, folder.score) == (p, cfg.clustering, s, cfg.score)
