@@ -250,7 +250,6 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
         split = load_split(cfg.data, cfg.seed)
         check_training_data(cfg, split.x_train)  # what fit would refuse, before the run folder is written
         arch = resolve_arch(cfg.net.arch, split.input_shape)  # a net for these data, before the run folder is written
-        check_spaces(cfg.score, split.input_shape)  # and score terms that can measure them
         with torch.device("meta"):  # built without memory or random draws, only to be refused here if it must
             pretraining_net(method, arch, split.input_shape, cfg.net)
         if launcher:
@@ -280,13 +279,14 @@ def run(cfg: C.Config, *, progress: bool = True) -> dict[str, Any]:
 
 
 def check_training_data(cfg: C.Config, x_train: np.ndarray) -> None:
-    """Refuse training data that ``fit`` would refuse (non-finite values, too few rows for the settings),
-    naming the data set, so that a start with them writes no run."""
+    """Refuse training data that ``fit`` would refuse (non-finite values, too few rows for the settings, a
+    score term that cannot measure them), naming the data set, so that a start with them writes no run."""
     try:
         x = validate(x_train, fitting=True)
     except ValueError as e:
         raise DataError(f"data.dataset={cfg.data.dataset!r}: {e}") from None
     training_rows(cfg.score, len(x), cfg.seed)
+    check_spaces(cfg.score, tuple(x.shape[1:]))
 
 
 def check_batch_sizes(cfg: C.Config, world: int) -> None:
