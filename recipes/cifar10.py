@@ -16,10 +16,11 @@ Score: three terms, each standardised: the spheres' score (the distance to the n
 rotation network's own cross-entropy over the four rotations, and the distance to the nearest training
 image's colour layout (the image as given, each channel averaged over 4 x 4 patches: 48 values,
 ``score.knn_space=pooled``, ``score.knn_k=1``), which tells apart the normal classes that colour does
-and the rotation net misses. On the ten groups' seed-0 runs (five pairs, five triples, one CPU thread):
-0.775 / 0.730 mean test AUROC on pairs / triples against 0.769 / 0.709 for the spheres and cross-entropy
-alone, above them on 8 of 10 (-1.3 to +4.2 points; the groups of animals alone +0.9 to +4.2), in a
-6.4 to 7.6 MB detector that scores as fast (docs/results.md, "The colour layout"). On two groups
+and the rotation net misses. On the ten groups x two seeds (five pairs, five triples, one CPU thread):
+0.773 / 0.731 mean test AUROC on pairs / triples against 0.766 / 0.710 for the spheres and cross-entropy
+alone, above them on 16 of 20 (-1.3 to +4.5 points; the groups of animals alone +0.9 to +4.5), in a
+6.3 to 7.6 MB detector that scores as fast (docs/results.md, "The colour layout"); kept on the twelve
+models not used to choose it (above on 8 of 12, mean +0.9 points). On two groups
 outside the ten it lowered the score, where colour does not tell the classes apart ({automobile, truck}
 0.871 against 0.900, {cat, dog} 0.704 against 0.711; "Other CIFAR-10 groups"). The spheres and
 cross-entropy alone (``--score.knn=0``) give 0.766 / 0.707 on twenty models (two seeds), level with the
