@@ -15,20 +15,20 @@ models the spheres scored higher after SVDD at 1e-5 than at 1e-4 (docs/results.m
 Score: three terms, each standardised: the spheres' score (the distance to the nearest centre), the
 rotation network's own cross-entropy over the four rotations, and the distance to the nearest training
 image's colour layout (the image as given, each channel averaged over 4 x 4 patches: 48 values,
-``score.knn_space=pooled``, ``score.knn_k=1``), which tells apart the normal classes that colour does
-and the rotation net misses. On the ten groups x two seeds (five pairs, five triples, one CPU thread):
-0.773 / 0.731 mean test AUROC on pairs / triples against 0.766 / 0.710 for the spheres and cross-entropy
-alone, above them on 16 of 20 (-1.3 to +4.5 points; the groups of animals alone +0.9 to +4.5), in a
-6.3 to 7.6 MB detector that scores as fast (docs/results.md, "The colour layout"); kept on the twelve
-models not used to choose it (above on 8 of 12, mean +0.9 points). On two groups
-outside the ten it lowered the score, where colour does not tell the classes apart ({automobile, truck}
-0.871 against 0.900, {cat, dog} 0.704 against 0.711; "Other CIFAR-10 groups"). The spheres and
-cross-entropy alone (``--score.knn=0``) give 0.766 / 0.707 on twenty models (two seeds), level with the
-cross-entropy plus the 5-NN distance in the embedding (0.766 / 0.711); the spheres alone (0.758 /
-0.688) are above one sphere and above spheres on a random partition of the same sizes on all 20
-(docs/results.md, "The spheres on CIFAR-10"). ``--score.centres=1`` adds the nearest pixel centre
-instead, stronger on the animals and weaker on the vehicles; twice the filters (``--net.width=2``)
-scored lower on the two models measured, at four times the time.
+``score.knn_space=pooled``, ``score.knn_k=1``), which tells apart the normal classes that colour does and
+the rotation net misses. On the ten groups x two seeds (five pairs, five triples, one CPU thread): 0.773
+/ 0.731 mean test AUROC on pairs / triples against 0.766 / 0.710 for the spheres and cross-entropy alone,
+above them on 16 of 20 (-1.3 to +4.5 points; the groups of animals alone +0.9 to +4.5), in a 6.3 to 7.6
+MB detector that scores as fast (docs/results.md, "The colour layout"); kept on the twelve models not
+used to choose it (above on 8 of 12, mean +0.9 points). On two groups outside the ten it lowered the
+score, where colour does not tell the classes apart ({automobile, truck} 0.871 against 0.900, {cat, dog}
+0.704 against 0.711; "Other CIFAR-10 groups"). The spheres and cross-entropy alone (``--score.knn=0``)
+give 0.766 / 0.707 on twenty models (two seeds), level with the cross-entropy plus the 5-NN distance in
+the embedding (0.766 / 0.711); the spheres alone (0.758 / 0.688) are above one sphere and above spheres
+on a random partition of the same sizes on all 20 (docs/results.md, "The spheres on CIFAR-10").
+``--score.centres=1`` adds the nearest pixel centre instead, stronger on the animals and weaker on the
+vehicles; twice the filters (``--net.width=2``) scored lower on the two models measured, at four times
+the time.
 
 A run takes 30 to 40 minutes for a pair of classes and 44 to 60 for a triple with one CPU thread (two
 runs sharing the machine), under 2 minutes on one GPU.
