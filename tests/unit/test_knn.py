@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD
 from toolkit.config import ConfigError
-from toolkit.knn import knn_distance
+from toolkit.knn import knn_distance, smallest
 from toolkit.overrides import apply_overrides
 from toolkit.pretext import score_terms
 from toolkit.recipes_loader import default_recipe, load_recipe
@@ -69,6 +69,30 @@ def test_knn_distance_with_duplicate_points_and_float32():
         rtol=1e-4,
         atol=1e-3,
     )
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_smallest_gives_the_k_smallest_of_wide_rows_exactly(k):
+    """The groups' minima pick where to look; the values are topk's, ties and the columns past the last
+    whole group included."""
+    g = torch.Generator().manual_seed(k)
+    values = torch.randint(0, 50, (40, 4 * k * 64 + 37), generator=g).float()  # many ties
+    values[0, -1] = -1.0  # the smallest in the columns past the last whole group
+    values[1, :64] = -2.0  # a row whose k smallest are all in one group
+    values[2, 5::64] = -3.0  # ... or one in each of many groups
+    want = values.topk(k, dim=1, largest=False).values.sort(dim=1).values
+    assert torch.equal(smallest(values, k).sort(dim=1).values, want)
+    narrow = values[:, : 4 * k * 64 - 1]  # too few groups: the whole-row topk
+    want = narrow.topk(k, dim=1, largest=False).values.sort(dim=1).values
+    assert torch.equal(smallest(narrow, k).sort(dim=1).values, want)
+
+
+def test_knn_distance_over_many_reference_rows_matches_the_whole_matrix():
+    g = torch.Generator().manual_seed(0)
+    ref, query = torch.randn(2000, 3, generator=g), torch.randn(50, 3, generator=g)
+    d = torch.cdist(query.double(), ref.double())
+    want = d.topk(5, dim=1, largest=False).values.mean(dim=1).float()
+    torch.testing.assert_close(knn_distance(query, ref, 5), want, rtol=1e-4, atol=1e-4)
 
 
 def test_knn_distance_refuses_bad_k_and_shapes():
