@@ -50,7 +50,7 @@ finished stages). The rows:
 Each row records the test AUROC and, for the detectors, the file size and the scoring throughput
 (images per second on ``--device``: the CPU unless a GPU is named; the run itself trains where the
 recipe's ``device`` setting says, a GPU when there is one). A run's detectors are timed together, in
-turns (each scores the same test images, then the next; three rounds, the best pass of each), so a drift
+turns (each scores the same test images, then the next; five rounds, the best pass of each), so a drift
 of the machine's speed reaches every row of the run alike and their ratios hold. ``--summary``
 prints the means per group size; the table per group (each cell the mean over the seeds measured, the
 columns the ``--rows`` named, in their order) with each detector's file size and images per second;
@@ -180,7 +180,7 @@ def auroc(y, s) -> float:
     return float(roc_auc_score(np.asarray(y), s))
 
 
-TIMED_IMAGES, TIMED_ROUNDS = 2048, 3
+TIMED_IMAGES, TIMED_ROUNDS = 2048, 5
 
 
 def throughputs(dets: dict, x) -> dict[str, float]:

@@ -7,10 +7,11 @@ Rows: images/s of pretraining and SVDD epochs (toolkit: preprocessed tensors sli
 torchvision dataset with a per-image transform through a DataLoader, same nets and optimiser; the reference
 way: the naive feed with the plain layer sequences in the default memory layout, as the reference
 implementations run; the toolkit's rows use its default, plain layers too; fused layers: toolkit/layers.py's
-opt-in CPU forms, --net.fused=True), the CIFAR-10 nets on random batches, FINCH
-clustering seconds, scoring images/s, and the pretraining step's achieved GFLOP/s against a large fp32
-matrix product timed in the same run. --compile and --bf16 add rows for torch.compile and for CPU
-bfloat16 autocast (probes of what would help; neither is a toolkit setting). Prints a markdown table. Not part of CI.
+opt-in CPU forms, --net.fused=True), the CIFAR-10 nets on random batches, FINCH clustering seconds,
+the MNIST recipe's k-NN column (images/s, its pick of the k nearest against a topk over each whole row),
+and the pretraining step's achieved GFLOP/s against a large fp32 matrix product timed in the same run.
+--compile and --bf16 add rows for torch.compile and for CPU bfloat16 autocast (probes of what would
+help; neither is a toolkit setting). Prints a markdown table. Not part of CI.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from torch import Tensor
 
 from toolkit.data import TensorBatches
 from toolkit.engines import reconstruction_error
+from toolkit.knn import knn_block, nearest_sq_distances, sq_distances_less_query
 from toolkit.layers import UpConvTranspose2d
-from toolkit.nets import build_autoencoder, embed, fast_layout
+from toolkit.nets import EVAL_BATCH, build_autoencoder, embed, fast_layout
 from toolkit.plugins.finch import FinchClusterer
 from toolkit.preprocessing import Preprocessor, global_contrast_normalization
 from toolkit.svdd import own_sq_distances, soft_boundary_loss
@@ -252,6 +254,29 @@ def time_finch(d: Data, enc: torch.nn.Module) -> Rows:
     return [("FINCH on the 18,796 embeddings", f"{timed(lambda: FinchClusterer().fit_predict(z)):.2f} s", "")]
 
 
+def time_knn(d: Data, enc: torch.nn.Module, k: int = 5, queries: int = 2048, rounds: int = 5) -> Rows:
+    """The MNIST recipe's k-NN column: the mean distance of ``queries`` embeddings to their ``k`` nearest of
+    the 18,796 training embeddings (32-d), in the detector's blocks of ``EVAL_BATCH``, as the toolkit picks
+    them (``toolkit.knn.smallest``) and by a ``topk`` over each whole row; the two in turns, best pass."""
+    ref = embed(enc, d.x)
+    q = ref[torch.randperm(d.n, generator=torch.Generator().manual_seed(0))[:queries]]
+
+    def whole_row(b: Tensor) -> Tensor:
+        picked = sq_distances_less_query(b, ref).topk(k, dim=1, largest=False).values
+        return nearest_sq_distances(picked, b).sqrt().mean(dim=1)
+
+    ways = {"toolkit": lambda b: knn_block(b, ref, k), "topk": whole_row}
+    best = dict.fromkeys(ways, float("inf"))
+    for _ in range(rounds):
+        for name, column in ways.items():
+            best[name] = min(best[name], timed(lambda column=column: [column(b) for b in q.split(EVAL_BATCH)]))
+    what = f"k-NN column, {k} nearest of the {d.n:,} embeddings (32-d)"
+    return [
+        (what, f"{queries / best['toolkit']:,.0f} img/s", f"{best['topk'] / best['toolkit']:.2f}x a whole-row topk"),
+        (f"{what}, a whole-row topk", f"{queries / best['topk']:,.0f} img/s", ""),
+    ]
+
+
 def time_pyod(a, d: Data) -> Rows:
     try:
         from pyod.models.deep_svdd import DeepSVDD
@@ -315,7 +340,7 @@ def measure(a) -> tuple[int, Rows]:
     rows, toolkit_pre = time_pretraining(a, d)
     rows += time_lenet32()
     svdd_rows, (enc, centres, radii) = time_svdd(a, d)
-    rows += svdd_rows + time_finch(d, enc)
+    rows += svdd_rows + time_finch(d, enc) + time_knn(d, enc)
     rows += [] if a.no_pyod else time_pyod(a, d)
     return d.n, rows + time_flops(a, toolkit_pre)
 

@@ -58,13 +58,16 @@ def nearest_sq_distances(values: Tensor, query: Tensor) -> Tensor:
 
 
 def smallest(values: Tensor, k: int, group: int = GROUP) -> Tensor:
-    """(N, k) the k smallest of each row of ``values`` (N, M): the values ``topk(k, largest=False)`` gives
-    (in no set order), found faster in a wide row. The columns are cut into groups of ``group``; a row's k
-    smallest lie in its k groups with the smallest minima (a group left out has k picked minima at or
-    below each of its values), so a pass of ``amin`` and a ``topk`` over those groups' columns replace the
-    ``topk`` over the whole row: about four times as fast on one CPU core for 18,796 columns, where the
-    ``topk`` was nearly half of a k-NN column's time. A row with a NaN may lose the values beside it in
-    its group (a NaN minimum is never picked); a score that meets a NaN is made +inf anyway."""
+    """(N, k) the k smallest of each row of ``values`` (N, M): the values ``topk(k, largest=False)`` gives (in no
+    set order), found faster in a wide row. The columns are cut into groups of ``group``; a row's k smallest
+    lie in its k groups with the smallest minima (a group left out has k picked minima at or below each of its
+    values), so a pass of ``amin`` and a ``topk`` over those groups' columns replace the ``topk`` over the
+    whole row, several times as fast on one CPU core for the MNIST recipe's 18,796 columns
+    (``benchmarks/speed.py`` times the whole k-NN column both ways). A row with a NaN may lose the values
+    beside it in its group (a NaN minimum is never picked); a score that meets a NaN is made +inf anyway. A
+    traced export (``torch.jit.trace``, which records no test of a shape) takes the whole-row ``topk``."""
+    if torch.jit.is_tracing():
+        return values.topk(k, dim=1, largest=False).values
     n = values.shape[1] // group * group
     if n < 4 * k * group:  # a narrow row: the whole-row topk costs no more
         return values.topk(k, dim=1, largest=False).values

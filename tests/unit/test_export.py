@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 
 from toolkit import MultiRadiusDeepSVDD, load_recipe
 from toolkit.export import export, export_format
+from toolkit.knn import GROUP
 
 TINY = {"pretrain.epochs": 2, "svdd.epochs": 2, "svdd.warmup_epochs": 1}
 
@@ -42,6 +43,30 @@ def test_exported_scorer_equals_decision_function(settings, tmp_path):
         scorer(torch.from_numpy(batch)).numpy(), det.decision_function(batch), rtol=1e-5, atol=1e-5
     )
     assert float(scorer.threshold) == pytest.approx(det.threshold_)
+
+
+@pytest.mark.slow
+def test_exported_scorer_of_a_wide_knn_reference(tmp_path):
+    """A k-NN column over enough training rows that it picks its nearest through groups' minima
+    (``toolkit.knn.smallest``) exports to the same scores, at any batch size: TorchScript (whose trace
+    takes the whole-row topk) and ONNX (the groups' minima)."""
+    x = load_digits().data.astype(np.float32)  # every digit normal: 1,440 of the first 1,600 rows train
+    knn = {"score.knn": 1.0, "score.knn_space": "autoencoder+raw", "score.pretext": 0.0, "score.multi": 0.0}
+    det = MultiRadiusDeepSVDD(load_recipe("digits"), device="cpu", **TINY, **knn).fit(x[:1600])
+    assert len(det.knn_reference_["raw"]) >= 4 * det.config.score.knn_k * GROUP
+    new = x[1600:]  # rows the detector has not seen
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        scorer = torch.jit.load(str(export(det, tmp_path / "scorer.pt")))
+    for batch in (new[:1], new[:37], new):
+        np.testing.assert_allclose(
+            scorer(torch.from_numpy(batch)).numpy(), det.decision_function(batch), rtol=1e-5, atol=1e-5
+        )
+    session = onnx_session(export(det, tmp_path / "scorer.onnx"))
+    for batch in (new[:1], new[:37], new):
+        np.testing.assert_allclose(
+            session.run(None, {"x": batch})[0], det.decision_function(batch), rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.slow
