@@ -2,7 +2,7 @@
 
 Both compute the same function as the plain sequence, with the same parameters and state-dict keys,
 so a model trained with either form loads and scores under the other. They are an opt-in speed setting
-for the CPU (``fused=True``, ``--net.fused=True``), off by default: they made training 1.2-1.4x faster on
+for the CPU (``fused=True``, ``--net.fused=True``), off by default: they made training 1.2-1.7x faster on
 two CPU cores (``benchmarks/speed.py`` times them) but were never measured on other devices, float32
 rounds differently in them (a long run drifts from the plain one as a change of seed would), and the
 published models were trained with the plain sequences. Even with ``fused=True``, a tensor on any
