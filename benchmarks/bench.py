@@ -44,6 +44,8 @@ finished stages). The rows:
   pretrained network's embedding, the score the distance to the nearest centre;
 - ``knn5-ae``: the mean distance to the 5 nearest training points in the pretrained network's embedding
   (whatever ``pretrain.method`` trained it), as a detector that keeps those embeddings;
+- ``knn5-multi``: the same distance in the multi-sphere encoder's embedding after SVDD (every training
+  point in place of the spheres' centres);
 - ``knn1-raw``: the distance to the nearest training image, raw pixels (the baseline every deep
   detector must beat).
 
@@ -103,6 +105,7 @@ POOLED = {"score.knn": 1.0, "score.knn_k": 1, "score.knn_space": "pooled"}  # th
 SCORES = {  # rows scored by a detector assembled from a run's trained stages with another score
     "multi": NO_TERMS | {"score.multi": 1.0},
     "knn5-ae": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder"},
+    "knn5-multi": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "embedding"},
     "multi+raw": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "raw"},
     "multi+ae": NO_TERMS | {"score.multi": 1.0, "score.knn": 1.0, "score.knn_space": "autoencoder"},
     "two-distance": NO_TERMS | {"score.knn": 1.0, "score.knn_space": "autoencoder+raw"},
