@@ -66,10 +66,8 @@ def smallest(values: Tensor, k: int, group: int = GROUP) -> Tensor:
     (``benchmarks/speed.py`` times the whole k-NN column both ways). A row with a NaN may lose the values
     beside it in its group (a NaN minimum is never picked); a score that meets a NaN is made +inf anyway. A
     traced export (``torch.jit.trace``, which records no test of a shape) takes the whole-row ``topk``."""
-    if torch.jit.is_tracing():
-        return values.topk(k, dim=1, largest=False).values
     n = values.shape[1] // group * group
-    if n < 4 * k * group:  # a narrow row: the whole-row topk costs no more
+    if torch.jit.is_tracing() or n < 4 * k * group:  # traced, or a narrow row: the whole-row topk costs no more
         return values.topk(k, dim=1, largest=False).values
     groups = values[:, :n].unflatten(1, (-1, group))
     picked = groups.amin(dim=2).topk(k, dim=1, largest=False).indices
