@@ -172,7 +172,8 @@ def run_recipe(recipe: str, group: list, seed: int, folder: Path, extra: list[st
         cmd.append("--resume=True")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    # in the caller's folder, so that --out and the paths among the extra arguments mean what they meant there
+    subprocess.run(cmd, check=True, env=env)
     return json.loads((folder / "results.json").read_text())
 
 

@@ -97,7 +97,6 @@ def run_worker(method: str, cache: Path, n: int) -> dict:
         [sys.executable, __file__, "--worker", method, "--cache", str(cache), "--n", str(n)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
     )
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["killed"])[-1][:80]}

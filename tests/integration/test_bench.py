@@ -30,8 +30,10 @@ def test_every_row_from_one_run_and_the_summary(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     rows = "default,multi,multi-pre,single,knn5-ae,knn1-raw,multi+raw,multi+ae,two-distance,null"
     rows += ",multi+two-distance,ae+centres-raw,multi+ae+centres-raw,ae+centres-raw@float16"
-    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows, "--out", str(out)]
-    argv += [f"--data.root={tmp_path}", "--data.download=False", *TINY]
+    # relative paths, as a user types them: the recipe's run resolves them from the same folder as the harness
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", rows, "--out", "out"]
+    argv += ["--data.root=.", "--data.download=False", *TINY]
     monkeypatch.setattr(sys, "argv", argv)
     bench.main()
     got = bench.read_rows(out / "rows.csv")
