@@ -167,7 +167,7 @@ def run_recipe(recipe: str, group: list, seed: int, folder: Path, extra: list[st
     if (folder / "results.json").is_file():
         return json.loads((folder / "results.json").read_text())
     cmd = [sys.executable, "-m", "toolkit", recipe, f"--data.normal_classes={json.dumps(group)}", f"--seed={seed}"]
-    cmd += [f"--run_dir={folder}", "--progress=none", "--eval_every=10", *extra]
+    cmd += [f"--run_dir={folder}", "--eval_every=10", *extra]  # progress as the run's default: bars or lines
     if (folder / "config.json").is_file():
         cmd.append("--resume=True")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
