@@ -11,6 +11,9 @@ embedding); every other setting is the run's (its config.json), with the recipe'
 (``svdd.epochs``, ``svdd.warmup_epochs``: the run's own may be 0 when it was made for other rows), or
 ``--svdd.NAME=VALUE`` given here.
 ``--null``: the same on a random partition of the same sizes (the null control).
+``--single``: the one sphere too (the baseline, a column of its own), trained from the same pretrained net
+at the same schedule, at ``svdd.single_lr`` where the run sets one; its SVDD at learning rate 0 is the
+distance to the embeddings' mean.
 ``--rows``: the scores measured after each, names of ``bench.py``'s rescored rows (default ``multi``, the
 spheres alone: the distance to the nearest centre; ``multi+pretext``: the spheres beside the pretraining
 method's own score). SVDD is trained once per setting; each row is a detector assembled from its stages.
@@ -47,11 +50,17 @@ class Kept(FromRun):
 
 
 def spheres_again(
-    folder: Path, recipe: str, extra: list[str], lr: float, null: bool = False, rows: tuple[str, ...] = ("multi",)
+    folder: Path,
+    recipe: str,
+    extra: list[str],
+    lr: float,
+    null: bool = False,
+    rows: tuple[str, ...] = ("multi",),
+    single: bool = False,
 ) -> dict[str, float]:
     """Test AUROC of each of ``rows`` (bench.py's rescored rows; the spheres alone by default) after SVDD at
     ``lr`` (0: none) on the run's pretrained net and partition (``null``: a random partition of its
-    clusters' sizes), by row."""
+    clusters' sizes), by row; ``single``: and of the one sphere trained beside them (key "single")."""
     results = json.loads((folder / "results.json").read_text())
     seed = json.loads((folder / "config.json").read_text())["seed"]
     split = split_of(recipe, results["normal_classes"], seed, extra)
@@ -66,10 +75,13 @@ def spheres_again(
         stages = ("pretrain",)
     run_cfg = MultiRadiusDeepSVDD.load(folder / "detector_multi.pt").resolved_config()
     store, found = Kept(folder, stages), {}
-    for row in rows:
+    for i, row in enumerate(rows):
         cfg = apply_overrides(run_cfg, over | score_of(row))
-        det = MultiRadiusDeepSVDD(cfg).fit(split.x_train, harness=Harness(store=store))
+        baseline = single and i == 0
+        det = MultiRadiusDeepSVDD(cfg).fit(split.x_train, harness=Harness(store=store, baseline=baseline))
         found[row] = auroc(split.is_anomaly_test, det.decision_function(split.x_test))
+        if baseline:
+            found["single"] = auroc(split.is_anomaly_test, det.baseline_.decision_function(split.x_test))
     return found
 
 
@@ -79,6 +91,7 @@ def main() -> None:
     ap.add_argument("--recipe", default="cifar10")
     ap.add_argument("--lrs", default="0,1e-4,1e-5", help="SVDD learning rates, comma-separated; 0: before SVDD")
     ap.add_argument("--null", action="store_true", help="also the null control (a random partition) at each")
+    ap.add_argument("--single", action="store_true", help="also the one sphere, at the same schedule")
     ap.add_argument("--rows", default="multi", help="bench.py's rescored rows, comma-separated (default: multi)")
     ap.add_argument("--threads", type=int, default=1)
     args, extra = ap.parse_known_args()  # extra: where the data are, e.g. --data.dataset=DIR --data.test=DIR
@@ -87,14 +100,15 @@ def main() -> None:
     if any(score_of(r) is None for r in rows):
         raise SystemExit(f"--rows takes rescored rows only (the detector's score settings): not {rows}")
     torch.set_num_threads(args.threads)
-    print(f"| run | partition | svdd.lr | {' | '.join(rows)} | seconds |\n|{'---|' * (len(rows) + 4)}")
+    cols = (*rows, "single") if args.single else rows
+    print(f"| run | partition | svdd.lr | {' | '.join(cols)} | seconds |\n|{'---|' * (len(cols) + 4)}")
     for lr in map(float, args.lrs.split(",")):
         for null in (False, True) if args.null else (False,):
             t = time.perf_counter()
-            found = spheres_again(Path(args.run), args.recipe, extra, lr, null, rows)
+            found = spheres_again(Path(args.run), args.recipe, extra, lr, null, rows, args.single and not null)
             name = "before SVDD" if lr == 0 else f"{lr:g}"
             part = "random" if null else "the run's"
-            cells = " | ".join(f"{found[r]:.4f}" for r in rows)
+            cells = " | ".join(f"{found[r]:.4f}" if r in found else "" for r in cols)
             print(f"| {Path(args.run).name} | {part} | {name} | {cells} | {time.perf_counter() - t:.0f} |", flush=True)
 
 

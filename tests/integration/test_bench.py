@@ -4,11 +4,14 @@ benchmarks/partitions.py on such a run."""
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
 from fakes import make_mnist
+
+from toolkit import load_recipe
 
 pytestmark = pytest.mark.slow  # the benchmark end to end: a library run and a null-control fit
 
@@ -103,13 +106,18 @@ def test_svdd_trained_again_on_a_runs_pretraining_and_partition(tmp_path, monkey
     bench, again = load_bench(), load_bench("svdd_again")
     out = tmp_path / "out"
     data = [f"--data.root={tmp_path}", "--data.download=False"]
-    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi-pre,pretext"]
+    argv = ["bench.py", "--recipe", "mnist", "--groups", "0,1", "--seeds", "0", "--rows", "multi-pre,pretext,single"]
     argv += ["--out", str(out)]
     monkeypatch.setattr(sys, "argv", [*argv, *data, "--pretrain.method=rotation", *TINY])
     bench.main()
-    pre, pretext = (float(r["auroc"]) for r in sorted(bench.read_rows(out / "rows.csv"), key=lambda r: r["row"]))
+    by = {r["row"]: float(r["auroc"]) for r in bench.read_rows(out / "rows.csv")}
+    pre, pretext = by["multi-pre"], by["pretext"]
     folder, svdd = out / "0-1-s0", ["--svdd.epochs=2", "--svdd.warmup_epochs=1"]
     assert again.spheres_again(folder, "mnist", data, 0.0) == {"multi": pytest.approx(pre, abs=1e-6)}
+    # the one sphere trained again at the run's own schedule and rate is the run's one sphere
+    run_svdd = [*data, "--svdd.epochs=1", "--svdd.warmup_epochs=1"]
+    lr = load_recipe("mnist").svdd.lr
+    assert again.spheres_again(folder, "mnist", run_svdd, lr, single=True)["single"] == pytest.approx(by["single"])
     trained = again.spheres_again(folder, "mnist", [*data, *svdd], 0.01, rows=("multi", "multi+pretext", "pretext"))
     assert 0.0 <= trained["multi"] <= 1.0 and trained["multi"] != pytest.approx(pre, abs=1e-6)
     # the rotation's own score does not depend on SVDD: the run's row; the spheres beside it differ from both
@@ -120,6 +128,14 @@ def test_svdd_trained_again_on_a_runs_pretraining_and_partition(tmp_path, monkey
     table = capsys.readouterr().out
     assert "| 0-1-s0 | the run's | before SVDD |" in table and "| 0-1-s0 | random | before SVDD |" in table
     assert "| run | partition | svdd.lr | multi | seconds |" in table
+    monkeypatch.setattr(
+        sys, "argv", ["svdd_again.py", str(folder), "--recipe", "mnist", "--lrs", "0", "--null", "--single", *data]
+    )
+    again.main()
+    table = capsys.readouterr().out  # the one sphere's column is empty beside the random partition
+    assert "| run | partition | svdd.lr | multi | single | seconds |" in table
+    assert re.search(r"\| 0-1-s0 \| the run's \| before SVDD \| 0\.\d{4} \| 0\.\d{4} \| \d+ \|", table)
+    assert re.search(r"\| 0-1-s0 \| random \| before SVDD \| 0\.\d{4} \|  \| \d+ \|", table)
     monkeypatch.setattr(sys, "argv", ["svdd_again.py", str(folder), "--rows", "multi,knn1-raw", *data])
     with pytest.raises(SystemExit, match="rescored rows only"):
         again.main()
